@@ -1,0 +1,268 @@
+//! Importers. Each reads a source file row by row; a row is either turned into events (and
+//! catalog evidence) or quarantined with a named [`Reason`], written with its line number to
+//! the quarantine file. [`ImportSummary`] accounts for every row: `read = imported +
+//! quarantined`, per file.
+
+mod generic;
+mod online_retail;
+mod source;
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use generic::import_generic;
+pub use online_retail::import_online_retail;
+
+use crate::{Catalog, DataError, Event, Timestamp};
+
+/// Why a row was not imported. The `key` is what summaries and the quarantine file show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// Online Retail: the row has no CustomerID (guest or unknown customer).
+    NoCustomerId,
+    /// Online Retail: the stock code is not a product (postage, manual, discount, fees,
+    /// vouchers, samples): anything but 5 digits with an optional letter suffix.
+    NonProductCode,
+    /// Online Retail: unit price 0 or below (adjustments, free samples, bad-debt entries).
+    ZeroPrice,
+    /// Online Retail: the description is a stock-keeping note (`damages`, `?`, `found`), a
+    /// service line (`Next Day Carriage`) or empty, not a product name.
+    StockNote,
+    /// Online Retail: the quantity's sign disagrees with the invoice type (a negative quantity
+    /// on a sale, or a positive one on a cancellation).
+    QuantitySign,
+    /// A field could not be parsed (number, date).
+    Unparsable(&'static str),
+    /// A required field is empty.
+    Missing(&'static str),
+    /// Generic import: the `kind` is none of the behaviour kinds.
+    UnknownKind,
+    /// Generic import: the event names an item that is not in the catalog.
+    UnknownItem,
+    /// Generic import: a catalog row repeats an item id already imported.
+    DuplicateItem,
+}
+
+impl Reason {
+    pub fn key(&self) -> String {
+        match self {
+            Self::NoCustomerId => "no_customer_id".into(),
+            Self::NonProductCode => "non_product_code".into(),
+            Self::ZeroPrice => "zero_price".into(),
+            Self::StockNote => "stock_note".into(),
+            Self::QuantitySign => "quantity_sign".into(),
+            Self::Unparsable(field) => format!("unparsable_{field}"),
+            Self::Missing(field) => format!("missing_{field}"),
+            Self::UnknownKind => "unknown_kind".into(),
+            Self::UnknownItem => "unknown_item".into(),
+            Self::DuplicateItem => "duplicate_item".into(),
+        }
+    }
+}
+
+/// A rejected row: why, and a message naming file, line and field.
+#[derive(Debug, Clone)]
+pub struct Rejection {
+    pub reason: Reason,
+    pub detail: String,
+}
+
+impl Rejection {
+    pub fn new(reason: Reason, detail: impl Into<String>) -> Self {
+        Self {
+            reason,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// Row accounting for one input file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RowAccounting {
+    pub file: PathBuf,
+    pub rows_read: u64,
+    pub rows_imported: u64,
+    pub rows_quarantined: u64,
+    pub quarantined_by_reason: BTreeMap<String, u64>,
+}
+
+impl RowAccounting {
+    fn new(file: &Path) -> Self {
+        Self {
+            file: file.to_path_buf(),
+            ..Self::default()
+        }
+    }
+
+    /// `read = imported + quarantined`, and the reasons add up.
+    pub fn balanced(&self) -> bool {
+        self.rows_read == self.rows_imported + self.rows_quarantined
+            && self.quarantined_by_reason.values().sum::<u64>() == self.rows_quarantined
+    }
+}
+
+/// What an import did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImportSummary {
+    pub dataset: String,
+    /// The events (or transactions) file.
+    pub events_file: RowAccounting,
+    /// The catalog file, when it is separate from the events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catalog_file: Option<RowAccounting>,
+    pub events: u64,
+    pub events_by_kind: BTreeMap<String, u64>,
+    pub users: u64,
+    /// Items in the catalog.
+    pub items: u64,
+    /// Catalog items that occur in at least one event.
+    pub items_with_events: u64,
+    pub first_event: Option<Timestamp>,
+    pub last_event: Option<Timestamp>,
+    pub quarantine_file: PathBuf,
+    pub store: PathBuf,
+}
+
+impl ImportSummary {
+    /// Every file's rows are accounted for.
+    pub fn balanced(&self) -> bool {
+        self.events_file.balanced() && self.catalog_file.as_ref().is_none_or(|c| c.balanced())
+    }
+}
+
+/// Writes quarantined rows as JSON lines: file, line, reason, detail and the raw fields.
+#[derive(Debug)]
+pub(crate) struct Quarantine {
+    path: PathBuf,
+    out: BufWriter<File>,
+}
+
+#[derive(Serialize)]
+struct QuarantineRecord<'a> {
+    file: &'a Path,
+    line: u64,
+    reason: String,
+    detail: &'a str,
+    fields: BTreeMap<&'a str, &'a str>,
+}
+
+impl Quarantine {
+    pub fn create(path: &Path) -> Result<Self, DataError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
+        }
+        let file = File::create(path).map_err(|e| DataError::io(path, e))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            out: BufWriter::new(file),
+        })
+    }
+
+    /// Records a rejected row and counts it.
+    pub fn put(
+        &mut self,
+        accounting: &mut RowAccounting,
+        line: u64,
+        header: &[String],
+        fields: &[String],
+        rejection: &Rejection,
+    ) -> Result<(), DataError> {
+        let reason = rejection.reason.key();
+        let record = QuarantineRecord {
+            file: &accounting.file,
+            line,
+            reason: reason.clone(),
+            detail: &rejection.detail,
+            fields: header
+                .iter()
+                .map(String::as_str)
+                .zip(fields.iter().map(String::as_str))
+                .collect(),
+        };
+        serde_json::to_writer(&mut self.out, &record).expect("serialisable record");
+        self.out
+            .write_all(b"\n")
+            .map_err(|e| DataError::io(&self.path, e))?;
+        accounting.rows_quarantined += 1;
+        *accounting.quarantined_by_reason.entry(reason).or_default() += 1;
+        Ok(())
+    }
+
+    pub fn finish(mut self) -> Result<PathBuf, DataError> {
+        self.out.flush().map_err(|e| DataError::io(&self.path, e))?;
+        Ok(self.path)
+    }
+}
+
+/// Where an import writes under the data home.
+#[derive(Debug, Clone)]
+pub struct ImportTarget {
+    pub home: PathBuf,
+}
+
+impl ImportTarget {
+    pub fn new(home: impl Into<PathBuf>) -> Self {
+        Self { home: home.into() }
+    }
+
+    pub(crate) fn quarantine_path(&self) -> PathBuf {
+        self.home.join("quarantine.jsonl")
+    }
+}
+
+/// Fills in the event statistics of a summary and writes the store.
+pub(crate) fn finish_import(
+    target: &ImportTarget,
+    mut summary: ImportSummary,
+    catalog: Catalog,
+    events: Vec<Event>,
+) -> Result<ImportSummary, DataError> {
+    let mut users = HashSet::new();
+    let mut items = HashSet::new();
+    for event in &events {
+        users.insert(event.user.as_str());
+        if let Some(item) = &event.item {
+            items.insert(item.as_str());
+        }
+        *summary
+            .events_by_kind
+            .entry(event.kind.as_str().to_string())
+            .or_default() += 1;
+    }
+    summary.events = events.len() as u64;
+    summary.users = users.len() as u64;
+    summary.items = catalog.len() as u64;
+    summary.items_with_events = items.len() as u64;
+    summary.first_event = events.iter().map(|e| e.at).min();
+    summary.last_event = events.iter().map(|e| e.at).max();
+    debug_assert!(summary.balanced(), "unbalanced import: {summary:?}");
+    crate::Store::write(&target.home, &summary, &catalog, events)?;
+    Ok(summary)
+}
+
+/// Parses a number field, or a rejection naming the field and file position.
+pub(crate) fn parse_number(
+    value: &str,
+    field: &'static str,
+    path: &Path,
+    line: u64,
+) -> Result<f64, Rejection> {
+    value
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite())
+        .ok_or_else(|| {
+            Rejection::new(
+                Reason::Unparsable(field),
+                format!(
+                    "{}:{line}: field `{field}`: `{value}` is not a number",
+                    path.display()
+                ),
+            )
+        })
+}

@@ -1,0 +1,43 @@
+use std::path::Path;
+
+use anyhow::Result;
+use recgpt_pipeline::bench::compress_bench;
+
+use super::{print_json, HistoryContext};
+use crate::HistoryArgs;
+
+pub fn compress(home: &Path, args: &HistoryArgs, scale: u32, json: bool) -> Result<()> {
+    let ctx = HistoryContext::open(home, args)?;
+    let scaled_home = home.join(format!("bench-scaled-{scale}x"));
+    let b = compress_bench(
+        &ctx.store,
+        &scaled_home,
+        &ctx.compressor(),
+        &ctx.window,
+        scale,
+    )?;
+    if json {
+        return print_json(&b);
+    }
+    println!(
+        "budget {} tokens; scaled copy {}x written in {:.1}s",
+        b.budget, b.scale, b.replicate_seconds
+    );
+    println!(
+        "{:<30} {:>9} {:>11} {:>8} {:>12} {:>9} {:>10}",
+        "pass", "users", "events", "seconds", "events/s", "÷ read", "peak MiB"
+    );
+    for r in &b.rows {
+        println!(
+            "{:<30} {:>9} {:>11} {:>8.2} {:>12.0} {:>9.2} {:>10}",
+            r.pass,
+            r.users,
+            r.events,
+            r.seconds,
+            r.events_per_s,
+            r.time_vs_read,
+            r.peak_rss_mib.map_or("-".into(), |m| format!("{m:.0}"))
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,56 @@
+use std::path::Path;
+
+use anyhow::Result;
+use recgpt_pipeline::stats::{default_split, narrative_stats, TokenStats};
+
+use super::{print_json, HistoryContext};
+use crate::HistoryArgs;
+
+pub fn narratives(
+    home: &Path,
+    args: &HistoryArgs,
+    split: Option<chrono::NaiveDate>,
+    json: bool,
+) -> Result<()> {
+    let ctx = HistoryContext::open(home, args)?;
+    let split = split.unwrap_or_else(|| default_split(&ctx.store, &ctx.window));
+    let s = narrative_stats(&ctx.store, &ctx.compressor(), &ctx.window, split)?;
+    if json {
+        return print_json(&s);
+    }
+    println!(
+        "{} users, {} events, as of {}, budget {} tokens",
+        s.users, s.events, s.as_of, s.budget
+    );
+    println!(
+        "{:<14} {:>9} {:>7} {:>7} {:>9} {:>9}",
+        "history", "fit rate", "p50", "p95", "max", "mean"
+    );
+    let row = |name: &str, t: &TokenStats| {
+        println!(
+            "{name:<14} {:>8.1}% {:>7} {:>7} {:>9} {:>9.0}",
+            t.fit_rate * 100.0,
+            t.p50,
+            t.p95,
+            t.max,
+            t.mean
+        )
+    };
+    row("compressed", &s.compressed);
+    row("uncompressed", &s.uncompressed);
+    println!(
+        "dropped to fit: {} users, {} events (+{} views/clicks)",
+        s.users_with_drops, s.events_dropped, s.low_signal_events_dropped
+    );
+    let r = &s.retention;
+    println!(
+        "retention at split {} ({} users): narrative mentions {:.1}% of next purchases per user ({:.1}% of pairs); whole history {:.1}% ({:.1}%)",
+        r.split,
+        r.users,
+        r.narrative * 100.0,
+        r.narrative_pairs * 100.0,
+        r.history * 100.0,
+        r.history_pairs * 100.0
+    );
+    Ok(())
+}

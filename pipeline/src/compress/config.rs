@@ -1,0 +1,23 @@
+use serde::{Deserialize, Serialize};
+
+/// Configuration of the `compress` stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CompressConfig {
+    /// Token budget of a narrative, counted with the model's tokenizer. The interests prompt
+    /// adds its instructions and the answer on top, within the model's 8,192-token context.
+    pub budget: usize,
+    /// Catalog attributes shown next to an item's name, in this order, when the item has them.
+    pub key_attributes: Vec<String>,
+}
+
+impl Default for CompressConfig {
+    fn default() -> Self {
+        Self {
+            budget: 1024,
+            key_attributes: ["color", "colour", "size", "material"]
+                .map(String::from)
+                .to_vec(),
+        }
+    }
+}

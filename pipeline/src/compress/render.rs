@@ -1,0 +1,280 @@
+//! Rendering a history's lines into a narrative that fits the budget.
+//!
+//! Order of sacrifice when the whole history does not fit: first plain views and clicks, then
+//! lines from the oldest end (lines are sorted newest first, and within one time by how
+//! informative their behaviours are, see [`super::signal`]), and within the last line that
+//! partly fits, its least repeated items. What was dropped is counted and written into the
+//! narrative's last line, never dropped silently.
+
+use chrono::NaiveDate;
+use recgpt_data::{History, ItemIx};
+use serde::Serialize;
+
+use super::layout::{layout, Entry, Line};
+use super::text::data_text;
+use super::{Compressor, TimeBucket};
+use crate::llm::TokenCount;
+
+/// What did not fit.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Dropped {
+    /// Plain views and clicks left out.
+    pub low_signal_events: u64,
+    /// Other events left out (the oldest, least informative).
+    pub events: u64,
+    /// Item mentions (an item under one line) left out.
+    pub entries: u64,
+    /// Oldest and newest time bucket touched by the drop.
+    pub oldest: Option<String>,
+    pub newest: Option<String>,
+}
+
+impl Dropped {
+    pub fn is_empty(&self) -> bool {
+        self.low_signal_events == 0 && self.events == 0
+    }
+
+    /// The narrative's last line; empty when nothing was dropped.
+    fn note(&self) -> String {
+        let mut parts = Vec::new();
+        if self.low_signal_events > 0 {
+            parts.push(format!("{} views and clicks", self.low_signal_events));
+        }
+        if self.events > 0 {
+            let span = match (&self.oldest, &self.newest) {
+                (Some(o), Some(n)) if o != n => format!(", {o} to {n}"),
+                (Some(o), _) => format!(", {o}"),
+                _ => String::new(),
+            };
+            parts.push(format!(
+                "{} older events ({} item mentions{span})",
+                self.events, self.entries
+            ));
+        }
+        if parts.is_empty() {
+            String::new()
+        } else {
+            format!("Omitted to fit: {}.\n", parts.join("; "))
+        }
+    }
+}
+
+/// A compressed history.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Narrative {
+    pub user: String,
+    pub as_of: NaiveDate,
+    pub text: String,
+    /// Exact token count of `text` with the model's tokenizer.
+    pub tokens: usize,
+    pub budget: usize,
+    /// Events in the window.
+    pub events: u64,
+    /// Events represented in the text.
+    pub events_kept: u64,
+    pub lines: usize,
+    pub dropped: Dropped,
+    /// Distinct catalog items the text mentions, ascending.
+    #[serde(skip)]
+    pub items: Vec<ItemIx>,
+}
+
+impl Narrative {
+    pub fn fits(&self) -> bool {
+        self.tokens <= self.budget
+    }
+}
+
+fn header(as_of: NaiveDate) -> String {
+    format!(
+        "Behaviour history as of {as_of}, newest first; each line: time (behaviours) | items.\n"
+    )
+}
+
+fn render_line<T: TokenCount>(comp: &Compressor<'_, T>, line: &Line, entries: usize) -> String {
+    let times: Vec<String> = line
+        .times
+        .iter()
+        .map(|(bucket, kinds)| {
+            let kinds: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
+            format!("{} ({})", bucket.label(), kinds.join(", "))
+        })
+        .collect();
+    let items: Vec<String> = line.entries[..entries]
+        .iter()
+        .map(|e| match &e.entry {
+            Entry::Item(ix) => comp.texts().compact(*ix).to_string(),
+            Entry::Query(q) => format!("\"{}\"", data_text(q)),
+        })
+        .collect();
+    format!("{} | {}\n", times.join(", "), items.join("; "))
+}
+
+/// How much of each line is kept: `(line index, entries kept)`, in order.
+type Kept = Vec<(usize, usize)>;
+
+pub(super) fn fit<T: TokenCount>(
+    comp: &Compressor<'_, T>,
+    history: &History,
+    as_of: NaiveDate,
+) -> Narrative {
+    let budget = comp.config().budget;
+    let counter = comp.counter();
+    let events = &history.events;
+    let header = header(as_of);
+    let mut dropped = Dropped::default();
+
+    let mut lines = layout(events, as_of, true);
+    let all = |lines: &[Line]| {
+        lines
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (i, l.entries.len()))
+            .collect()
+    };
+    let mut kept: Kept = all(&lines);
+    let mut text = assemble(comp, &header, &lines, &kept, &dropped);
+    let mut tokens = counter.count(&text);
+
+    if tokens > budget {
+        let low_signal = events.iter().filter(|e| !e.kind.is_reliable()).count() as u64;
+        if low_signal > 0 {
+            dropped.low_signal_events = low_signal;
+            lines = layout(events, as_of, false);
+            kept = all(&lines);
+            text = assemble(comp, &header, &lines, &kept, &dropped);
+            tokens = counter.count(&text);
+        }
+    }
+    if tokens > budget {
+        kept = fill_newest_first(comp, &header, &lines, &dropped, events.len() as u64);
+        loop {
+            let mut d = dropped.clone();
+            account(&lines, &kept, &mut d);
+            text = assemble(comp, &header, &lines, &kept, &d);
+            tokens = counter.count(&text);
+            if tokens <= budget || kept.is_empty() {
+                dropped = d;
+                break;
+            }
+            // The reserve for the note is an upper bound, so this is rare: give up one more.
+            let last = kept.last_mut().expect("non-empty");
+            last.1 -= 1;
+            if last.1 == 0 {
+                kept.pop();
+            }
+        }
+    }
+
+    let mut items: Vec<ItemIx> = kept
+        .iter()
+        .flat_map(|&(i, n)| lines[i].entries[..n].iter())
+        .filter_map(|e| match e.entry {
+            Entry::Item(ix) => Some(ix),
+            Entry::Query(_) => None,
+        })
+        .collect();
+    items.sort_unstable();
+    items.dedup();
+    let total = events.len() as u64;
+    Narrative {
+        user: history.user.clone(),
+        as_of,
+        text,
+        tokens,
+        budget,
+        events: total,
+        events_kept: total - dropped.low_signal_events - dropped.events,
+        lines: kept.len(),
+        dropped,
+        items,
+    }
+}
+
+fn assemble<T: TokenCount>(
+    comp: &Compressor<'_, T>,
+    header: &str,
+    lines: &[Line],
+    kept: &Kept,
+    dropped: &Dropped,
+) -> String {
+    let mut text = header.to_string();
+    for &(i, n) in kept {
+        text.push_str(&render_line(comp, &lines[i], n));
+    }
+    text.push_str(&dropped.note());
+    text
+}
+
+/// Keeps whole lines newest first while they fit, then as many entries of the next line as
+/// fit, reserving room for the note about what was dropped.
+fn fill_newest_first<T: TokenCount>(
+    comp: &Compressor<'_, T>,
+    header: &str,
+    lines: &[Line],
+    dropped: &Dropped,
+    total_events: u64,
+) -> Kept {
+    let counter = comp.counter();
+    let budget = comp.config().budget;
+    // Upper bound of the note: every count at its largest, the widest span labels.
+    let worst = Dropped {
+        events: total_events,
+        entries: total_events,
+        oldest: lines
+            .last()
+            .and_then(|l| l.times.last())
+            .map(|t| t.0.label()),
+        newest: lines.first().map(|l| l.newest().label()),
+        ..dropped.clone()
+    };
+    let mut used = counter.count(header) + counter.count(&worst.note());
+    let mut kept = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let cost = counter.count(&render_line(comp, line, line.entries.len()));
+        if used + cost <= budget {
+            used += cost;
+            kept.push((i, line.entries.len()));
+            continue;
+        }
+        // Largest prefix of entries that fits (cost grows with the prefix).
+        let (mut lo, mut hi) = (0, line.entries.len());
+        while lo < hi {
+            let mid = (lo + hi).div_ceil(2);
+            if used + counter.count(&render_line(comp, line, mid)) <= budget {
+                lo = mid;
+            } else {
+                hi = mid - 1;
+            }
+        }
+        if lo > 0 {
+            kept.push((i, lo));
+        }
+        break;
+    }
+    kept
+}
+
+/// Adds to `dropped` the lines and entries not in `kept`.
+fn account(lines: &[Line], kept: &Kept, dropped: &mut Dropped) {
+    let kept_entries = |i: usize| kept.iter().find(|k| k.0 == i).map_or(0, |k| k.1);
+    let mut span: Option<(TimeBucket, TimeBucket)> = None;
+    for (i, line) in lines.iter().enumerate() {
+        let n = kept_entries(i);
+        if n == line.entries.len() {
+            continue;
+        }
+        for e in &line.entries[n..] {
+            dropped.events += u64::from(e.events);
+            dropped.entries += 1;
+        }
+        for (bucket, _) in &line.times {
+            span = Some(match span {
+                None => (*bucket, *bucket),
+                Some((o, n)) => (o.min(*bucket), n.max(*bucket)),
+            });
+        }
+    }
+    dropped.oldest = span.map(|s| s.0.label());
+    dropped.newest = span.map(|s| s.1.label());
+}

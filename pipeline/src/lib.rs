@@ -1,0 +1,17 @@
+//! `recgpt-pipeline`: the stages of recgpt and what they share.
+//!
+//! - [`stage::Stage`]: the stage order (compress → interests → tags → retrieve → explain).
+//! - [`compress`]: history compression into a narrative that fits a token budget
+//!   ([`compress::Compressor`], [`compress::Narrative`]).
+//! - [`llm`]: the model's tokenizer ([`llm::GgufTokenizer`]) and the memoised exact counter
+//!   ([`llm::TokenCounter`]).
+//! - [`stats`]: narrative statistics over all users (fit rate, token percentiles, retention).
+//! - [`bench`]: the compression throughput and memory benchmark.
+//! - [`model`]: where the model file is found.
+
+pub mod bench;
+pub mod compress;
+pub mod llm;
+pub mod model;
+pub mod stage;
+pub mod stats;

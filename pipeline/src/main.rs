@@ -1,0 +1,123 @@
+//! The `recgpt` command line: thin glue over the library crates.
+
+mod cli;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+/// recgpt: an LLM-reasoning recommender in the style of RecGPT.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Data home: the event store and stage outputs live here.
+    #[arg(long, global = true, env = "RECGPT_HOME")]
+    home: Option<PathBuf>,
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Import a data set into the event store (replaces the store).
+    #[command(subcommand)]
+    Import(ImportCommand),
+    /// Print one user's compressed narrative and its token count.
+    Narrative {
+        /// User id.
+        user: String,
+        #[command(flatten)]
+        history: HistoryArgs,
+    },
+    /// List users with their event counts, most active first.
+    Users {
+        /// How many to list.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[command(flatten)]
+        history: HistoryArgs,
+    },
+    /// Statistics over all users.
+    #[command(subcommand)]
+    Stats(StatsCommand),
+    /// Benchmarks that print a table of ratios against a reference measured in the same run.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ImportCommand {
+    /// The UCI Online Retail file (.xlsx as published, or .csv / .csv.gz).
+    OnlineRetail { path: PathBuf },
+    /// Any data set in the generic schema (see README): events and catalog, CSV or JSONL.
+    Events {
+        events: PathBuf,
+        #[arg(long)]
+        catalog: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum StatsCommand {
+    /// Fit rate, token percentiles (compressed vs uncompressed) and retention.
+    Narratives {
+        #[command(flatten)]
+        history: HistoryArgs,
+        /// Split date for retention (default: first day of the month before the last
+        /// visible event's month).
+        #[arg(long, value_parser = cli::date)]
+        split: Option<chrono::NaiveDate>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Compression throughput and peak memory, on the store and on a scaled copy.
+    Compress {
+        #[command(flatten)]
+        history: HistoryArgs,
+        /// Replication factor of the scaled copy.
+        #[arg(long, default_value_t = 100)]
+        scale: u32,
+    },
+}
+
+/// What every history-reading command takes.
+#[derive(Debug, Clone, Args)]
+struct HistoryArgs {
+    /// Only events strictly before this date (YYYY-MM-DD).
+    #[arg(long, value_parser = cli::date)]
+    until: Option<chrono::NaiveDate>,
+    /// The date treated as "now" for time buckets (default: the day after the last visible
+    /// event).
+    #[arg(long, value_parser = cli::date)]
+    as_of: Option<chrono::NaiveDate>,
+    /// Narrative token budget.
+    #[arg(long, default_value_t = recgpt_pipeline::compress::CompressConfig::default().budget)]
+    budget: usize,
+    /// GGUF model whose tokenizer counts tokens.
+    #[arg(long, env = "RECGPT_MODEL")]
+    model: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RECGPT_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,34 @@
+//! Where files live by default: the data home (event store, stage outputs) and the cache
+//! (model files, downloads), both outside the repository.
+
+use std::path::PathBuf;
+
+/// File name of the default model inside the cache.
+pub const DEFAULT_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+
+fn home_dir() -> PathBuf {
+    std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from)
+}
+
+/// `$RECGPT_CACHE`, else `$XDG_CACHE_HOME/recgpt`, else `~/.cache/recgpt`.
+pub fn cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("RECGPT_CACHE") {
+        return dir.into();
+    }
+    std::env::var_os("XDG_CACHE_HOME")
+        .map_or_else(|| home_dir().join(".cache"), PathBuf::from)
+        .join("recgpt")
+}
+
+/// The model `make model` fetches: `<cache>/models/SmolLM2-135M-Instruct.Q4_1.gguf`.
+pub fn default_model_path() -> PathBuf {
+    cache_dir().join("models").join(DEFAULT_MODEL_FILE)
+}
+
+/// `$XDG_DATA_HOME/recgpt`, else `~/.local/share/recgpt` (used when neither `--home` nor
+/// `RECGPT_HOME` is given).
+pub fn default_data_home() -> PathBuf {
+    std::env::var_os("XDG_DATA_HOME")
+        .map_or_else(|| home_dir().join(".local/share"), PathBuf::from)
+        .join("recgpt")
+}

@@ -1,0 +1,210 @@
+//! `recgpt stats narratives`: how well compression fits histories into the budget, compared
+//! with the uncompressed history, and how much of what users buy next their narrative already
+//! mentions (retention).
+
+use std::collections::HashSet;
+
+use chrono::{Datelike, Months, NaiveDate};
+use recgpt_data::{BehaviorKind, DataError, History, ItemIx, Store, TimeWindow, Timestamp};
+use serde::Serialize;
+
+use crate::compress::Compressor;
+use crate::llm::TokenCount;
+
+/// Fit rate and token percentiles of a set of texts.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TokenStats {
+    pub fit_rate: f64,
+    pub p50: usize,
+    pub p95: usize,
+    pub max: usize,
+    pub mean: f64,
+}
+
+impl TokenStats {
+    fn of(mut tokens: Vec<usize>, budget: usize) -> Self {
+        tokens.sort_unstable();
+        let n = tokens.len().max(1);
+        Self {
+            fit_rate: tokens.iter().filter(|&&t| t <= budget).count() as f64 / n as f64,
+            p50: percentile(&tokens, 0.50),
+            p95: percentile(&tokens, 0.95),
+            max: tokens.last().copied().unwrap_or(0),
+            mean: tokens.iter().sum::<usize>() as f64 / n as f64,
+        }
+    }
+}
+
+/// Nearest-rank percentile of sorted values.
+fn percentile(sorted: &[usize], p: f64) -> usize {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = (p * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// Share of users' next purchases already mentioned before a split.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Retention {
+    pub split: NaiveDate,
+    /// Users with events before the split and purchases after it.
+    pub users: u64,
+    /// Mean over users of the share of their post-split purchased items that the pre-split
+    /// narrative mentions.
+    pub narrative: f64,
+    /// The same share over all (user, item) pairs.
+    pub narrative_pairs: f64,
+    /// Upper bound: the share found anywhere in the pre-split history.
+    pub history: f64,
+    pub history_pairs: f64,
+}
+
+/// The report of `recgpt stats narratives`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NarrativeStats {
+    pub budget: usize,
+    pub as_of: NaiveDate,
+    pub until: Option<Timestamp>,
+    pub users: u64,
+    pub events: u64,
+    pub compressed: TokenStats,
+    pub uncompressed: TokenStats,
+    pub users_with_drops: u64,
+    pub events_dropped: u64,
+    pub low_signal_events_dropped: u64,
+    pub retention: Retention,
+}
+
+/// The default split for retention: the first day of the month before the last visible
+/// event's month (2011-11-01 for Online Retail).
+pub fn default_split(store: &Store, window: &TimeWindow) -> NaiveDate {
+    let last = window
+        .until
+        .map_or(store.manifest().last_event, |u| Timestamp(u.0 - 1))
+        .date();
+    last.with_day(1).expect("day 1") - Months::new(1)
+}
+
+/// Computes the statistics over every user with events in `window`.
+pub fn narrative_stats<T: TokenCount>(
+    store: &Store,
+    compressor: &Compressor<'_, T>,
+    window: &TimeWindow,
+    split: NaiveDate,
+) -> Result<NarrativeStats, DataError> {
+    let budget = compressor.config().budget;
+    let (mut compressed, mut raw) = (Vec::new(), Vec::new());
+    let (mut users, mut events, mut with_drops, mut dropped, mut low) = (0u64, 0u64, 0, 0, 0);
+    let mut ret = RetentionSums::default();
+    let split_window = TimeWindow {
+        until: Some(Timestamp::from_date(split)),
+        as_of: split,
+    };
+    store.for_each_history(window, |history: History| {
+        let narrative = compressor.compress(&history, window);
+        users += 1;
+        events += narrative.events;
+        compressed.push(narrative.tokens);
+        raw.push(compressor.raw_tokens(&history));
+        if !narrative.dropped.is_empty() {
+            with_drops += 1;
+        }
+        dropped += narrative.dropped.events;
+        low += narrative.dropped.low_signal_events;
+
+        let cut = history
+            .events
+            .partition_point(|e| e.at < split_window.until.unwrap());
+        let after: HashSet<ItemIx> = history.events[cut..]
+            .iter()
+            .filter(|e| e.kind == BehaviorKind::Purchase)
+            .filter_map(|e| e.item)
+            .collect();
+        if cut > 0 && !after.is_empty() {
+            let before = History {
+                user: history.user.clone(),
+                events: history.events[..cut].to_vec(),
+            };
+            let seen: HashSet<ItemIx> = before.events.iter().filter_map(|e| e.item).collect();
+            let mentioned = compressor.compress(&before, &split_window).items;
+            ret.add(
+                &after,
+                |ix| mentioned.binary_search(&ix).is_ok(),
+                |ix| seen.contains(&ix),
+            );
+        }
+        Ok::<_, DataError>(())
+    })?;
+    Ok(NarrativeStats {
+        budget,
+        as_of: window.as_of,
+        until: window.until,
+        users,
+        events,
+        compressed: TokenStats::of(compressed, budget),
+        uncompressed: TokenStats::of(raw, budget),
+        users_with_drops: with_drops,
+        events_dropped: dropped,
+        low_signal_events_dropped: low,
+        retention: ret.finish(split),
+    })
+}
+
+#[derive(Default)]
+struct RetentionSums {
+    users: u64,
+    narrative_share: f64,
+    history_share: f64,
+    pairs: u64,
+    narrative_pairs: u64,
+    history_pairs: u64,
+}
+
+impl RetentionSums {
+    fn add(
+        &mut self,
+        targets: &HashSet<ItemIx>,
+        in_narrative: impl Fn(ItemIx) -> bool,
+        in_history: impl Fn(ItemIx) -> bool,
+    ) {
+        let n = targets.iter().filter(|&&ix| in_narrative(ix)).count() as u64;
+        let h = targets.iter().filter(|&&ix| in_history(ix)).count() as u64;
+        let len = targets.len() as u64;
+        self.users += 1;
+        self.narrative_share += n as f64 / len as f64;
+        self.history_share += h as f64 / len as f64;
+        self.pairs += len;
+        self.narrative_pairs += n;
+        self.history_pairs += h;
+    }
+
+    fn finish(self, split: NaiveDate) -> Retention {
+        let div = |a: f64, b: u64| if b == 0 { 0.0 } else { a / b as f64 };
+        Retention {
+            split,
+            users: self.users,
+            narrative: div(self.narrative_share, self.users),
+            narrative_pairs: div(self.narrative_pairs as f64, self.pairs),
+            history: div(self.history_share, self.users),
+            history_pairs: div(self.history_pairs as f64, self.pairs),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let v: Vec<usize> = (1..=100).collect();
+        assert_eq!(percentile(&v, 0.5), 50);
+        assert_eq!(percentile(&v, 0.95), 95);
+        assert_eq!(percentile(&[7], 0.95), 7);
+        assert_eq!(percentile(&[], 0.5), 0);
+        let s = TokenStats::of(vec![10, 30, 20], 20);
+        assert!((s.fit_rate - 2.0 / 3.0).abs() < 1e-12);
+        assert_eq!((s.p50, s.max), (20, 30));
+    }
+}
