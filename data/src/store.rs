@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadOnlyDatabase, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use crate::import::ImportSummary;
@@ -54,10 +54,9 @@ pub struct Manifest {
 }
 
 /// An open event store.
-#[derive(Debug)]
 pub struct Store {
     path: PathBuf,
-    db: Database,
+    db: ReadOnlyDatabase,
     catalog: Catalog,
     manifest: Manifest,
 }
@@ -68,7 +67,8 @@ impl Store {
         home.join(STORE_FILE)
     }
 
-    /// Opens the store under `home` and loads its catalog.
+    /// Opens the store under `home` read-only and loads its catalog. Any number of processes
+    /// (and handles in one process) can read one store at once.
     pub fn open(home: &Path) -> Result<Self, DataError> {
         let path = Self::path_in(home);
         if !path.exists() {
@@ -77,7 +77,7 @@ impl Store {
         let err = |e: &dyn std::fmt::Display| DataError::store(&path, e);
         let db = Database::builder()
             .set_cache_size(64 << 20)
-            .open(&path)
+            .open_read_only(&path)
             .map_err(|e| err(&e))?;
         let txn = db.begin_read().map_err(|e| err(&e))?;
         let meta = txn.open_table(META).map_err(|e| err(&e))?;
@@ -309,6 +309,16 @@ impl Store {
             .map_err(|e| err(&e))?;
         txn.commit().map_err(|e| err(&e))?;
         Ok(manifest)
+    }
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.path)
+            .field("users", &self.manifest.users)
+            .field("items", &self.catalog.len())
+            .finish()
     }
 }
 

@@ -1,1 +1,11 @@
-fn main() {}
+//! End-to-end tests on the real Online Retail data and the real model's tokenizer.
+//!
+//! The data file comes from `RECGPT_DATA` (set by `make test`) or from
+//! `../shared/data/online-retail/online_retail.csv.gz` beside the repository; the model from
+//! `RECGPT_MODEL` or the default cache path (`make model` fetches it). Missing files fail the
+//! tests with a message saying how to get them: nothing here is skipped.
+
+mod cli;
+mod common;
+mod compress;
+mod import;

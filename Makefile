@@ -1,0 +1,43 @@
+# The two commands: `make demo` and `make test`. Everything else is what they use.
+SHELL := /bin/bash
+CACHE ?= $(or $(RECGPT_CACHE),$(HOME)/.cache/recgpt)
+export RECGPT_CACHE := $(CACHE)
+# Builds live outside the clone so reruns (and fresh clones) reuse them.
+export CARGO_TARGET_DIR ?= $(CACHE)/target
+export RECGPT_MODEL ?= $(CACHE)/models/SmolLM2-135M-Instruct.Q4_1.gguf
+# The demo's data home; pass RECGPT_HOME to use another.
+export RECGPT_HOME ?= $(CACHE)/demo-home
+DEMO_USERS ?= 3
+BUDGET ?= 1024
+
+RECGPT := $(CARGO_TARGET_DIR)/release/recgpt
+
+.PHONY: demo test deps model lint build bench
+
+deps:
+	@scripts/setup.sh deps
+
+model: deps
+	@scripts/setup.sh model >/dev/null
+
+build: deps
+	cargo build --release --locked -p recgpt-pipeline
+
+demo: model build
+	$(RECGPT) import online-retail "$$(scripts/setup.sh data)"
+	$(RECGPT) stats narratives --budget $(BUDGET)
+	@for user in $$($(RECGPT) users --json --limit 200 | python3 -c 'import json,sys; u=json.load(sys.stdin); print(" ".join(r["user"] for r in u[100:100+$(DEMO_USERS)]))'); do \
+		echo; echo "== narrative of user $$user =="; \
+		$(RECGPT) narrative $$user --budget $(BUDGET); \
+	done
+
+lint: deps
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets --locked -- -D warnings
+
+test: model lint
+	RECGPT_DATA="$$(scripts/setup.sh data)" cargo test --workspace --locked
+
+bench: model build
+	$(RECGPT) import online-retail "$$(scripts/setup.sh data)"
+	$(RECGPT) bench compress --budget $(BUDGET)

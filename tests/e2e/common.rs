@@ -1,0 +1,68 @@
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use recgpt_data::import::{import_online_retail, ImportSummary, ImportTarget};
+use recgpt_data::Store;
+use recgpt_pipeline::llm::{GgufTokenizer, TokenCounter};
+
+/// The real Online Retail file.
+pub fn data_file() -> PathBuf {
+    let path = std::env::var_os("RECGPT_DATA").map_or_else(
+        || {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../shared/data/online-retail/online_retail.csv.gz")
+        },
+        PathBuf::from,
+    );
+    assert!(
+        path.is_file(),
+        "Online Retail data not found at {} (run `make test`, or set RECGPT_DATA)",
+        path.display()
+    );
+    path
+}
+
+/// The real model file.
+pub fn model_file() -> PathBuf {
+    let path = std::env::var_os("RECGPT_MODEL")
+        .map_or_else(recgpt_pipeline::model::default_model_path, PathBuf::from);
+    assert!(
+        path.is_file(),
+        "model not found at {} (run `make model`, or set RECGPT_MODEL)",
+        path.display()
+    );
+    path
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures")
+        .join(name)
+}
+
+/// A fresh directory that lives as long as the test process.
+pub fn temp_home() -> PathBuf {
+    tempfile::tempdir().expect("temp dir").keep()
+}
+
+/// The real data imported once per test process.
+pub fn real_import() -> &'static (PathBuf, ImportSummary) {
+    static IMPORT: OnceLock<(PathBuf, ImportSummary)> = OnceLock::new();
+    IMPORT.get_or_init(|| {
+        let home = temp_home();
+        let summary =
+            import_online_retail(&data_file(), &ImportTarget::new(&home)).expect("import");
+        (home, summary)
+    })
+}
+
+pub fn real_store() -> Store {
+    Store::open(&real_import().0).expect("open store")
+}
+
+/// The real tokenizer, loaded once per test process.
+pub fn counter() -> &'static TokenCounter {
+    static COUNTER: OnceLock<TokenCounter> = OnceLock::new();
+    COUNTER
+        .get_or_init(|| TokenCounter::new(GgufTokenizer::load(&model_file()).expect("tokenizer")))
+}

@@ -1,0 +1,255 @@
+use recgpt_data::{Behavior, BehaviorKind, DataError, History, TimeWindow};
+use recgpt_pipeline::compress::{CompressConfig, Compressor};
+use recgpt_pipeline::llm::{TokenCount, TokenCounter};
+
+use crate::common::{counter, real_store};
+
+fn config(budget: usize) -> CompressConfig {
+    CompressConfig {
+        budget,
+        ..CompressConfig::default()
+    }
+}
+
+/// The memoised piece-wise count must equal llama.cpp's count of the whole text, on every
+/// real narrative (and on the uncompressed lines too).
+#[test]
+fn piecewise_token_counts_equal_whole_text_tokenization() {
+    let store = real_store();
+    let window = store.window(None, None);
+    let compressor = Compressor::new(store.catalog(), config(1024), counter());
+    let tokenizer = counter().inner();
+    let mut checked = 0;
+    store
+        .for_each_history(&window, |h: History| {
+            let n = compressor.compress(&h, &window);
+            assert_eq!(n.tokens, tokenizer.count_tokens(&n.text), "user {}", h.user);
+            checked += 1;
+            Ok::<_, DataError>(())
+        })
+        .unwrap();
+    assert_eq!(checked, 4_362);
+}
+
+/// Every user's narrative fits, at a tight and at the default budget, and the drop
+/// accounting adds up.
+#[test]
+fn budget_is_respected_for_every_user() {
+    let store = real_store();
+    let window = store.window(None, None);
+    for budget in [200, 1024] {
+        let compressor = Compressor::new(store.catalog(), config(budget), counter());
+        let (mut users, mut dropped_users) = (0, 0);
+        store
+            .for_each_history(&window, |h: History| {
+                let n = compressor.compress(&h, &window);
+                assert!(
+                    n.tokens <= budget,
+                    "user {}: {} > {budget}",
+                    h.user,
+                    n.tokens
+                );
+                assert_eq!(n.events, h.events.len() as u64);
+                assert_eq!(
+                    n.events_kept + n.dropped.events + n.dropped.low_signal_events,
+                    n.events
+                );
+                if n.dropped.is_empty() {
+                    assert!(!n.text.contains("Omitted"), "user {}", h.user);
+                } else {
+                    dropped_users += 1;
+                    let note = format!("{} older events", n.dropped.events);
+                    assert!(
+                        n.text.contains(&note),
+                        "user {}: no drop note in\n{}",
+                        h.user,
+                        n.text
+                    );
+                }
+                users += 1;
+                Ok::<_, DataError>(())
+            })
+            .unwrap();
+        assert_eq!(users, 4_362);
+        assert!(
+            dropped_users > 0,
+            "the heaviest users cannot fit {budget} tokens uncompressed"
+        );
+    }
+}
+
+#[test]
+fn narratives_are_deterministic() {
+    let store = real_store();
+    let window = store.window(None, None);
+    let fresh = TokenCounter::new(
+        recgpt_pipeline::llm::GgufTokenizer::load(&crate::common::model_file()).unwrap(),
+    );
+    let a = Compressor::new(store.catalog(), config(512), counter());
+    let b = Compressor::new(store.catalog(), config(512), &fresh);
+    for user in ["12347", "17841", "14911", "13047"] {
+        let h = store.history(user, &window).unwrap();
+        let first = a.compress(&h, &window);
+        assert_eq!(first, a.compress(&h, &window));
+        assert_eq!(
+            first,
+            b.compress(&h, &window),
+            "cold and warm memo differ for {user}"
+        );
+    }
+}
+
+/// User 12347 at a roomy budget: day buckets in the last month, month buckets within the year,
+/// a year bucket beyond, newest first.
+#[test]
+fn real_user_buckets_at_month_and_year_boundaries() {
+    let store = real_store();
+    let window = store.window(None, None);
+    assert_eq!(window.as_of.to_string(), "2011-12-10");
+    let compressor = Compressor::new(store.catalog(), config(4096), counter());
+    let n = compressor.compress(&store.history("12347", &window).unwrap(), &window);
+    assert!(n.dropped.is_empty());
+    let times: Vec<&str> = n
+        .text
+        .lines()
+        .skip(1)
+        .map(|l| l.split(" | ").next().unwrap())
+        .collect();
+    assert_eq!(
+        times,
+        [
+            "2011-12-07 (purchase)",
+            "2011-10 (purchase)",
+            "2011-08 (purchase)",
+            "2011-06 (purchase)",
+            "2011-04 (purchase)",
+            "2011-01 (purchase)",
+            "2010 (purchase)",
+        ]
+    );
+    // as of 2011-12-08, the purchase of 2011-12-07 is still a day; as of 2012-01-08 it is a month.
+    let later = TimeWindow {
+        until: None,
+        as_of: recgpt_data::parse_date("2012-01-08").unwrap(),
+    };
+    let n = compressor.compress(&store.history("12347", &later).unwrap(), &later);
+    assert!(n.text.contains("\n2011-12 (purchase) | "), "{}", n.text);
+    assert!(n.text.contains("\n2011-01 (purchase) | "), "{}", n.text);
+    // as of 2012-12-07, 2011-12-07 is exactly a year back (still a month); the rest is years
+    let year_later = TimeWindow {
+        until: None,
+        as_of: recgpt_data::parse_date("2012-12-07").unwrap(),
+    };
+    let n = compressor.compress(&store.history("12347", &year_later).unwrap(), &year_later);
+    let times: Vec<&str> = n
+        .text
+        .lines()
+        .skip(1)
+        .map(|l| l.split(" | ").next().unwrap())
+        .collect();
+    assert_eq!(
+        times,
+        ["2011-12 (purchase)", "2011 (purchase)", "2010 (purchase)"],
+        "{}",
+        n.text
+    );
+}
+
+fn event(item: u32, kind: BehaviorKind, at: &str) -> Behavior {
+    Behavior {
+        item: Some(item),
+        kind,
+        at: recgpt_data::parse_timestamp(at).unwrap(),
+        quantity: 1.0,
+        value: 1.0,
+        query: None,
+    }
+}
+
+/// Identical item sequences under different (time, behaviour) keys share one line; keys of one
+/// time are listed together, newest first.
+#[test]
+fn reverse_grouping_merges_identical_item_sequences() {
+    let store = real_store();
+    let compressor = Compressor::new(store.catalog(), config(1024), counter());
+    let (a, b, c) = (10, 20, 30);
+    let history = History {
+        user: "synthetic".into(),
+        events: vec![
+            event(a, BehaviorKind::Purchase, "2011-03-05 10:00"),
+            event(b, BehaviorKind::Purchase, "2011-03-06 10:00"),
+            event(a, BehaviorKind::Purchase, "2011-06-05 10:00"),
+            event(b, BehaviorKind::Purchase, "2011-06-09 10:00"),
+            event(a, BehaviorKind::Return, "2011-06-10 10:00"),
+            event(b, BehaviorKind::Return, "2011-06-10 11:00"),
+            event(a, BehaviorKind::Purchase, "2011-09-01 10:00"),
+            event(c, BehaviorKind::Purchase, "2011-12-01 10:00"),
+        ],
+    };
+    let window = TimeWindow {
+        until: None,
+        as_of: recgpt_data::parse_date("2011-12-10").unwrap(),
+    };
+    let n = compressor.compress(&history, &window);
+    let name = |ix: u32| compressor.texts().compact(ix).to_string();
+    let lines: Vec<&str> = n.text.lines().skip(1).collect();
+    assert_eq!(
+        lines,
+        [
+            format!("2011-12-01 (purchase) | {}", name(c)),
+            format!("2011-09 (purchase) | {}", name(a)),
+            // b was bought and returned more recently than a in June, and bought later in March
+            format!(
+                "2011-06 (purchase, return), 2011-03 (purchase) | {}; {}",
+                name(b),
+                name(a)
+            ),
+        ]
+    );
+    assert_eq!(n.items, vec![a, b, c]);
+}
+
+/// Views and clicks go first when over budget, and the narrative says so.
+#[test]
+fn low_signal_behaviours_are_dropped_first() {
+    let store = real_store();
+    let mut events = Vec::new();
+    for day in 1..=28 {
+        for item in 0..40u32 {
+            events.push(event(
+                item * 7 + day,
+                BehaviorKind::View,
+                &format!("2011-11-{day:02} 09:00"),
+            ));
+        }
+        events.push(event(
+            day,
+            BehaviorKind::Purchase,
+            &format!("2011-11-{day:02} 10:00"),
+        ));
+    }
+    events.sort_by_key(|e| e.at);
+    let history = History {
+        user: "synthetic".into(),
+        events,
+    };
+    let window = TimeWindow {
+        until: None,
+        as_of: recgpt_data::parse_date("2011-12-10").unwrap(),
+    };
+    let compressor = Compressor::new(store.catalog(), config(600), counter());
+    let n = compressor.compress(&history, &window);
+    assert!(n.fits());
+    assert_eq!(n.dropped.low_signal_events, 28 * 40);
+    assert_eq!(
+        n.dropped.events, 0,
+        "all purchases fit once the views are gone"
+    );
+    assert!(
+        n.text
+            .contains(&format!("Omitted to fit: {} views and clicks.", 28 * 40)),
+        "{}",
+        n.text
+    );
+    assert!(!n.text.contains("(view)"));
+}
