@@ -17,6 +17,8 @@ use crate::{BehaviorKind, Catalog, DataError, Event, Item, ItemIx, TimeWindow, T
 /// File name of the store under the data home.
 pub const STORE_FILE: &str = "events.redb";
 const FORMAT_VERSION: u32 = 1;
+/// redb's page cache per handle: bounded, so memory does not grow with the store.
+const CACHE_BYTES: usize = 64 << 20;
 
 const HISTORIES: TableDefinition<&str, &[u8]> = TableDefinition::new("histories");
 const ITEMS: TableDefinition<u32, &[u8]> = TableDefinition::new("items");
@@ -76,7 +78,7 @@ impl Store {
         }
         let err = |e: &dyn std::fmt::Display| DataError::store(&path, e);
         let db = Database::builder()
-            .set_cache_size(64 << 20)
+            .set_cache_size(CACHE_BYTES)
             .open_read_only(&path)
             .map_err(|e| err(&e))?;
         let txn = db.begin_read().map_err(|e| err(&e))?;
@@ -184,7 +186,10 @@ impl Store {
         events.sort_by(|a, b| a.user.cmp(&b.user).then(a.at.cmp(&b.at)));
 
         let mut fingerprint = Fnv::default();
-        let db = Database::create(&tmp).map_err(|e| err(&e))?;
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(&tmp)
+            .map_err(|e| err(&e))?;
         let txn = db.begin_write().map_err(|e| err(&e))?;
         {
             let mut items = txn.open_table(ITEMS).map_err(|e| err(&e))?;
@@ -255,7 +260,10 @@ impl Store {
         let path = Self::path_in(dest);
         let err = |e: &dyn std::fmt::Display| DataError::store(&path, e);
         let _ = std::fs::remove_file(&path);
-        let out = Database::create(&path).map_err(|e| err(&e))?;
+        let out = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(&path)
+            .map_err(|e| err(&e))?;
         let src = self.db.begin_read().map_err(|e| err(&e))?;
         let mut txn = out.begin_write().map_err(|e| err(&e))?;
         {

@@ -29,18 +29,20 @@ pub struct BenchRow {
 #[derive(Debug, Clone, Serialize)]
 pub struct CompressBench {
     pub budget: usize,
-    pub scale: u32,
-    pub replicate_seconds: f64,
+    pub scales: Vec<u32>,
+    /// Seconds to write each scaled copy.
+    pub replicate_seconds: Vec<f64>,
     pub rows: Vec<BenchRow>,
 }
 
-/// Runs the benchmark; the scaled copy is written under `scaled_home` and removed after.
+/// Runs the benchmark; each scaled copy is written under `scaled_home` and removed after.
+/// Peak memory at two scales shows whether it grows with the number of users.
 pub fn compress_bench<T: TokenCount>(
     store: &Store,
     scaled_home: &Path,
     compressor: &Compressor<'_, T>,
     window: &TimeWindow,
-    scale: u32,
+    scales: &[u32],
 ) -> Result<CompressBench, DataError> {
     let mut rows = Vec::new();
     let read = measure("read only (reference)", None, || read_pass(store, window))?;
@@ -53,25 +55,28 @@ pub fn compress_bench<T: TokenCount>(
         compress_pass(store, compressor, window)
     })?);
 
-    let started = Instant::now();
-    store.replicate(scaled_home, scale)?;
-    let replicate_seconds = started.elapsed().as_secs_f64();
-    let scaled = Store::open(scaled_home)?;
-    let read = measure(&format!("read only {scale}x (reference)"), None, || {
-        read_pass(&scaled, window)
-    })?;
-    let read_s = read.seconds;
-    rows.push(read);
-    rows.push(measure(
-        &format!("compress {scale}x"),
-        Some(read_s),
-        || compress_pass(&scaled, compressor, window),
-    )?);
-    drop(scaled);
-    let _ = std::fs::remove_dir_all(scaled_home);
+    let mut replicate_seconds = Vec::new();
+    for &scale in scales {
+        let started = Instant::now();
+        store.replicate(scaled_home, scale)?;
+        replicate_seconds.push(started.elapsed().as_secs_f64());
+        let scaled = Store::open(scaled_home)?;
+        let read = measure(&format!("read only {scale}x (reference)"), None, || {
+            read_pass(&scaled, window)
+        })?;
+        let read_s = read.seconds;
+        rows.push(read);
+        rows.push(measure(
+            &format!("compress {scale}x"),
+            Some(read_s),
+            || compress_pass(&scaled, compressor, window),
+        )?);
+        drop(scaled);
+        let _ = std::fs::remove_dir_all(scaled_home);
+    }
     Ok(CompressBench {
         budget: compressor.config().budget,
-        scale,
+        scales: scales.to_vec(),
         replicate_seconds,
         rows,
     })

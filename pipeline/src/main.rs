@@ -80,9 +80,9 @@ enum BenchCommand {
     Compress {
         #[command(flatten)]
         history: HistoryArgs,
-        /// Replication factor of the scaled copy.
-        #[arg(long, default_value_t = 100)]
-        scale: u32,
+        /// Replication factors of the scaled copies (users replicated with new ids).
+        #[arg(long, value_delimiter = ',', default_values_t = [10, 100])]
+        scale: Vec<u32>,
     },
 }
 

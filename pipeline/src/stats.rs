@@ -8,7 +8,7 @@ use chrono::{Datelike, Months, NaiveDate};
 use recgpt_data::{BehaviorKind, DataError, History, ItemIx, Store, TimeWindow, Timestamp};
 use serde::Serialize;
 
-use crate::compress::Compressor;
+use crate::compress::{CompressConfig, Compressor};
 use crate::llm::TokenCount;
 
 /// Fit rate and token percentiles of a set of texts.
@@ -68,8 +68,13 @@ pub struct NarrativeStats {
     pub until: Option<Timestamp>,
     pub users: u64,
     pub events: u64,
+    /// The whole compressed history, before anything is dropped to fit: its fit rate is the
+    /// share of users whose compressed history fits the budget as is.
     pub compressed: TokenStats,
+    /// One line per event, for comparison.
     pub uncompressed: TokenStats,
+    /// The narratives as served, after dropping to fit (every one within the budget).
+    pub narratives: TokenStats,
     pub users_with_drops: u64,
     pub events_dropped: u64,
     pub low_signal_events_dropped: u64,
@@ -94,7 +99,15 @@ pub fn narrative_stats<T: TokenCount>(
     split: NaiveDate,
 ) -> Result<NarrativeStats, DataError> {
     let budget = compressor.config().budget;
-    let (mut compressed, mut raw) = (Vec::new(), Vec::new());
+    let unbounded = Compressor::new(
+        store.catalog(),
+        CompressConfig {
+            budget: usize::MAX,
+            ..compressor.config().clone()
+        },
+        compressor.counter(),
+    );
+    let (mut compressed, mut raw, mut served) = (Vec::new(), Vec::new(), Vec::new());
     let (mut users, mut events, mut with_drops, mut dropped, mut low) = (0u64, 0u64, 0, 0, 0);
     let mut ret = RetentionSums::default();
     let split_window = TimeWindow {
@@ -105,7 +118,8 @@ pub fn narrative_stats<T: TokenCount>(
         let narrative = compressor.compress(&history, window);
         users += 1;
         events += narrative.events;
-        compressed.push(narrative.tokens);
+        served.push(narrative.tokens);
+        compressed.push(unbounded.compress(&history, window).tokens);
         raw.push(compressor.raw_tokens(&history));
         if !narrative.dropped.is_empty() {
             with_drops += 1;
@@ -144,6 +158,7 @@ pub fn narrative_stats<T: TokenCount>(
         events,
         compressed: TokenStats::of(compressed, budget),
         uncompressed: TokenStats::of(raw, budget),
+        narratives: TokenStats::of(served, budget),
         users_with_drops: with_drops,
         events_dropped: dropped,
         low_signal_events_dropped: low,

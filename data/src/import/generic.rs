@@ -14,8 +14,8 @@ use std::path::Path;
 
 use super::source::{open_text, Table};
 use super::{
-    finish_import, parse_number, ImportSummary, ImportTarget, Quarantine, Reason, Rejection,
-    RowAccounting,
+    finish_import, parse_number, ImportParts, ImportSummary, ImportTarget, Quarantine, Reason,
+    Rejection, RowAccounting,
 };
 use crate::{parse_timestamp, BehaviorKind, Catalog, DataError, Event, Item};
 
@@ -96,23 +96,17 @@ pub fn import_generic(
         }
     })?;
 
-    let summary = ImportSummary {
+    let parts = ImportParts {
         dataset: events_path
             .file_name()
             .map_or_else(|| "events".into(), |n| n.to_string_lossy().into_owned()),
         events_file: events_acc,
         catalog_file: Some(catalog_acc),
-        events: 0,
-        events_by_kind: Default::default(),
-        users: 0,
-        items: 0,
-        items_with_events: 0,
-        first_event: None,
-        last_event: None,
-        quarantine_file: quarantine.finish()?,
-        store: target.home.join(crate::STORE_FILE),
+        quarantine,
+        catalog,
+        events,
     };
-    finish_import(target, summary, catalog, events)
+    finish_import(target, parts)
 }
 
 fn header(columns: &[&str]) -> Vec<String> {

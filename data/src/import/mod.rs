@@ -214,31 +214,55 @@ impl ImportTarget {
     }
 }
 
-/// Fills in the event statistics of a summary and writes the store.
+/// What an importer read, handed to [`finish_import`].
+pub(crate) struct ImportParts {
+    pub dataset: String,
+    pub events_file: RowAccounting,
+    pub catalog_file: Option<RowAccounting>,
+    pub quarantine: Quarantine,
+    pub catalog: Catalog,
+    pub events: Vec<Event>,
+}
+
+/// Computes the event statistics of the summary and writes the store.
 pub(crate) fn finish_import(
     target: &ImportTarget,
-    mut summary: ImportSummary,
-    catalog: Catalog,
-    events: Vec<Event>,
+    parts: ImportParts,
 ) -> Result<ImportSummary, DataError> {
+    let ImportParts {
+        dataset,
+        events_file,
+        catalog_file,
+        quarantine,
+        catalog,
+        events,
+    } = parts;
     let mut users = HashSet::new();
     let mut items = HashSet::new();
+    let mut events_by_kind = BTreeMap::new();
     for event in &events {
         users.insert(event.user.as_str());
         if let Some(item) = &event.item {
             items.insert(item.as_str());
         }
-        *summary
-            .events_by_kind
+        *events_by_kind
             .entry(event.kind.as_str().to_string())
             .or_default() += 1;
     }
-    summary.events = events.len() as u64;
-    summary.users = users.len() as u64;
-    summary.items = catalog.len() as u64;
-    summary.items_with_events = items.len() as u64;
-    summary.first_event = events.iter().map(|e| e.at).min();
-    summary.last_event = events.iter().map(|e| e.at).max();
+    let summary = ImportSummary {
+        dataset,
+        events_file,
+        catalog_file,
+        events: events.len() as u64,
+        events_by_kind,
+        users: users.len() as u64,
+        items: catalog.len() as u64,
+        items_with_events: items.len() as u64,
+        first_event: events.iter().map(|e| e.at).min(),
+        last_event: events.iter().map(|e| e.at).max(),
+        quarantine_file: quarantine.finish()?,
+        store: crate::Store::path_in(&target.home),
+    };
     debug_assert!(summary.balanced(), "unbalanced import: {summary:?}");
     crate::Store::write(&target.home, &summary, &catalog, events)?;
     Ok(summary)

@@ -25,8 +25,8 @@ use std::path::Path;
 
 use super::source::Table;
 use super::{
-    finish_import, parse_number, ImportSummary, ImportTarget, Quarantine, Reason, Rejection,
-    RowAccounting,
+    finish_import, parse_number, ImportParts, ImportSummary, ImportTarget, Quarantine, Reason,
+    Rejection, RowAccounting,
 };
 use crate::{parse_timestamp, BehaviorKind, Catalog, DataError, Event, Item};
 
@@ -104,21 +104,15 @@ pub fn import_online_retail(
     }
 
     let catalog = build_catalog(evidence);
-    let summary = ImportSummary {
+    let parts = ImportParts {
         dataset: "online-retail".into(),
         events_file: accounting,
         catalog_file: None,
-        events: 0,
-        events_by_kind: Default::default(),
-        users: 0,
-        items: 0,
-        items_with_events: 0,
-        first_event: None,
-        last_event: None,
-        quarantine_file: quarantine.finish()?,
-        store: target.home.join(crate::STORE_FILE),
+        quarantine,
+        catalog,
+        events,
     };
-    finish_import(target, summary, catalog, events)
+    finish_import(target, parts)
 }
 
 /// Applies the module's rules to one row.

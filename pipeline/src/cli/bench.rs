@@ -6,23 +6,23 @@ use recgpt_pipeline::bench::compress_bench;
 use super::{print_json, HistoryContext};
 use crate::HistoryArgs;
 
-pub fn compress(home: &Path, args: &HistoryArgs, scale: u32, json: bool) -> Result<()> {
+pub fn compress(home: &Path, args: &HistoryArgs, scales: &[u32], json: bool) -> Result<()> {
     let ctx = HistoryContext::open(home, args)?;
-    let scaled_home = home.join(format!("bench-scaled-{scale}x"));
+    let scaled_home = home.join("bench-scaled");
     let b = compress_bench(
         &ctx.store,
         &scaled_home,
         &ctx.compressor(),
         &ctx.window,
-        scale,
+        scales,
     )?;
     if json {
         return print_json(&b);
     }
-    println!(
-        "budget {} tokens; scaled copy {}x written in {:.1}s",
-        b.budget, b.scale, b.replicate_seconds
-    );
+    for (scale, seconds) in b.scales.iter().zip(&b.replicate_seconds) {
+        println!("scaled copy {scale}x written in {seconds:.1}s");
+    }
+    println!("budget {} tokens, one thread", b.budget);
     println!(
         "{:<30} {:>9} {:>11} {:>8} {:>12} {:>9} {:>10}",
         "pass", "users", "events", "seconds", "events/s", "÷ read", "peak MiB"

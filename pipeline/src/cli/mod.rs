@@ -34,7 +34,7 @@ pub fn run(cli: Cli) -> Result<()> {
             stats::narratives(&home, &history, split, cli.json)
         }
         Command::Bench(BenchCommand::Compress { history, scale }) => {
-            bench::compress(&home, &history, scale, cli.json)
+            bench::compress(&home, &history, &scale, cli.json)
         }
     }
 }

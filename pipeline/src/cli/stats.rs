@@ -36,8 +36,9 @@ pub fn narratives(
             t.mean
         )
     };
-    row("compressed", &s.compressed);
     row("uncompressed", &s.uncompressed);
+    row("compressed", &s.compressed);
+    row("served", &s.narratives);
     println!(
         "dropped to fit: {} users, {} events (+{} views/clicks)",
         s.users_with_drops, s.events_dropped, s.low_signal_events_dropped
