@@ -1,5 +1,115 @@
-//! The LLM layer. For now: the model's own tokenizer, used to count narrative tokens.
+//! The LLM layer: one small trait, [`LlmBackend`], and its backends.
+//!
+//! - [`LlamaCppBackend`]: llama.cpp in-process (the default): the GGUF's own chat template,
+//!   many sequences decoded in one batch, JSON-schema-constrained decoding (schema → GBNF),
+//!   seeded sampling, and a shared prompt prefix evaluated once per batch.
+//! - [`GgufTokenizer`] / [`TokenCounter`]: exact token counts with the model's vocabulary.
 
+mod chat;
+mod llama;
 mod tokenizer;
 
-pub use tokenizer::{backend, GgufTokenizer, TokenCount, TokenCounter};
+use serde::{Deserialize, Serialize};
+
+pub use chat::ChatTemplate;
+pub use llama::{LlamaCppBackend, LlamaCppConfig};
+pub use tokenizer::{backend, GgufTokenizer, TokenCount, TokenCounter, TokenizerError};
+
+/// One message of a chat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    /// `system`, `user` or `assistant`.
+    pub role: String,
+    pub content: String,
+}
+
+impl ChatMessage {
+    pub fn system(content: impl Into<String>) -> Self {
+        Self {
+            role: "system".into(),
+            content: content.into(),
+        }
+    }
+
+    pub fn user(content: impl Into<String>) -> Self {
+        Self {
+            role: "user".into(),
+            content: content.into(),
+        }
+    }
+
+    pub fn assistant(content: impl Into<String>) -> Self {
+        Self {
+            role: "assistant".into(),
+            content: content.into(),
+        }
+    }
+}
+
+/// One generation to run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerateRequest {
+    pub messages: Vec<ChatMessage>,
+    /// JSON schema the answer must follow; decoding is constrained so the answer always parses.
+    pub schema: Option<serde_json::Value>,
+    pub max_tokens: usize,
+    /// 0 samples greedily.
+    pub temperature: f32,
+    pub seed: u32,
+}
+
+/// Why a generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Finish {
+    /// End of generation (or the grammar completed).
+    Stop,
+    /// `max_tokens` reached: a JSON answer is then incomplete.
+    Length,
+}
+
+/// The answer to a [`GenerateRequest`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Generation {
+    pub text: String,
+    pub finish: Finish,
+    pub prompt_tokens: usize,
+    /// Prompt tokens whose evaluation was shared with other sequences of the batch.
+    pub shared_prompt_tokens: usize,
+    pub generated_tokens: usize,
+}
+
+/// Errors of the LLM layer.
+#[derive(Debug, thiserror::Error)]
+pub enum LlmError {
+    /// The model could not be loaded. Not retryable.
+    #[error(transparent)]
+    Load(#[from] TokenizerError),
+    /// The chat template is missing or does not render. Not retryable.
+    #[error("chat template: {0}")]
+    Template(String),
+    /// A prompt plus its answer does not fit the context. The caller's fault (shorten the
+    /// narrative budget or raise the context size).
+    #[error("prompt of {prompt} tokens + {max_tokens} answer tokens exceeds the {context}-token context")]
+    ContextOverflow {
+        prompt: usize,
+        max_tokens: usize,
+        context: usize,
+    },
+    /// The JSON schema could not be turned into a grammar. The caller's fault.
+    #[error("grammar: {0}")]
+    Grammar(String),
+    /// llama.cpp failed while decoding. Retryable (often memory pressure).
+    #[error("llama.cpp: {0}")]
+    Backend(String),
+}
+
+/// What a backend can do: generate answers for a batch of requests.
+pub trait LlmBackend: Send + Sync {
+    /// Identifies the model in stored outputs (file name and size).
+    fn model_id(&self) -> &str;
+
+    /// Runs every request; answers are in request order. Backends may decode the requests
+    /// together; the same request, model and seed give the same answer.
+    fn generate(&self, requests: &[GenerateRequest]) -> Result<Vec<Generation>, LlmError>;
+}

@@ -1,0 +1,88 @@
+//! The llama.cpp backend with the real model.
+
+use std::sync::OnceLock;
+
+use recgpt_pipeline::llm::{
+    ChatMessage, Finish, GenerateRequest, LlamaCppBackend, LlamaCppConfig, LlmBackend,
+};
+use serde_json::json;
+
+use crate::common::model_file;
+
+pub fn llm() -> &'static LlamaCppBackend {
+    static LLM: OnceLock<LlamaCppBackend> = OnceLock::new();
+    LLM.get_or_init(|| {
+        LlamaCppBackend::load(LlamaCppConfig {
+            model: model_file(),
+            context: 2048,
+            batch: 4,
+            ..LlamaCppConfig::default()
+        })
+        .expect("load model")
+    })
+}
+
+fn request(question: &str, seed: u32) -> GenerateRequest {
+    GenerateRequest {
+        messages: vec![
+            ChatMessage::system("You answer shopping questions with JSON. Keep answers short and concrete. Name product kinds, not brands."),
+            ChatMessage::user(question),
+        ],
+        schema: Some(json!({
+            "type": "object",
+            "properties": {
+                "items": {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": 3}
+            },
+            "required": ["items"],
+            "additionalProperties": false
+        })),
+        max_tokens: 64,
+        temperature: 0.7,
+        seed,
+    }
+}
+
+#[test]
+fn batched_schema_constrained_generation_parses_and_is_deterministic() {
+    let requests = [
+        request(
+            "Which three things does someone who bought tea cups need next?",
+            1,
+        ),
+        request("Which three things go with a picnic basket?", 2),
+        request("Name three Christmas decorations.", 3),
+    ];
+    let first = llm().generate(&requests).unwrap();
+    assert_eq!(first.len(), 3);
+    for g in &first {
+        assert_eq!(g.finish, Finish::Stop, "{g:?}");
+        let v: serde_json::Value =
+            serde_json::from_str(&g.text).unwrap_or_else(|e| panic!("{e}: {}", g.text));
+        let items = v["items"].as_array().unwrap();
+        assert!((1..=3).contains(&items.len()), "{}", g.text);
+    }
+    // the shared system prompt was evaluated once
+    assert!(first[1].shared_prompt_tokens > 16, "{:?}", first[1]);
+    assert_eq!(first[0].shared_prompt_tokens, 0);
+    let again = llm().generate(&requests).unwrap();
+    assert_eq!(
+        first, again,
+        "same input, model and seed give the same output"
+    );
+    eprintln!("{:#?}", first);
+}
+
+/// A request's answer does not depend on what else is in its batch (nor on prefix sharing), so
+/// a user's output is reproducible however a batch job groups users.
+#[test]
+fn answers_do_not_depend_on_batch_composition() {
+    let a = request("Which three things go with a picnic basket?", 2);
+    let b = request("Name three Christmas decorations.", 3);
+    let c = request("What do bakers buy?", 4);
+    let batched = llm().generate(&[a.clone(), b.clone(), c]).unwrap();
+    let alone = llm().generate(&[b.clone()]).unwrap();
+    assert_eq!(batched[1].text, alone[0].text);
+    let other_batch = llm().generate(&[b, a]).unwrap();
+    assert_eq!(batched[1].text, other_batch[0].text);
+    assert_eq!(batched[0].text, other_batch[1].text);
+}
