@@ -80,7 +80,7 @@ fn answers_do_not_depend_on_batch_composition() {
     let b = request("Name three Christmas decorations.", 3);
     let c = request("What do bakers buy?", 4);
     let batched = llm().generate(&[a.clone(), b.clone(), c]).unwrap();
-    let alone = llm().generate(&[b.clone()]).unwrap();
+    let alone = llm().generate(std::slice::from_ref(&b)).unwrap();
     assert_eq!(batched[1].text, alone[0].text);
     let other_batch = llm().generate(&[b, a]).unwrap();
     assert_eq!(batched[1].text, other_batch[0].text);
