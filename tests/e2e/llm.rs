@@ -86,3 +86,42 @@ fn answers_do_not_depend_on_batch_composition() {
     assert_eq!(batched[1].text, other_batch[0].text);
     assert_eq!(batched[0].text, other_batch[1].text);
 }
+
+/// The follow-up turn continues the same sequence: everything before it is reused from the KV
+/// cache, and the answer is the one a fresh read of the whole conversation gives.
+#[test]
+fn follow_up_turns_reuse_the_conversation_kv_cache() {
+    use recgpt_pipeline::llm::FollowUp;
+    let first = request("Which three things go with a picnic basket?", 2);
+    let follow = FollowUp {
+        messages: vec![ChatMessage::user(
+            "Now name three more, for a winter picnic.",
+        )],
+        schema: first.schema.clone(),
+        max_tokens: 64,
+    };
+    let out = llm()
+        .generate_with_follow_up(std::slice::from_ref(&first), &mut |_, _| {
+            Some(follow.clone())
+        })
+        .unwrap();
+    let (answer, second) = &out[0];
+    let second = second.as_ref().unwrap();
+    assert!(
+        serde_json::from_str::<serde_json::Value>(&second.text).is_ok(),
+        "{}",
+        second.text
+    );
+    assert!(
+        second.shared_prompt_tokens >= answer.prompt_tokens,
+        "the first prompt is not read again: {second:?}"
+    );
+    let mut whole = first.clone();
+    whole
+        .messages
+        .push(ChatMessage::assistant(answer.text.clone()));
+    whole.messages.extend(follow.messages.clone());
+    whole.max_tokens = 64;
+    let fresh = llm().generate(&[whole]).unwrap();
+    assert_eq!(fresh[0].text, second.text);
+}

@@ -10,6 +10,7 @@ use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 
 use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
@@ -18,8 +19,8 @@ use llama_cpp_2::token::LlamaToken;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    backend, ChatTemplate, Finish, GenerateRequest, Generation, LlmBackend, LlmError,
-    TokenizerError,
+    backend, ChatMessage, ChatTemplate, Finish, FollowUp, GenerateRequest, Generation, LlmBackend,
+    LlmError, TokenizerError,
 };
 
 /// Configuration of the llama.cpp backend.
@@ -124,42 +125,41 @@ impl LlamaCppBackend {
         Ok(LlamaSampler::chain_simple(chain))
     }
 
-    fn generate_batch(&self, requests: &[GenerateRequest]) -> Result<Vec<Generation>, LlmError> {
-        let n = requests.len();
-        let per_seq = self.config.context as usize;
-        let prompts = requests
-            .iter()
-            .map(|r| self.prompt_tokens(r))
-            .collect::<Result<Vec<_>, _>>()?;
-        for (prompt, request) in prompts.iter().zip(requests) {
-            if prompt.len() + request.max_tokens > per_seq || prompt.is_empty() {
-                return Err(LlmError::ContextOverflow {
-                    prompt: prompt.len(),
-                    max_tokens: request.max_tokens,
-                    context: per_seq,
-                });
-            }
-        }
-        let mut samplers = requests
-            .iter()
-            .map(|r| self.sampler(r))
-            .collect::<Result<Vec<_>, _>>()?;
-
+    fn context(&self, sequences: usize) -> Result<LlamaContext<'_>, LlmError> {
         let threads = self.threads();
         let params = LlamaContextParams::default()
-            .with_n_ctx(NonZeroU32::new((per_seq * n) as u32))
-            .with_n_seq_max(n as u32)
+            .with_n_ctx(NonZeroU32::new(self.config.context * sequences as u32))
+            .with_n_seq_max(sequences as u32)
             .with_n_batch(self.config.n_batch)
             .with_n_ubatch(self.config.n_batch)
             .with_kv_unified(false)
             .with_n_threads(threads)
             .with_n_threads_batch(threads);
-        let mut ctx = self
-            .model
+        self.model
             .new_context(backend(), params)
-            .map_err(|e| LlmError::Backend(e.to_string()))?;
+            .map_err(|e| LlmError::Backend(e.to_string()))
+    }
 
-        // 1. the prefix every prompt shares, once (each sequence keeps at least its last token)
+    /// Runs one batch: first turns, then the follow-up turns `follow_up` asks for, each in the
+    /// sequence of its first turn so that the KV cache of the conversation so far is reused.
+    fn run_batch(
+        &self,
+        requests: &[GenerateRequest],
+        follow_up: &mut dyn FnMut(usize, &Generation) -> Option<FollowUp>,
+    ) -> Result<Vec<(Generation, Option<Generation>)>, LlmError> {
+        let n = requests.len();
+        let prompts = requests
+            .iter()
+            .map(|r| self.prompt_tokens(r))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut run = Run {
+            backend: self,
+            ctx: self.context(n)?,
+            kv: vec![Vec::new(); n],
+        };
+
+        // The prefix every prompt shares is evaluated once and copied (each sequence keeps
+        // at least its last prompt token to decode with logits).
         let shared = if n > 1 { common_prefix(&prompts) } else { 0 };
         let shortest = prompts.iter().map(Vec::len).min().unwrap_or(0);
         let shared = if shared >= MIN_SHARED_PREFIX {
@@ -167,84 +167,187 @@ impl LlamaCppBackend {
         } else {
             0
         };
-        let n_batch = self.config.n_batch as usize;
-        let mut batch = LlamaBatch::new(n_batch.max(n), n as i32);
-        let err = |e: &dyn std::fmt::Display| LlmError::Backend(e.to_string());
         if shared > 0 {
-            for (chunk_start, chunk) in prompts[0][..shared].chunks(n_batch).enumerate() {
-                batch.clear();
-                for (i, token) in chunk.iter().enumerate() {
-                    let pos = (chunk_start * n_batch + i) as i32;
-                    batch.add(*token, pos, &[0], false).map_err(|e| err(&e))?;
-                }
-                ctx.decode(&mut batch).map_err(|e| err(&e))?;
-            }
+            run.prefill(&[(0, &prompts[0][..shared])])?;
             for seq in 1..n {
-                ctx.kv_cache_seq_cp(0, seq as i32, None, None)
-                    .map_err(|e| err(&e))?;
+                run.ctx
+                    .kv_cache_seq_cp(0, seq as i32, None, None)
+                    .map_err(|e| LlmError::Backend(e.to_string()))?;
+                run.kv[seq] = prompts[0][..shared].to_vec();
             }
         }
-
-        // 2. the rest of every prompt but its last token, packed into decode calls
-        let rest: Vec<(i32, i32, LlamaToken)> = prompts
+        let turns: Vec<Turn> = requests
             .iter()
+            .zip(prompts)
             .enumerate()
-            .flat_map(|(seq, p)| {
-                (shared..p.len() - 1).map(move |pos| (seq as i32, pos as i32, p[pos]))
+            .map(|(seq, (r, prompt))| Turn {
+                seq,
+                prompt,
+                request: r.clone(),
             })
             .collect();
-        for chunk in rest.chunks(n_batch) {
-            batch.clear();
-            for &(seq, pos, token) in chunk {
-                batch.add(token, pos, &[seq], false).map_err(|e| err(&e))?;
-            }
-            ctx.decode(&mut batch).map_err(|e| err(&e))?;
+        let mut firsts = run.generate(&turns)?;
+        for (seq, g) in firsts.iter_mut().enumerate() {
+            g.shared_prompt_tokens = if seq == 0 { 0 } else { shared };
         }
 
-        // 3. every prompt's last token in one call, then one token per live sequence per call
-        let mut outputs: Vec<Vec<u8>> = vec![Vec::new(); n];
-        let mut generated = vec![0usize; n];
-        let mut finish: Vec<Option<Finish>> = vec![None; n];
-        let mut next: Vec<(usize, LlamaToken, i32)> = prompts
-            .iter()
-            .enumerate()
-            .map(|(seq, p)| (seq, p[p.len() - 1], (p.len() - 1) as i32))
-            .collect();
-        let vocab = self.model.vocab();
-        while !next.is_empty() {
-            batch.clear();
-            for &(seq, token, pos) in &next {
-                batch
-                    .add(token, pos, &[seq as i32], true)
-                    .map_err(|e| err(&e))?;
-            }
-            ctx.decode(&mut batch).map_err(|e| err(&e))?;
-            let live = std::mem::take(&mut next);
-            for (i, (seq, _, pos)) in live.into_iter().enumerate() {
-                let token = samplers[seq].sample(&ctx, i as i32);
-                if vocab.is_eog(token) {
-                    finish[seq] = Some(Finish::Stop);
-                    continue;
-                }
-                generated[seq] += 1;
-                outputs[seq].extend_from_slice(&vocab.token_to_piece(token, false, None));
-                if generated[seq] >= requests[seq].max_tokens {
-                    finish[seq] = Some(Finish::Length);
-                    continue;
-                }
-                next.push((seq, token, pos + 1));
+        let mut seconds: Vec<Option<Generation>> = vec![None; n];
+        let mut next_turns = Vec::new();
+        for (seq, first) in firsts.iter().enumerate() {
+            if let Some(f) = follow_up(seq, first) {
+                let mut request = requests[seq].clone();
+                request
+                    .messages
+                    .push(ChatMessage::assistant(first.text.clone()));
+                request.messages.extend(f.messages);
+                request.schema = f.schema;
+                request.max_tokens = f.max_tokens;
+                let prompt = self.prompt_tokens(&request)?;
+                next_turns.push(Turn {
+                    seq,
+                    prompt,
+                    request,
+                });
             }
         }
-        Ok((0..n)
-            .map(|seq| Generation {
-                text: String::from_utf8_lossy(&outputs[seq]).into_owned(),
-                finish: finish[seq].unwrap_or(Finish::Stop),
-                prompt_tokens: prompts[seq].len(),
-                shared_prompt_tokens: if seq == 0 { 0 } else { shared },
-                generated_tokens: generated[seq],
+        if !next_turns.is_empty() {
+            for (turn, g) in next_turns.iter().zip(run.generate(&next_turns)?) {
+                seconds[turn.seq] = Some(g);
+            }
+        }
+        Ok(firsts.into_iter().zip(seconds).collect())
+    }
+}
+
+/// One turn to decode in a sequence.
+struct Turn {
+    seq: usize,
+    prompt: Vec<LlamaToken>,
+    request: GenerateRequest,
+}
+
+/// A context being decoded, and the tokens each sequence's KV cache holds.
+struct Run<'a> {
+    backend: &'a LlamaCppBackend,
+    ctx: LlamaContext<'a>,
+    kv: Vec<Vec<LlamaToken>>,
+}
+
+impl Run<'_> {
+    /// Appends tokens to sequences without computing logits, packed into decode calls.
+    fn prefill(&mut self, parts: &[(usize, &[LlamaToken])]) -> Result<(), LlmError> {
+        let n_batch = self.backend.config.n_batch as usize;
+        let tokens: Vec<(usize, i32, LlamaToken)> = parts
+            .iter()
+            .flat_map(|&(seq, tokens)| {
+                let start = self.kv[seq].len();
+                tokens
+                    .iter()
+                    .enumerate()
+                    .map(move |(i, t)| (seq, (start + i) as i32, *t))
+            })
+            .collect();
+        let mut batch = LlamaBatch::new(n_batch, self.kv.len() as i32);
+        for chunk in tokens.chunks(n_batch) {
+            batch.clear();
+            for &(seq, pos, token) in chunk {
+                batch
+                    .add(token, pos, &[seq as i32], false)
+                    .map_err(backend_err)?;
+            }
+            self.ctx.decode(&mut batch).map_err(backend_err)?;
+        }
+        for &(seq, tokens) in parts {
+            self.kv[seq].extend_from_slice(tokens);
+        }
+        Ok(())
+    }
+
+    /// Decodes `turns` together: reuses each sequence's cached tokens up to where the new
+    /// prompt diverges, prefills the rest, then samples one token per live sequence per call.
+    fn generate(&mut self, turns: &[Turn]) -> Result<Vec<Generation>, LlmError> {
+        let context = self.backend.config.context as usize;
+        let mut reused = Vec::with_capacity(turns.len());
+        for t in turns {
+            if t.prompt.is_empty() || t.prompt.len() + t.request.max_tokens > context {
+                return Err(LlmError::ContextOverflow {
+                    prompt: t.prompt.len(),
+                    max_tokens: t.request.max_tokens,
+                    context,
+                });
+            }
+            let keep =
+                common_prefix(&[t.prompt.clone(), self.kv[t.seq].clone()]).min(t.prompt.len() - 1);
+            if keep < self.kv[t.seq].len() {
+                self.ctx
+                    .kv_cache_seq_rm(t.seq as i32, Some(keep as u32), None)
+                    .map_err(|e| LlmError::Backend(e.to_string()))?;
+                self.kv[t.seq].truncate(keep);
+            }
+            reused.push(keep);
+        }
+        let parts: Vec<(usize, &[LlamaToken])> = turns
+            .iter()
+            .zip(&reused)
+            .map(|(t, &keep)| (t.seq, &t.prompt[keep..t.prompt.len() - 1]))
+            .collect();
+        self.prefill(&parts)?;
+
+        let mut samplers = turns
+            .iter()
+            .map(|t| self.backend.sampler(&t.request))
+            .collect::<Result<Vec<_>, _>>()?;
+        let vocab = self.backend.model.vocab();
+        let mut outputs: Vec<Vec<u8>> = vec![Vec::new(); turns.len()];
+        let mut generated = vec![0usize; turns.len()];
+        let mut finish = vec![Finish::Stop; turns.len()];
+        let mut next: Vec<(usize, LlamaToken)> = turns
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (i, t.prompt[t.prompt.len() - 1]))
+            .collect();
+        let mut batch = LlamaBatch::new(turns.len().max(1), self.kv.len() as i32);
+        while !next.is_empty() {
+            batch.clear();
+            for &(i, token) in &next {
+                let seq = turns[i].seq;
+                batch
+                    .add(token, self.kv[seq].len() as i32, &[seq as i32], true)
+                    .map_err(backend_err)?;
+            }
+            self.ctx.decode(&mut batch).map_err(backend_err)?;
+            let live = std::mem::take(&mut next);
+            for (row, (i, token)) in live.into_iter().enumerate() {
+                self.kv[turns[i].seq].push(token);
+                let sampled = samplers[i].sample(&self.ctx, row as i32);
+                if vocab.is_eog(sampled) {
+                    continue;
+                }
+                generated[i] += 1;
+                outputs[i].extend_from_slice(&vocab.token_to_piece(sampled, false, None));
+                if generated[i] >= turns[i].request.max_tokens {
+                    finish[i] = Finish::Length;
+                    continue;
+                }
+                next.push((i, sampled));
+            }
+        }
+        Ok(turns
+            .iter()
+            .enumerate()
+            .map(|(i, t)| Generation {
+                text: String::from_utf8_lossy(&outputs[i]).into_owned(),
+                finish: finish[i],
+                prompt_tokens: t.prompt.len(),
+                shared_prompt_tokens: reused[i],
+                generated_tokens: generated[i],
             })
             .collect())
     }
+}
+
+fn backend_err(e: impl std::fmt::Display) -> LlmError {
+    LlmError::Backend(e.to_string())
 }
 
 impl LlmBackend for LlamaCppBackend {
@@ -253,9 +356,22 @@ impl LlmBackend for LlamaCppBackend {
     }
 
     fn generate(&self, requests: &[GenerateRequest]) -> Result<Vec<Generation>, LlmError> {
+        Ok(self
+            .generate_with_follow_up(requests, &mut |_, _| None)?
+            .into_iter()
+            .map(|(first, _)| first)
+            .collect())
+    }
+
+    fn generate_with_follow_up(
+        &self,
+        requests: &[GenerateRequest],
+        follow_up: &mut dyn FnMut(usize, &Generation) -> Option<FollowUp>,
+    ) -> Result<Vec<(Generation, Option<Generation>)>, LlmError> {
         let mut out = Vec::with_capacity(requests.len());
-        for chunk in requests.chunks(self.config.batch.max(1)) {
-            out.extend(self.generate_batch(chunk)?);
+        for (c, chunk) in requests.chunks(self.config.batch.max(1)).enumerate() {
+            let offset = c * self.config.batch.max(1);
+            out.extend(self.run_batch(chunk, &mut |i, g| follow_up(offset + i, g))?);
         }
         Ok(out)
     }

@@ -74,7 +74,8 @@ pub struct Generation {
     pub text: String,
     pub finish: Finish,
     pub prompt_tokens: usize,
-    /// Prompt tokens whose evaluation was shared with other sequences of the batch.
+    /// Prompt tokens not evaluated again: shared with the batch's other sequences, or already
+    /// in this conversation's KV cache.
     pub shared_prompt_tokens: usize,
     pub generated_tokens: usize,
 }
@@ -104,6 +105,15 @@ pub enum LlmError {
     Backend(String),
 }
 
+/// A follow-up turn: messages appended after the first answer, and its decoding settings
+/// (temperature and seed stay those of the first turn).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FollowUp {
+    pub messages: Vec<ChatMessage>,
+    pub schema: Option<serde_json::Value>,
+    pub max_tokens: usize,
+}
+
 /// What a backend can do: generate answers for a batch of requests.
 pub trait LlmBackend: Send + Sync {
     /// Identifies the model in stored outputs (file name and size).
@@ -112,4 +122,34 @@ pub trait LlmBackend: Send + Sync {
     /// Runs every request; answers are in request order. Backends may decode the requests
     /// together; the same request, model and seed give the same answer.
     fn generate(&self, requests: &[GenerateRequest]) -> Result<Vec<Generation>, LlmError>;
+
+    /// Runs every request, then, for each answer for which `follow_up(index, answer)` returns a
+    /// turn, continues that conversation (request messages, the answer, the follow-up
+    /// messages). Backends that keep state reuse the conversation's KV cache instead of reading
+    /// it again; this default re-sends the whole conversation.
+    fn generate_with_follow_up(
+        &self,
+        requests: &[GenerateRequest],
+        follow_up: &mut dyn FnMut(usize, &Generation) -> Option<FollowUp>,
+    ) -> Result<Vec<(Generation, Option<Generation>)>, LlmError> {
+        let firsts = self.generate(requests)?;
+        let mut seconds = Vec::new();
+        let mut index = Vec::new();
+        for (i, (request, first)) in requests.iter().zip(&firsts).enumerate() {
+            if let Some(f) = follow_up(i, first) {
+                let mut r = request.clone();
+                r.messages.push(ChatMessage::assistant(first.text.clone()));
+                r.messages.extend(f.messages);
+                r.schema = f.schema;
+                r.max_tokens = f.max_tokens;
+                seconds.push(r);
+                index.push(i);
+            }
+        }
+        let mut answers: Vec<Option<Generation>> = vec![None; requests.len()];
+        for (i, g) in index.into_iter().zip(self.generate(&seconds)?) {
+            answers[i] = Some(g);
+        }
+        Ok(firsts.into_iter().zip(answers).collect())
+    }
 }
