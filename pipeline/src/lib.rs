@@ -11,7 +11,9 @@
 
 pub mod bench;
 pub mod compress;
+pub mod interests;
 pub mod llm;
 pub mod model;
+pub mod prompts;
 pub mod stage;
 pub mod stats;

@@ -33,6 +33,15 @@ enum Command {
         #[command(flatten)]
         history: HistoryArgs,
     },
+    /// Mine one user's interests with the LLM (narrative → interests, validated).
+    Interests {
+        /// User id.
+        user: String,
+        #[command(flatten)]
+        history: HistoryArgs,
+        #[command(flatten)]
+        llm: LlmArgs,
+    },
     /// List users with their event counts, most active first.
     Users {
         /// How many to list.
@@ -102,6 +111,26 @@ struct HistoryArgs {
     /// GGUF model whose tokenizer counts tokens.
     #[arg(long, env = "RECGPT_MODEL")]
     model: Option<PathBuf>,
+}
+
+/// LLM settings (llama.cpp backend).
+#[derive(Debug, Clone, Args)]
+struct LlmArgs {
+    /// Context tokens per sequence.
+    #[arg(long, default_value_t = recgpt_pipeline::llm::LlamaCppConfig::default().context)]
+    context: u32,
+    /// Sequences decoded together.
+    #[arg(long, default_value_t = recgpt_pipeline::llm::LlamaCppConfig::default().batch)]
+    batch: usize,
+    /// CPU threads (0: all cores).
+    #[arg(long, default_value_t = 0, env = "RECGPT_THREADS")]
+    threads: usize,
+    /// Sampling temperature (0: greedy).
+    #[arg(long, default_value_t = recgpt_pipeline::llm::Sampling::default().temperature)]
+    temperature: f32,
+    /// Base seed.
+    #[arg(long, default_value_t = recgpt_pipeline::llm::Sampling::default().seed)]
+    seed: u64,
 }
 
 fn main() -> ExitCode {

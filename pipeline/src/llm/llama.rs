@@ -43,7 +43,7 @@ impl Default for LlamaCppConfig {
     fn default() -> Self {
         Self {
             model: crate::model::default_model_path(),
-            context: 4096,
+            context: 2048,
             batch: 8,
             n_batch: 512,
             threads: 0,
@@ -108,8 +108,10 @@ impl LlamaCppBackend {
     fn sampler(&self, request: &GenerateRequest) -> Result<LlamaSampler, LlmError> {
         let mut chain = Vec::new();
         if let Some(schema) = &request.schema {
-            let gbnf = llama_cpp_2::json_schema_to_grammar(&schema.to_string())
-                .map_err(|e| LlmError::Grammar(e.to_string()))?;
+            let gbnf = compact_json_grammar(
+                &llama_cpp_2::json_schema_to_grammar(&schema.to_string())
+                    .map_err(|e| LlmError::Grammar(e.to_string()))?,
+            );
             chain.push(
                 LlamaSampler::grammar(&self.model, &gbnf, "root")
                     .map_err(|e| LlmError::Grammar(e.to_string()))?,
@@ -375,6 +377,22 @@ impl LlmBackend for LlamaCppBackend {
         }
         Ok(out)
     }
+}
+
+/// llama.cpp's schema grammars allow up to two newlines and 20 blanks between JSON tokens; a
+/// small model spends its answer budget there (or loops). Compact JSON allows one optional
+/// space, which also makes answers shorter.
+fn compact_json_grammar(gbnf: &str) -> String {
+    gbnf.lines()
+        .map(|line| {
+            if line.starts_with("space ::=") {
+                "space ::= \" \"?"
+            } else {
+                line
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Length of the token prefix all prompts share.

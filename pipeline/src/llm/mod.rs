@@ -15,6 +15,38 @@ pub use chat::ChatTemplate;
 pub use llama::{LlamaCppBackend, LlamaCppConfig};
 pub use tokenizer::{backend, GgufTokenizer, TokenCount, TokenCounter, TokenizerError};
 
+/// Sampling settings shared by every LLM task.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Sampling {
+    /// 0 decodes greedily.
+    pub temperature: f32,
+    /// Base seed; each user's seed is derived from it and the user id, so a user's answer
+    /// does not depend on which other users share a batch.
+    pub seed: u64,
+}
+
+impl Default for Sampling {
+    fn default() -> Self {
+        Self {
+            temperature: 0.6,
+            seed: 42,
+        }
+    }
+}
+
+impl Sampling {
+    /// The seed of one user's requests (FNV-1a of the base seed and the user id).
+    pub fn seed_for(&self, user: &str) -> u32 {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in self.seed.to_le_bytes().iter().chain(user.as_bytes()) {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        (h ^ (h >> 32)) as u32
+    }
+}
+
 /// One message of a chat.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChatMessage {

@@ -1,0 +1,250 @@
+//! Stage `interests`: the LLM mines a user's interests from their narrative, each with a name,
+//! a description and evidence (items of the history); the answer is decoded under a JSON schema
+//! and validated ([`validate`]) before anything is kept.
+
+mod config;
+pub mod validate;
+
+use std::collections::BTreeMap;
+
+use recgpt_data::{Catalog, History};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+pub use config::InterestsConfig;
+use validate::{is_generic, near_duplicates, related, Grounder};
+
+use crate::compress::{ItemTexts, Narrative};
+use crate::llm::{Finish, GenerateRequest, Generation, Sampling};
+use crate::prompts::{PromptError, Prompts, Task};
+
+/// An evidence item, grounded in the user's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Evidence {
+    /// What the model wrote.
+    pub text: String,
+    /// The catalog item id it refers to.
+    pub item: String,
+}
+
+/// A validated interest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Interest {
+    pub name: String,
+    pub description: String,
+    pub evidence: Vec<Evidence>,
+}
+
+/// What validation kept and rejected.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InterestCounts {
+    /// Interests the model proposed.
+    pub proposed: usize,
+    pub kept: usize,
+    /// Rejected: no evidence found in the history.
+    pub ungrounded: usize,
+    /// Rejected: generic name (see `validate::GENERIC_WORDS`).
+    pub generic: usize,
+    /// Rejected: the name shares no word with its evidence items.
+    pub unrelated: usize,
+    /// Merged into an earlier near-duplicate.
+    pub merged: usize,
+    /// Evidence entries proposed, and those not found in the history.
+    pub evidence: usize,
+    pub evidence_hallucinated: usize,
+    /// Answers (rounds) received, and those that were not valid JSON of the schema
+    /// (truncated at the token limit).
+    pub answers: usize,
+    pub unparsable: usize,
+}
+
+/// The stage's output for one user.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserInterests {
+    pub user: String,
+    pub interests: Vec<Interest>,
+    pub counts: InterestCounts,
+    pub prompt_version: String,
+    pub model_id: String,
+    pub seed: u32,
+    /// The model's raw answers, one per round.
+    pub raw: Vec<String>,
+}
+
+/// The answer's shape.
+#[derive(Debug, Deserialize)]
+struct Answer {
+    interests: Vec<RawInterest>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawInterest {
+    name: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    evidence: Vec<String>,
+}
+
+/// Builds requests for, and validates answers of, the interests task.
+#[derive(Debug)]
+pub struct InterestMiner<'a> {
+    pub prompts: &'a Prompts,
+    pub catalog: &'a Catalog,
+    pub texts: &'a ItemTexts,
+    pub config: InterestsConfig,
+    pub sampling: Sampling,
+}
+
+impl InterestMiner<'_> {
+    /// The JSON schema of the answer; evidence restricted to `choices` when constrained.
+    pub fn schema(&self, choices: &[String]) -> serde_json::Value {
+        let evidence_item = if self.config.constrain_evidence && !choices.is_empty() {
+            json!({"type": "string", "enum": choices})
+        } else {
+            json!({"type": "string", "minLength": 3, "maxLength": 80})
+        };
+        json!({
+            "type": "object",
+            "properties": {
+                "interests": {
+                    "type": "array",
+                    "minItems": self.config.min,
+                    "maxItems": self.config.max,
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "name": {"type": "string", "minLength": 3, "maxLength": 40},
+                            "description": {"type": "string", "minLength": 8, "maxLength": 100},
+                            "evidence": {"type": "array", "minItems": 1, "maxItems": 2, "items": evidence_item}
+                        },
+                        "required": ["name", "description", "evidence"],
+                        "additionalProperties": false
+                    }
+                }
+            },
+            "required": ["interests"],
+            "additionalProperties": false
+        })
+    }
+
+    /// Item names the narrative mentions, offered as evidence choices (most recent first, as
+    /// they appear in the text).
+    fn choices(&self, narrative: &Narrative) -> Vec<String> {
+        let mut seen = std::collections::HashSet::new();
+        let mut ordered: Vec<(usize, String)> = narrative
+            .items
+            .iter()
+            .map(|&ix| self.texts.compact(ix).to_string())
+            .filter(|t| seen.insert(t.clone()))
+            .map(|t| (narrative.text.find(&t).unwrap_or(usize::MAX), t))
+            .collect();
+        ordered.sort();
+        ordered
+            .into_iter()
+            .take(self.config.max_evidence_choices)
+            .map(|(_, t)| t)
+            .collect()
+    }
+
+    /// The requests for one user's narrative: one per round, same prompt, different seeds.
+    pub fn requests(&self, narrative: &Narrative) -> Result<Vec<GenerateRequest>, PromptError> {
+        let messages = self.prompts.render(
+            Task::Interests,
+            json!({
+                "as_of": narrative.as_of.to_string(),
+                "narrative": narrative.text,
+                "min_interests": self.config.min,
+                "max_interests": self.config.max,
+            }),
+        )?;
+        let schema = self.schema(&self.choices(narrative));
+        let seed = self.sampling.seed_for(&narrative.user);
+        Ok((0..self.config.rounds.max(1))
+            .map(|round| GenerateRequest {
+                messages: messages.clone(),
+                schema: Some(schema.clone()),
+                max_tokens: self.config.max_tokens,
+                temperature: self.sampling.temperature,
+                seed: seed.wrapping_add(round as u32),
+            })
+            .collect())
+    }
+
+    /// Validates a user's answers (all rounds, pooled in order) against their history.
+    pub fn validate(&self, history: &History, answers: &[Generation], model_id: &str) -> UserInterests {
+        let mut counts = InterestCounts {
+            answers: answers.len(),
+            ..InterestCounts::default()
+        };
+        let mut proposed = Vec::new();
+        for generation in answers {
+            let answer: Option<Answer> = match generation.finish {
+                Finish::Stop => serde_json::from_str(&generation.text).ok(),
+                Finish::Length => None,
+            };
+            match answer {
+                Some(a) => proposed.extend(a.interests),
+                None => counts.unparsable += 1,
+            }
+        }
+        let grounder = Grounder::new(
+            history
+                .events
+                .iter()
+                .filter_map(|e| e.item)
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .map(|ix| (ix, self.texts.compact(ix).to_string())),
+        );
+        let mut kept: Vec<Interest> = Vec::new();
+        for raw in proposed {
+            counts.proposed += 1;
+            counts.evidence += raw.evidence.len();
+            let mut evidence: BTreeMap<u32, Evidence> = BTreeMap::new();
+            for text in &raw.evidence {
+                match grounder.ground(text) {
+                    Some(ix) => {
+                        evidence.entry(ix).or_insert_with(|| Evidence {
+                            text: text.clone(),
+                            item: self.catalog.get(ix).id.clone(),
+                        });
+                    }
+                    None => counts.evidence_hallucinated += 1,
+                }
+            }
+            let name = raw.name.split_whitespace().collect::<Vec<_>>().join(" ");
+            let evidence_names: Vec<&str> = evidence.keys().map(|&ix| self.texts.compact(ix)).collect();
+            if evidence.is_empty() {
+                counts.ungrounded += 1;
+            } else if is_generic(&name) {
+                counts.generic += 1;
+            } else if !related(&name, &evidence_names) {
+                counts.unrelated += 1;
+            } else if let Some(earlier) = kept.iter_mut().find(|k| near_duplicates(&k.name, &name)) {
+                counts.merged += 1;
+                for e in evidence.into_values() {
+                    if !earlier.evidence.iter().any(|x| x.item == e.item) {
+                        earlier.evidence.push(e);
+                    }
+                }
+            } else {
+                kept.push(Interest {
+                    name,
+                    description: raw.description.trim().to_string(),
+                    evidence: evidence.into_values().collect(),
+                });
+            }
+        }
+        counts.kept = kept.len();
+        UserInterests {
+            user: history.user.clone(),
+            interests: kept,
+            counts,
+            prompt_version: self.prompts.version(Task::Interests),
+            model_id: model_id.to_string(),
+            seed: self.sampling.seed_for(&history.user),
+            raw: answers.iter().map(|g| g.text.clone()).collect(),
+        }
+    }
+}

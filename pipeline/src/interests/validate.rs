@@ -1,0 +1,186 @@
+//! Validation of mined interests: grounding of evidence in the user's history, rejection of
+//! generic interests, merging of near-duplicates.
+//!
+//! Rules (documented in the README):
+//! - text is compared as lower-case words of letters and digits;
+//! - evidence is grounded when its words equal an item's words, or their Jaccard similarity
+//!   with some history item is at least [`GROUNDING_JACCARD`]; other evidence is hallucinated;
+//!   an interest without grounded evidence is rejected;
+//! - an interest is generic when its name has no content word outside [`GENERIC_WORDS`]
+//!   (after dropping [`STOP_WORDS`]);
+//! - two interests are near-duplicates when the content words of their names overlap with
+//!   Jaccard ≥ [`DUPLICATE_JACCARD`] or one set contains the other; the later one is merged
+//!   into the earlier (evidence united);
+//! - an interest is unrelated to its evidence when no content word of its name (plural and
+//!   singular alike, see [`stem`]) occurs in the names of its evidence items: RecGPT's
+//!   reasonableness filter, in its cheapest form.
+
+use std::collections::BTreeSet;
+
+pub const GROUNDING_JACCARD: f64 = 0.6;
+pub const DUPLICATE_JACCARD: f64 = 0.5;
+
+/// Words that alone make an interest generic.
+pub const GENERIC_WORDS: &[&str] = &[
+    "shopping", "shop", "shopper", "buying", "purchase", "purchases", "gift", "gifts", "gifting",
+    "present", "presents", "home", "house", "household", "stuff", "things", "item", "items",
+    "product", "products", "goods", "general", "various", "variety", "misc", "miscellaneous",
+    "everything", "decor", "accessories", "supplies", "interest", "interests", "online",
+    "retail", "customer", "quality", "new", "nice", "lifestyle",
+];
+
+/// Words ignored when comparing names.
+pub const STOP_WORDS: &[&str] = &[
+    "a", "an", "and", "the", "of", "for", "with", "in", "on", "to", "by", "at", "or", "s",
+];
+
+/// Lower-case words of letters and digits.
+pub fn words(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect()
+}
+
+/// Words of a name without stop words.
+pub fn content_words(text: &str) -> BTreeSet<String> {
+    words(text)
+        .into_iter()
+        .filter(|w| !STOP_WORDS.contains(&w.as_str()))
+        .collect()
+}
+
+pub fn jaccard(a: &BTreeSet<String>, b: &BTreeSet<String>) -> f64 {
+    if a.is_empty() && b.is_empty() {
+        return 0.0;
+    }
+    a.intersection(b).count() as f64 / a.union(b).count() as f64
+}
+
+pub fn is_generic(name: &str) -> bool {
+    content_words(name)
+        .iter()
+        .all(|w| GENERIC_WORDS.contains(&w.as_str()))
+}
+
+/// A crude English stem: `parties` → `party`, `boxes` → `box`, `mugs` → `mug`.
+pub fn stem(word: &str) -> String {
+    if let Some(base) = word.strip_suffix("ies") {
+        format!("{base}y")
+    } else if let Some(base) = word
+        .strip_suffix("es")
+        .filter(|b| b.ends_with(['s', 'x', 'z']) || b.ends_with("ch") || b.ends_with("sh"))
+    {
+        base.to_string()
+    } else if word.len() > 3 && !word.ends_with("ss") {
+        word.strip_suffix('s').unwrap_or(word).to_string()
+    } else {
+        word.to_string()
+    }
+}
+
+/// Whether an interest's name shares a (stemmed) content word with its evidence items.
+pub fn related(name: &str, evidence_items: &[&str]) -> bool {
+    let name: BTreeSet<String> = content_words(name)
+        .iter()
+        .filter(|w| !GENERIC_WORDS.contains(&w.as_str()))
+        .map(|w| stem(w))
+        .collect();
+    evidence_items
+        .iter()
+        .flat_map(|item| words(item))
+        .any(|w| name.contains(&stem(&w)))
+}
+
+pub fn near_duplicates(a: &str, b: &str) -> bool {
+    let (a, b) = (content_words(a), content_words(b));
+    !a.is_empty()
+        && !b.is_empty()
+        && (a.is_subset(&b) || b.is_subset(&a) || jaccard(&a, &b) >= DUPLICATE_JACCARD)
+}
+
+/// Candidate items for grounding: `(index, word set)`.
+#[derive(Debug, Clone)]
+pub struct Grounder {
+    items: Vec<(u32, Vec<String>, BTreeSet<String>)>,
+}
+
+impl Grounder {
+    pub fn new(items: impl IntoIterator<Item = (u32, String)>) -> Self {
+        Self {
+            items: items
+                .into_iter()
+                .map(|(ix, text)| {
+                    let w = words(&text);
+                    let set = w.iter().cloned().collect();
+                    (ix, w, set)
+                })
+                .collect(),
+        }
+    }
+
+    /// The history item `evidence` refers to, if any.
+    pub fn ground(&self, evidence: &str) -> Option<u32> {
+        let w = words(evidence);
+        if w.is_empty() {
+            return None;
+        }
+        if let Some((ix, _, _)) = self.items.iter().find(|(_, iw, _)| *iw == w) {
+            return Some(*ix);
+        }
+        let set: BTreeSet<String> = w.into_iter().collect();
+        self.items
+            .iter()
+            .map(|(ix, _, s)| (jaccard(&set, s), *ix))
+            .filter(|(j, _)| *j >= GROUNDING_JACCARD)
+            .max_by(|a, b| a.0.total_cmp(&b.0).then(b.1.cmp(&a.1)))
+            .map(|(_, ix)| ix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generic_names() {
+        for g in ["Shopping", "gifts", "Home decor", "home & gifts", "Various items"] {
+            assert!(is_generic(g), "{g}");
+        }
+        for s in ["vintage kitchenware", "Christmas decorations", "garden birds"] {
+            assert!(!is_generic(s), "{s}");
+        }
+    }
+
+    #[test]
+    fn relatedness_to_evidence() {
+        assert!(related("children's parties", &["party bunting"]));
+        assert!(related("vintage kitchenware", &["vintage heads and tails card game"]));
+        assert!(related("Lunch boxes", &["lunch box i love london"]));
+        assert!(!related("garden birds", &["vintage heads and tails card game"]));
+        assert!(!related("home gifts", &["home sweet home mug"]), "generic words do not count");
+        assert_eq!(stem("glasses"), "glass");
+        assert_eq!(stem("mugs"), "mug");
+        assert_eq!(stem("glass"), "glass");
+    }
+
+    #[test]
+    fn duplicates() {
+        assert!(near_duplicates("Vintage kitchenware", "vintage kitchenware items"));
+        assert!(near_duplicates("Tea time", "tea time baking"));
+        assert!(!near_duplicates("garden birds", "christmas lights"));
+    }
+
+    #[test]
+    fn grounding_exact_and_fuzzy() {
+        let g = Grounder::new([
+            (1, "white hanging heart t-light holder".to_string()),
+            (2, "red retrospot cake stand".to_string()),
+        ]);
+        assert_eq!(g.ground("WHITE HANGING HEART T-LIGHT HOLDER"), Some(1));
+        assert_eq!(g.ground("red retrospot cake stand!"), Some(2));
+        assert_eq!(g.ground("retrospot cake stand"), Some(2));
+        assert_eq!(g.ground("blue teapot"), None);
+        assert_eq!(g.ground(""), None);
+    }
+}
