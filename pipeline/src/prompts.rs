@@ -68,7 +68,8 @@ impl Prompts {
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.set_keep_trailing_newline(false);
         register_filters(&mut env);
-        env.add_template("system", SYSTEM).expect("system.jinja compiles");
+        env.add_template("system", SYSTEM)
+            .expect("system.jinja compiles");
         for task in Task::ALL {
             env.add_template(task.name(), task.source())
                 .unwrap_or_else(|e| panic!("{}.jinja compiles: {e}", task.name()));
@@ -128,7 +129,9 @@ mod tests {
     #[test]
     fn strict_undefined_and_versions() {
         let p = Prompts::new();
-        let err = p.render(Task::Interests, json!({"as_of": "2011-12-10"})).unwrap_err();
+        let err = p
+            .render(Task::Interests, json!({"as_of": "2011-12-10"}))
+            .unwrap_err();
         assert!(err.message.contains("undefined"), "{err}");
         assert!(p.version(Task::Interests).starts_with("interests@"));
         assert_ne!(p.version(Task::Interests), p.version(Task::Tags));
@@ -143,7 +146,7 @@ mod tests {
             let messages = p
                 .render(
                     Task::Interests,
-                    json!({"as_of": "2011-12-10", "narrative": narrative, "min_interests": 3, "max_interests": 8}),
+                    json!({"as_of": "2011-12-10", "narrative": narrative, "min_interests": 3, "max_interests": 8, "themes": ["regency"]}),
                 )
                 .unwrap();
             messages[1].content.clone()
@@ -155,7 +158,11 @@ mod tests {
         let outside = |text: &str| {
             let (before, rest) = text.split_once("<history>").unwrap();
             let (_, after) = rest.split_once("</history>").unwrap();
-            (before.to_string(), after.to_string(), text.matches("</history>").count())
+            (
+                before.to_string(),
+                after.to_string(),
+                text.matches("</history>").count(),
+            )
         };
         assert_eq!(outside(&harmless), outside(&hostile));
         assert!(!hostile.contains("<|"));

@@ -9,4 +9,5 @@ mod cli;
 mod common;
 mod compress;
 mod import;
+mod interests;
 mod llm;

@@ -1,24 +1,34 @@
 use std::path::Path;
 
 use anyhow::Result;
-use recgpt_pipeline::interests::{InterestMiner, InterestsConfig};
+use recgpt_pipeline::interests::{InterestMiner, InterestsConfig, ThemeIndex};
 use recgpt_pipeline::llm::LlmBackend;
 use recgpt_pipeline::prompts::Prompts;
 
 use super::{llm, print_json, HistoryContext};
 use crate::{HistoryArgs, LlmArgs};
 
-pub fn one(home: &Path, user: &str, history: &HistoryArgs, args: &LlmArgs, json: bool) -> Result<()> {
+pub fn one(
+    home: &Path,
+    user: &str,
+    history: &HistoryArgs,
+    args: &LlmArgs,
+    json: bool,
+) -> Result<()> {
     let ctx = HistoryContext::open(home, history)?;
     let (backend, sampling) = llm(history, args)?;
     let compressor = ctx.compressor();
     let h = ctx.store.history(user, &ctx.window)?;
     let narrative = compressor.compress(&h, &ctx.window);
     let prompts = Prompts::new();
+    let themes = ThemeIndex::new(
+        (0..ctx.store.catalog().len() as u32).map(|ix| compressor.texts().compact(ix)),
+    );
     let miner = InterestMiner {
         prompts: &prompts,
         catalog: ctx.store.catalog(),
         texts: compressor.texts(),
+        themes: &themes,
         config: InterestsConfig::default(),
         sampling,
     };

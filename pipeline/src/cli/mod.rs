@@ -11,7 +11,9 @@ use std::path::PathBuf;
 use anyhow::Result;
 use recgpt_data::{Store, TimeWindow};
 use recgpt_pipeline::compress::{CompressConfig, Compressor};
-use recgpt_pipeline::llm::{GgufTokenizer, LlamaCppBackend, LlamaCppConfig, Sampling, TokenCounter};
+use recgpt_pipeline::llm::{
+    GgufTokenizer, LlamaCppBackend, LlamaCppConfig, Sampling, TokenCounter,
+};
 use recgpt_pipeline::model;
 
 use crate::{BenchCommand, Cli, Command, HistoryArgs, ImportCommand, LlmArgs, StatsCommand};

@@ -18,6 +18,21 @@ pub struct InterestsConfig {
     pub constrain_evidence: bool,
     /// Largest number of item names offered as evidence choices.
     pub max_evidence_choices: usize,
+    /// How interest names are decoded.
+    pub names: InterestNames,
+    /// Themes offered per user in `themes` mode.
+    pub max_themes: usize,
+}
+
+/// How interest names are decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InterestNames {
+    /// Chosen among themes mined from the user's items, with evidence among the items that
+    /// carry the theme (see `interests::themes`).
+    Themes,
+    /// Free text, validated after decoding.
+    Free,
 }
 
 impl Default for InterestsConfig {
@@ -25,10 +40,12 @@ impl Default for InterestsConfig {
         Self {
             min: 3,
             max: 6,
-            max_tokens: 500,
+            max_tokens: 700,
             rounds: 3,
             constrain_evidence: true,
             max_evidence_choices: 120,
+            names: InterestNames::Themes,
+            max_themes: 12,
         }
     }
 }

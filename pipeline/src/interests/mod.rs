@@ -3,6 +3,7 @@
 //! and validated ([`validate`]) before anything is kept.
 
 mod config;
+pub mod themes;
 pub mod validate;
 
 use std::collections::BTreeMap;
@@ -11,8 +12,9 @@ use recgpt_data::{Catalog, History};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-pub use config::InterestsConfig;
-use validate::{is_generic, near_duplicates, related, Grounder};
+pub use config::{InterestNames, InterestsConfig};
+pub use themes::{Theme, ThemeIndex};
+use validate::{is_generic, near_duplicates, related, usable_description, Grounder};
 
 use crate::compress::{ItemTexts, Narrative};
 use crate::llm::{Finish, GenerateRequest, Generation, Sampling};
@@ -32,6 +34,8 @@ pub struct Evidence {
 pub struct Interest {
     pub name: String,
     pub description: String,
+    /// `model`, or `template` when the model's description failed validation.
+    pub description_source: String,
     pub evidence: Vec<Evidence>,
 }
 
@@ -49,6 +53,8 @@ pub struct InterestCounts {
     pub unrelated: usize,
     /// Merged into an earlier near-duplicate.
     pub merged: usize,
+    /// Kept interests whose description was replaced by the template.
+    pub descriptions_templated: usize,
     /// Evidence entries proposed, and those not found in the history.
     pub evidence: usize,
     pub evidence_hallucinated: usize,
@@ -71,19 +77,42 @@ pub struct UserInterests {
     pub raw: Vec<String>,
 }
 
-/// The answer's shape.
+/// The answer's shape: a list of interests (free names), or theme → interest (themes).
 #[derive(Debug, Deserialize)]
-struct Answer {
-    interests: Vec<RawInterest>,
+#[serde(untagged)]
+enum Interests {
+    List(Vec<RawInterest>),
+    ByTheme(serde_json::Map<String, serde_json::Value>),
 }
 
 #[derive(Debug, Deserialize)]
+struct Answer {
+    interests: Interests,
+}
+
+#[derive(Debug, Default, Deserialize)]
 struct RawInterest {
+    #[serde(default)]
     name: String,
     #[serde(default)]
     description: String,
     #[serde(default)]
     evidence: Vec<String>,
+}
+
+impl Answer {
+    fn into_interests(self) -> Vec<RawInterest> {
+        match self.interests {
+            Interests::List(list) => list,
+            Interests::ByTheme(map) => map
+                .into_iter()
+                .map(|(name, value)| RawInterest {
+                    name,
+                    ..serde_json::from_value(value).unwrap_or_default()
+                })
+                .collect(),
+        }
+    }
 }
 
 /// Builds requests for, and validates answers of, the interests task.
@@ -92,17 +121,66 @@ pub struct InterestMiner<'a> {
     pub prompts: &'a Prompts,
     pub catalog: &'a Catalog,
     pub texts: &'a ItemTexts,
+    pub themes: &'a ThemeIndex,
     pub config: InterestsConfig,
     pub sampling: Sampling,
 }
 
 impl InterestMiner<'_> {
-    /// The JSON schema of the answer; evidence restricted to `choices` when constrained.
-    pub fn schema(&self, choices: &[String]) -> serde_json::Value {
-        let evidence_item = if self.config.constrain_evidence && !choices.is_empty() {
-            json!({"type": "string", "enum": choices})
-        } else {
-            json!({"type": "string", "minLength": 3, "maxLength": 80})
+    /// The JSON schema of the answer. Free names: evidence restricted to `choices` when
+    /// constrained. Theme names: one property per theme, its evidence among its items, the
+    /// first theme required and the others optional.
+    pub fn schema(&self, choices: &[String], themes: &[Theme]) -> serde_json::Value {
+        let description = json!({"type": "string", "minLength": 8, "maxLength": 90});
+        if self.config.names == InterestNames::Themes && !themes.is_empty() {
+            // One optional property per theme, in rank order: a theme can be chosen at most
+            // once, and the model decides which.
+            let properties: serde_json::Map<String, serde_json::Value> = themes
+                .iter()
+                .map(|t| {
+                    let items: Vec<&str> = t.items.iter().take(8).map(|&ix| self.texts.compact(ix)).collect();
+                    let value = json!({
+                        "type": "object",
+                        "properties": {
+                            "description": description,
+                            "evidence": {"type": "array", "minItems": 1, "maxItems": 2, "items": {"enum": items}}
+                        },
+                        "required": ["description", "evidence"],
+                        "additionalProperties": false
+                    });
+                    (t.phrase.clone(), value)
+                })
+                .collect();
+            return json!({
+                "type": "object",
+                "properties": {
+                    "interests": {
+                        "type": "object",
+                        "properties": properties,
+                        "required": [themes[0].phrase],
+                        "additionalProperties": false
+                    }
+                },
+                "required": ["interests"],
+                "additionalProperties": false
+            });
+        }
+        let interest = {
+            let evidence_item = if self.config.constrain_evidence && !choices.is_empty() {
+                json!({"type": "string", "enum": choices})
+            } else {
+                json!({"type": "string", "minLength": 3, "maxLength": 80})
+            };
+            json!({
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string", "minLength": 3, "maxLength": 40},
+                    "description": description,
+                    "evidence": {"type": "array", "minItems": 1, "maxItems": 2, "items": evidence_item}
+                },
+                "required": ["name", "description", "evidence"],
+                "additionalProperties": false
+            })
         };
         json!({
             "type": "object",
@@ -111,21 +189,25 @@ impl InterestMiner<'_> {
                     "type": "array",
                     "minItems": self.config.min,
                     "maxItems": self.config.max,
-                    "items": {
-                        "type": "object",
-                        "properties": {
-                            "name": {"type": "string", "minLength": 3, "maxLength": 40},
-                            "description": {"type": "string", "minLength": 8, "maxLength": 100},
-                            "evidence": {"type": "array", "minItems": 1, "maxItems": 2, "items": evidence_item}
-                        },
-                        "required": ["name", "description", "evidence"],
-                        "additionalProperties": false
-                    }
+                    "items": interest
                 }
             },
             "required": ["interests"],
             "additionalProperties": false
         })
+    }
+
+    /// The user's themes (empty in free-name mode).
+    pub fn user_themes(&self, narrative: &Narrative) -> Vec<Theme> {
+        if self.config.names != InterestNames::Themes {
+            return Vec::new();
+        }
+        let items: Vec<(u32, &str)> = narrative
+            .items
+            .iter()
+            .map(|&ix| (ix, self.texts.compact(ix)))
+            .collect();
+        self.themes.themes(&items, self.config.max_themes)
     }
 
     /// Item names the narrative mentions, offered as evidence choices (most recent first, as
@@ -149,6 +231,7 @@ impl InterestMiner<'_> {
 
     /// The requests for one user's narrative: one per round, same prompt, different seeds.
     pub fn requests(&self, narrative: &Narrative) -> Result<Vec<GenerateRequest>, PromptError> {
+        let themes = self.user_themes(narrative);
         let messages = self.prompts.render(
             Task::Interests,
             json!({
@@ -156,14 +239,27 @@ impl InterestMiner<'_> {
                 "narrative": narrative.text,
                 "min_interests": self.config.min,
                 "max_interests": self.config.max,
+                "themes": themes.iter().map(|t| t.phrase.as_str()).collect::<Vec<_>>(),
             }),
         )?;
-        let schema = self.schema(&self.choices(narrative));
+        let choices = self.choices(narrative);
         let seed = self.sampling.seed_for(&narrative.user);
-        Ok((0..self.config.rounds.max(1))
-            .map(|round| GenerateRequest {
+        let rounds = self.config.rounds.max(1);
+        Ok((0..rounds)
+            .map(|round| {
+                // Round r must describe the r-th ranked theme (the grammar requires it) and may
+                // add others: rounds cover different themes, while the prompt (and its KV
+                // cache) stays the same.
+                let mut rotated = themes.clone();
+                if !rotated.is_empty() {
+                    let shift = round % rotated.len();
+                    rotated.rotate_left(shift);
+                }
+                (round, self.schema(&choices, &rotated))
+            })
+            .map(|(round, schema)| GenerateRequest {
                 messages: messages.clone(),
-                schema: Some(schema.clone()),
+                schema: Some(schema),
                 max_tokens: self.config.max_tokens,
                 temperature: self.sampling.temperature,
                 seed: seed.wrapping_add(round as u32),
@@ -172,7 +268,12 @@ impl InterestMiner<'_> {
     }
 
     /// Validates a user's answers (all rounds, pooled in order) against their history.
-    pub fn validate(&self, history: &History, answers: &[Generation], model_id: &str) -> UserInterests {
+    pub fn validate(
+        &self,
+        history: &History,
+        answers: &[Generation],
+        model_id: &str,
+    ) -> UserInterests {
         let mut counts = InterestCounts {
             answers: answers.len(),
             ..InterestCounts::default()
@@ -184,7 +285,7 @@ impl InterestMiner<'_> {
                 Finish::Length => None,
             };
             match answer {
-                Some(a) => proposed.extend(a.interests),
+                Some(a) => proposed.extend(a.into_interests()),
                 None => counts.unparsable += 1,
             }
         }
@@ -214,14 +315,16 @@ impl InterestMiner<'_> {
                 }
             }
             let name = raw.name.split_whitespace().collect::<Vec<_>>().join(" ");
-            let evidence_names: Vec<&str> = evidence.keys().map(|&ix| self.texts.compact(ix)).collect();
+            let evidence_names: Vec<&str> =
+                evidence.keys().map(|&ix| self.texts.compact(ix)).collect();
             if evidence.is_empty() {
                 counts.ungrounded += 1;
             } else if is_generic(&name) {
                 counts.generic += 1;
             } else if !related(&name, &evidence_names) {
                 counts.unrelated += 1;
-            } else if let Some(earlier) = kept.iter_mut().find(|k| near_duplicates(&k.name, &name)) {
+            } else if let Some(earlier) = kept.iter_mut().find(|k| near_duplicates(&k.name, &name))
+            {
                 counts.merged += 1;
                 for e in evidence.into_values() {
                     if !earlier.evidence.iter().any(|x| x.item == e.item) {
@@ -229,9 +332,24 @@ impl InterestMiner<'_> {
                     }
                 }
             } else {
+                let model_text = raw.description.trim().to_string();
+                let (description, source) =
+                    if usable_description(&model_text, &name, &evidence_names) {
+                        (model_text, "model")
+                    } else {
+                        counts.descriptions_templated += 1;
+                        (
+                            format!(
+                                "Buys {name} items such as {}.",
+                                evidence_names.join(" and ")
+                            ),
+                            "template",
+                        )
+                    };
                 kept.push(Interest {
                     name,
-                    description: raw.description.trim().to_string(),
+                    description,
+                    description_source: source.into(),
                     evidence: evidence.into_values().collect(),
                 });
             }

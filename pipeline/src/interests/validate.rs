@@ -22,11 +22,45 @@ pub const DUPLICATE_JACCARD: f64 = 0.5;
 
 /// Words that alone make an interest generic.
 pub const GENERIC_WORDS: &[&str] = &[
-    "shopping", "shop", "shopper", "buying", "purchase", "purchases", "gift", "gifts", "gifting",
-    "present", "presents", "home", "house", "household", "stuff", "things", "item", "items",
-    "product", "products", "goods", "general", "various", "variety", "misc", "miscellaneous",
-    "everything", "decor", "accessories", "supplies", "interest", "interests", "online",
-    "retail", "customer", "quality", "new", "nice", "lifestyle",
+    "shopping",
+    "shop",
+    "shopper",
+    "buying",
+    "purchase",
+    "purchases",
+    "gift",
+    "gifts",
+    "gifting",
+    "present",
+    "presents",
+    "home",
+    "house",
+    "household",
+    "stuff",
+    "things",
+    "item",
+    "items",
+    "product",
+    "products",
+    "goods",
+    "general",
+    "various",
+    "variety",
+    "misc",
+    "miscellaneous",
+    "everything",
+    "decor",
+    "accessories",
+    "supplies",
+    "interest",
+    "interests",
+    "online",
+    "retail",
+    "customer",
+    "quality",
+    "new",
+    "nice",
+    "lifestyle",
 ];
 
 /// Words ignored when comparing names.
@@ -69,10 +103,10 @@ pub fn stem(word: &str) -> String {
         format!("{base}y")
     } else if let Some(base) = word
         .strip_suffix("es")
-        .filter(|b| b.ends_with(['s', 'x', 'z']) || b.ends_with("ch") || b.ends_with("sh"))
+        .filter(|b| b.ends_with(['x', 'z']) || ["ss", "ch", "sh"].iter().any(|e| b.ends_with(e)))
     {
         base.to_string()
-    } else if word.len() > 3 && !word.ends_with("ss") {
+    } else if word.len() > 3 && !["ss", "us", "is", "as"].iter().any(|e| word.ends_with(e)) {
         word.strip_suffix('s').unwrap_or(word).to_string()
     } else {
         word.to_string()
@@ -90,6 +124,31 @@ pub fn related(name: &str, evidence_items: &[&str]) -> bool {
         .iter()
         .flat_map(|item| words(item))
         .any(|w| name.contains(&stem(&w)))
+}
+
+/// A description is usable when it has at least three content words, is not degenerate (no
+/// content word three times or more) and mentions a word of the interest's name or evidence.
+pub fn usable_description(description: &str, name: &str, evidence_items: &[&str]) -> bool {
+    let mut counts = std::collections::HashMap::new();
+    for w in content_words_list(description) {
+        *counts.entry(w).or_insert(0) += 1;
+    }
+    if counts.len() < 3 || counts.values().any(|&n| n >= 3) {
+        return false;
+    }
+    let described: BTreeSet<String> = counts.keys().map(|w| stem(w)).collect();
+    std::iter::once(name)
+        .chain(evidence_items.iter().copied())
+        .flat_map(words)
+        .filter(|w| !GENERIC_WORDS.contains(&w.as_str()) && !STOP_WORDS.contains(&w.as_str()))
+        .any(|w| described.contains(&stem(&w)))
+}
+
+fn content_words_list(text: &str) -> Vec<String> {
+    words(text)
+        .into_iter()
+        .filter(|w| !STOP_WORDS.contains(&w.as_str()))
+        .collect()
 }
 
 pub fn near_duplicates(a: &str, b: &str) -> bool {
@@ -144,10 +203,20 @@ mod tests {
 
     #[test]
     fn generic_names() {
-        for g in ["Shopping", "gifts", "Home decor", "home & gifts", "Various items"] {
+        for g in [
+            "Shopping",
+            "gifts",
+            "Home decor",
+            "home & gifts",
+            "Various items",
+        ] {
             assert!(is_generic(g), "{g}");
         }
-        for s in ["vintage kitchenware", "Christmas decorations", "garden birds"] {
+        for s in [
+            "vintage kitchenware",
+            "Christmas decorations",
+            "garden birds",
+        ] {
             assert!(!is_generic(s), "{s}");
         }
     }
@@ -155,18 +224,58 @@ mod tests {
     #[test]
     fn relatedness_to_evidence() {
         assert!(related("children's parties", &["party bunting"]));
-        assert!(related("vintage kitchenware", &["vintage heads and tails card game"]));
+        assert!(related(
+            "vintage kitchenware",
+            &["vintage heads and tails card game"]
+        ));
         assert!(related("Lunch boxes", &["lunch box i love london"]));
-        assert!(!related("garden birds", &["vintage heads and tails card game"]));
-        assert!(!related("home gifts", &["home sweet home mug"]), "generic words do not count");
+        assert!(!related(
+            "garden birds",
+            &["vintage heads and tails card game"]
+        ));
+        assert!(
+            !related("home gifts", &["home sweet home mug"]),
+            "generic words do not count"
+        );
         assert_eq!(stem("glasses"), "glass");
         assert_eq!(stem("mugs"), "mug");
         assert_eq!(stem("glass"), "glass");
+        assert_eq!(stem("christmas"), "christmas");
+        assert_eq!(stem("cases"), "case");
+        assert_eq!(stem("boxes"), "box");
+    }
+
+    #[test]
+    fn descriptions() {
+        let ev = ["doormat red retrospot"];
+        assert!(usable_description(
+            "Likes a cheerful doormat at the door.",
+            "doormat",
+            &ev
+        ));
+        assert!(!usable_description(
+            "heart balm, heart balm, heart balm",
+            "heart",
+            &["heart of wicker"]
+        ));
+        assert!(!usable_description(
+            "Relaxed and fun.",
+            "regency",
+            &["pink regency teacup"]
+        ));
+        assert!(!usable_description(
+            "home sweet",
+            "home sweet",
+            &["home sweet home mug"]
+        ));
     }
 
     #[test]
     fn duplicates() {
-        assert!(near_duplicates("Vintage kitchenware", "vintage kitchenware items"));
+        assert!(near_duplicates(
+            "Vintage kitchenware",
+            "vintage kitchenware items"
+        ));
         assert!(near_duplicates("Tea time", "tea time baking"));
         assert!(!near_duplicates("garden birds", "christmas lights"));
     }

@@ -127,6 +127,49 @@ impl LlamaCppBackend {
         Ok(LlamaSampler::chain_simple(chain))
     }
 
+    /// Splits requests into batches of at most `batch`, keeping runs of prompts that share a
+    /// long prefix (one user's rounds) in one batch where they fit, so the prefix is read once.
+    fn chunks(
+        &self,
+        requests: &[GenerateRequest],
+    ) -> Result<Vec<std::ops::Range<usize>>, LlmError> {
+        let batch = self.config.batch.max(1);
+        let prompts = requests
+            .iter()
+            .map(|r| self.prompt_tokens(r))
+            .collect::<Result<Vec<_>, _>>()?;
+        let shared = if prompts.len() > 1 {
+            common_prefix(&prompts)
+        } else {
+            0
+        };
+        let groups = prefix_groups(&prompts, shared);
+        // units: each group, and every prompt outside a group, in order
+        let mut units = Vec::new();
+        let mut next = 0;
+        for g in &groups {
+            units.extend((next..g.start).map(|i| i..i + 1));
+            units.push(g.start..g.end);
+            next = g.end;
+        }
+        units.extend((next..prompts.len()).map(|i| i..i + 1));
+        let mut chunks: Vec<std::ops::Range<usize>> = Vec::new();
+        for unit in units {
+            match chunks.last_mut() {
+                Some(last) if last.len() + unit.len() <= batch => last.end = unit.end,
+                _ => {
+                    let mut start = unit.start;
+                    while unit.end - start > batch {
+                        chunks.push(start..start + batch);
+                        start += batch;
+                    }
+                    chunks.push(start..unit.end);
+                }
+            }
+        }
+        Ok(chunks)
+    }
+
     fn context(&self, sequences: usize) -> Result<LlamaContext<'_>, LlmError> {
         let threads = self.threads();
         let params = LlamaContextParams::default()
@@ -160,10 +203,13 @@ impl LlamaCppBackend {
             kv: vec![Vec::new(); n],
         };
 
-        // The prefix every prompt shares is evaluated once and copied (each sequence keeps
-        // at least its last prompt token to decode with logits).
-        let shared = if n > 1 { common_prefix(&prompts) } else { 0 };
+        // Prefixes are evaluated once and copied (a copy between sequences takes a whole KV
+        // stream, so a sequence is copied exactly when it holds the prefix): first the prefix
+        // every prompt shares (system prompt, instructions), then the longer prefix shared by
+        // each run of consecutive prompts (the rounds of one user share their narrative).
+        // Every sequence keeps at least its last prompt token to decode with logits.
         let shortest = prompts.iter().map(Vec::len).min().unwrap_or(0);
+        let shared = if n > 1 { common_prefix(&prompts) } else { 0 };
         let shared = if shared >= MIN_SHARED_PREFIX {
             shared.min(shortest - 1)
         } else {
@@ -172,12 +218,30 @@ impl LlamaCppBackend {
         if shared > 0 {
             run.prefill(&[(0, &prompts[0][..shared])])?;
             for seq in 1..n {
-                run.ctx
-                    .kv_cache_seq_cp(0, seq as i32, None, None)
-                    .map_err(|e| LlmError::Backend(e.to_string()))?;
-                run.kv[seq] = prompts[0][..shared].to_vec();
+                run.copy(0, seq)?;
             }
         }
+        let groups = prefix_groups(&prompts, shared);
+        let leaders: Vec<(usize, &[LlamaToken])> = groups
+            .iter()
+            .map(|g| (g.start, &prompts[g.start][shared..g.prefix]))
+            .collect();
+        run.prefill(&leaders)?;
+        for g in &groups {
+            for seq in g.start + 1..g.end {
+                run.copy(g.start, seq)?;
+            }
+        }
+        let reused: Vec<usize> = (0..n)
+            .map(|seq| {
+                let group = groups.iter().find(|g| (g.start..g.end).contains(&seq));
+                match group {
+                    Some(g) if seq != g.start => g.prefix,
+                    _ if seq != 0 => shared,
+                    _ => 0,
+                }
+            })
+            .collect();
         let turns: Vec<Turn> = requests
             .iter()
             .zip(prompts)
@@ -189,8 +253,8 @@ impl LlamaCppBackend {
             })
             .collect();
         let mut firsts = run.generate(&turns)?;
-        for (seq, g) in firsts.iter_mut().enumerate() {
-            g.shared_prompt_tokens = if seq == 0 { 0 } else { shared };
+        for (g, reused) in firsts.iter_mut().zip(reused) {
+            g.shared_prompt_tokens = reused;
         }
 
         let mut seconds: Vec<Option<Generation>> = vec![None; n];
@@ -236,6 +300,15 @@ struct Run<'a> {
 }
 
 impl Run<'_> {
+    /// Copies sequence `from`'s whole KV stream to `to` (applied at the next decode).
+    fn copy(&mut self, from: usize, to: usize) -> Result<(), LlmError> {
+        self.ctx
+            .kv_cache_seq_cp(from as i32, to as i32, None, None)
+            .map_err(backend_err)?;
+        self.kv[to] = self.kv[from].clone();
+        Ok(())
+    }
+
     /// Appends tokens to sequences without computing logits, packed into decode calls.
     fn prefill(&mut self, parts: &[(usize, &[LlamaToken])]) -> Result<(), LlmError> {
         let n_batch = self.backend.config.n_batch as usize;
@@ -371,9 +444,9 @@ impl LlmBackend for LlamaCppBackend {
         follow_up: &mut dyn FnMut(usize, &Generation) -> Option<FollowUp>,
     ) -> Result<Vec<(Generation, Option<Generation>)>, LlmError> {
         let mut out = Vec::with_capacity(requests.len());
-        for (c, chunk) in requests.chunks(self.config.batch.max(1)).enumerate() {
-            let offset = c * self.config.batch.max(1);
-            out.extend(self.run_batch(chunk, &mut |i, g| follow_up(offset + i, g))?);
+        for range in self.chunks(requests)? {
+            let offset = range.start;
+            out.extend(self.run_batch(&requests[range], &mut |i, g| follow_up(offset + i, g))?);
         }
         Ok(out)
     }
@@ -395,6 +468,39 @@ fn compact_json_grammar(gbnf: &str) -> String {
         .join("\n")
 }
 
+/// A run `start..end` of consecutive prompts sharing `prefix` tokens, more than the batch-wide
+/// prefix.
+#[derive(Debug, PartialEq)]
+struct PrefixGroup {
+    start: usize,
+    end: usize,
+    prefix: usize,
+}
+
+fn prefix_groups(prompts: &[Vec<LlamaToken>], shared: usize) -> Vec<PrefixGroup> {
+    let mut groups = Vec::new();
+    let mut start = 0;
+    while start < prompts.len() {
+        let mut end = start + 1;
+        let mut prefix = prompts[start].len().saturating_sub(1);
+        while end < prompts.len() {
+            let lcp = common_prefix(&[prompts[start].clone(), prompts[end].clone()])
+                .min(prompts[end].len().saturating_sub(1))
+                .min(prefix);
+            if lcp < shared + MIN_SHARED_PREFIX {
+                break;
+            }
+            prefix = lcp;
+            end += 1;
+        }
+        if end - start > 1 {
+            groups.push(PrefixGroup { start, end, prefix });
+        }
+        start = end;
+    }
+    groups
+}
+
 /// Length of the token prefix all prompts share.
 fn common_prefix(prompts: &[Vec<LlamaToken>]) -> usize {
     let first = &prompts[0];
@@ -414,4 +520,49 @@ fn model_id(path: &Path) -> String {
         .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
     let size = std::fs::metadata(path).map_or(0, |m| m.len());
     format!("{name} ({size} bytes)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tokens(ids: &[i32]) -> Vec<LlamaToken> {
+        ids.iter().map(|&i| LlamaToken(i)).collect()
+    }
+
+    #[test]
+    fn groups_of_consecutive_prompts_with_a_longer_shared_prefix() {
+        let system: Vec<i32> = (0..20).collect();
+        let user = |u: i32, tail: i32| {
+            let mut t = system.clone();
+            t.extend((0..30).map(|i| 1000 * u + i));
+            t.push(tail);
+            tokens(&t)
+        };
+        let prompts = vec![
+            user(1, 1),
+            user(1, 2),
+            user(1, 3),
+            user(2, 1),
+            user(3, 1),
+            user(3, 2),
+        ];
+        assert_eq!(common_prefix(&prompts), 20);
+        let groups = prefix_groups(&prompts, 20);
+        assert_eq!(
+            groups,
+            vec![
+                PrefixGroup {
+                    start: 0,
+                    end: 3,
+                    prefix: 50
+                },
+                PrefixGroup {
+                    start: 4,
+                    end: 6,
+                    prefix: 50
+                },
+            ]
+        );
+    }
 }
