@@ -15,5 +15,7 @@ pub mod interests;
 pub mod llm;
 pub mod model;
 pub mod prompts;
+pub mod reason;
 pub mod stage;
 pub mod stats;
+pub mod tags;

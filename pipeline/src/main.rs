@@ -42,6 +42,15 @@ enum Command {
         #[command(flatten)]
         llm: LlmArgs,
     },
+    /// Mine one user's interests, then predict tags from them (validated, with fallback).
+    Tags {
+        /// User id.
+        user: String,
+        #[command(flatten)]
+        history: HistoryArgs,
+        #[command(flatten)]
+        llm: LlmArgs,
+    },
     /// List users with their event counts, most active first.
     Users {
         /// How many to list.

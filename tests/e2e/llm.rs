@@ -101,8 +101,8 @@ fn follow_up_turns_reuse_the_conversation_kv_cache() {
         max_tokens: 64,
     };
     let out = llm()
-        .generate_with_follow_up(std::slice::from_ref(&first), &mut |_, _| {
-            Some(follow.clone())
+        .generate_with_follow_up(std::slice::from_ref(&first), &mut |_, answers| {
+            vec![Some(follow.clone()); answers.len()]
         })
         .unwrap();
     let (answer, second) = &out[0];

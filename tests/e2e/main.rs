@@ -11,3 +11,4 @@ mod compress;
 mod import;
 mod interests;
 mod llm;
+mod tags;

@@ -1,14 +1,40 @@
+//! `recgpt interests USER` and `recgpt tags USER`.
+
 use std::path::Path;
 
 use anyhow::Result;
-use recgpt_pipeline::interests::{InterestMiner, InterestsConfig, ThemeIndex};
-use recgpt_pipeline::llm::LlmBackend;
+use recgpt_pipeline::compress::Compressor;
+use recgpt_pipeline::interests::{InterestMiner, InterestsConfig, ThemeIndex, UserInterests};
+use recgpt_pipeline::llm::{GgufTokenizer, LlmBackend, Sampling};
 use recgpt_pipeline::prompts::Prompts;
+use recgpt_pipeline::reason::Reasoner;
+use recgpt_pipeline::tags::{TagPredictor, TagsConfig, UserTags};
 
 use super::{llm, print_json, HistoryContext};
 use crate::{HistoryArgs, LlmArgs};
 
-pub fn one(
+fn miner<'a>(
+    ctx: &'a HistoryContext,
+    compressor: &'a Compressor<'a, GgufTokenizer>,
+    prompts: &'a Prompts,
+    themes: &'a ThemeIndex,
+    sampling: Sampling,
+) -> InterestMiner<'a> {
+    InterestMiner {
+        prompts,
+        catalog: ctx.store.catalog(),
+        texts: compressor.texts(),
+        themes,
+        config: InterestsConfig::default(),
+        sampling,
+    }
+}
+
+fn theme_index(ctx: &HistoryContext, compressor: &Compressor<'_, GgufTokenizer>) -> ThemeIndex {
+    ThemeIndex::new((0..ctx.store.catalog().len() as u32).map(|ix| compressor.texts().compact(ix)))
+}
+
+pub fn interests(
     home: &Path,
     user: &str,
     history: &HistoryArgs,
@@ -18,49 +44,97 @@ pub fn one(
     let ctx = HistoryContext::open(home, history)?;
     let (backend, sampling) = llm(history, args)?;
     let compressor = ctx.compressor();
+    let (prompts, themes) = (Prompts::new(), theme_index(&ctx, &compressor));
+    let miner = miner(&ctx, &compressor, &prompts, &themes, sampling);
     let h = ctx.store.history(user, &ctx.window)?;
     let narrative = compressor.compress(&h, &ctx.window);
-    let prompts = Prompts::new();
-    let themes = ThemeIndex::new(
-        (0..ctx.store.catalog().len() as u32).map(|ix| compressor.texts().compact(ix)),
-    );
-    let miner = InterestMiner {
-        prompts: &prompts,
-        catalog: ctx.store.catalog(),
-        texts: compressor.texts(),
-        themes: &themes,
-        config: InterestsConfig::default(),
-        sampling,
-    };
     let answers = backend.generate(&miner.requests(&narrative)?)?;
     let out = miner.validate(&h, &answers, backend.model_id());
     if json {
         return print_json(&out);
     }
+    print_interests(&out);
+    println!(
+        "-- {} prompt tokens ({} reused) + {} generated",
+        answers.iter().map(|g| g.prompt_tokens).sum::<usize>(),
+        answers
+            .iter()
+            .map(|g| g.shared_prompt_tokens)
+            .sum::<usize>(),
+        answers.iter().map(|g| g.generated_tokens).sum::<usize>(),
+    );
+    Ok(())
+}
+
+pub fn tags(
+    home: &Path,
+    user: &str,
+    history: &HistoryArgs,
+    args: &LlmArgs,
+    json: bool,
+) -> Result<()> {
+    let ctx = HistoryContext::open(home, history)?;
+    let (backend, sampling) = llm(history, args)?;
+    let compressor = ctx.compressor();
+    let (prompts, themes) = (Prompts::new(), theme_index(&ctx, &compressor));
+    let reasoner = Reasoner {
+        miner: miner(&ctx, &compressor, &prompts, &themes, sampling),
+        predictor: TagPredictor {
+            prompts: &prompts,
+            catalog: ctx.store.catalog(),
+            texts: compressor.texts(),
+            config: TagsConfig::default(),
+        },
+    };
+    let h = ctx.store.history(user, &ctx.window)?;
+    let narrative = compressor.compress(&h, &ctx.window);
+    let (mut out, tokens) = reasoner.run(&backend, &[(&h, &narrative)])?;
+    let out = out.remove(0);
+    if json {
+        return print_json(&out);
+    }
+    print_interests(&out.interests);
+    print_tags(&out.tags);
+    println!(
+        "-- {} prompt tokens ({} reused) + {} generated",
+        tokens.prompt, tokens.reused, tokens.generated
+    );
+    Ok(())
+}
+
+fn print_interests(out: &UserInterests) {
     for interest in &out.interests {
-        println!("{} — {}", interest.name, interest.description);
+        let label = if interest.description_source == "template" {
+            " [templated]"
+        } else {
+            ""
+        };
+        println!("{} — {}{label}", interest.name, interest.description);
         for e in &interest.evidence {
             println!("    evidence: {} [{}]", e.text, e.item);
         }
     }
     let c = &out.counts;
     println!(
-        "-- user {} | kept {} of {} proposed | rejected: {} ungrounded, {} generic, {} unrelated, {} merged | evidence {} of {} hallucinated | {} of {} answers unparsable | {} | {} prompt tokens ({} reused) + {} generated",
-        out.user,
-        c.kept,
-        c.proposed,
-        c.ungrounded,
-        c.generic,
-        c.unrelated,
-        c.merged,
-        c.evidence_hallucinated,
-        c.evidence,
-        c.unparsable,
-        c.answers,
-        out.prompt_version,
-        answers.iter().map(|g| g.prompt_tokens).sum::<usize>(),
-        answers.iter().map(|g| g.shared_prompt_tokens).sum::<usize>(),
-        answers.iter().map(|g| g.generated_tokens).sum::<usize>(),
+        "-- user {} | interests kept {} of {} proposed | rejected: {} ungrounded, {} generic, {} unrelated, {} merged | evidence {} of {} hallucinated | {} of {} answers unparsable | {}",
+        out.user, c.kept, c.proposed, c.ungrounded, c.generic, c.unrelated, c.merged,
+        c.evidence_hallucinated, c.evidence, c.unparsable, c.answers, out.prompt_version,
     );
-    Ok(())
+}
+
+fn print_tags(out: &UserTags) {
+    for t in &out.tags {
+        println!(
+            "  {:<32} {:<20} {} [{}]",
+            t.tag, t.interest, t.rationale, t.source
+        );
+    }
+    let c = &out.counts;
+    let rejected: Vec<String> = c.rejected.iter().map(|(k, v)| format!("{v} {k}")).collect();
+    println!(
+        "-- tags {} ({} from the model of {} proposed, {} fallback) | rejected: {} | {} of {} answers unparsable | {}",
+        out.tags.len(), c.from_model, c.proposed, c.from_fallback,
+        if rejected.is_empty() { "none".into() } else { rejected.join(", ") },
+        c.unparsable, c.answers, out.prompt_version,
+    );
 }

@@ -33,7 +33,10 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Narrative { user, history } => narrative::one(&home, &user, &history, cli.json),
         Command::Interests { user, history, llm } => {
-            interests::one(&home, &user, &history, &llm, cli.json)
+            interests::interests(&home, &user, &history, &llm, cli.json)
+        }
+        Command::Tags { user, history, llm } => {
+            interests::tags(&home, &user, &history, &llm, cli.json)
         }
         Command::Users { limit, history } => narrative::users(&home, limit, &history, cli.json),
         Command::Stats(StatsCommand::Narratives { history, split }) => {

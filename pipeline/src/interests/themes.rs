@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use super::validate::{stem, words, GENERIC_WORDS, STOP_WORDS};
 
 /// Words too vague to name an interest alone (colours, sizes, packaging).
-const WEAK_WORDS: &[&str] = &[
+pub const WEAK_WORDS: &[&str] = &[
     "red", "white", "pink", "blue", "green", "black", "ivory", "cream", "gold", "silver", "small",
     "large", "mini", "medium", "big", "jumbo", "set", "sets", "pack", "box", "assorted", "design",
     "designs", "colour", "color", "piece", "pieces", "of", "asstd",

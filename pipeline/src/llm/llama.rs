@@ -19,8 +19,8 @@ use llama_cpp_2::token::LlamaToken;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    backend, ChatMessage, ChatTemplate, Finish, FollowUp, GenerateRequest, Generation, LlmBackend,
-    LlmError, TokenizerError,
+    backend, ChatMessage, ChatTemplate, Finish, FollowUpFn, GenerateRequest, Generation,
+    LlmBackend, LlmError, TokenizerError,
 };
 
 /// Configuration of the llama.cpp backend.
@@ -43,7 +43,7 @@ impl Default for LlamaCppConfig {
     fn default() -> Self {
         Self {
             model: crate::model::default_model_path(),
-            context: 2048,
+            context: 3072,
             batch: 8,
             n_batch: 512,
             threads: 0,
@@ -190,7 +190,8 @@ impl LlamaCppBackend {
     fn run_batch(
         &self,
         requests: &[GenerateRequest],
-        follow_up: &mut dyn FnMut(usize, &Generation) -> Option<FollowUp>,
+        offset: usize,
+        follow_up: &mut FollowUpFn<'_>,
     ) -> Result<Vec<(Generation, Option<Generation>)>, LlmError> {
         let n = requests.len();
         let prompts = requests
@@ -259,8 +260,9 @@ impl LlamaCppBackend {
 
         let mut seconds: Vec<Option<Generation>> = vec![None; n];
         let mut next_turns = Vec::new();
-        for (seq, first) in firsts.iter().enumerate() {
-            if let Some(f) = follow_up(seq, first) {
+        for (seq, turn) in follow_up(offset, &firsts).into_iter().enumerate() {
+            if let Some(f) = turn {
+                let first = &firsts[seq];
                 let mut request = requests[seq].clone();
                 request
                     .messages
@@ -432,7 +434,7 @@ impl LlmBackend for LlamaCppBackend {
 
     fn generate(&self, requests: &[GenerateRequest]) -> Result<Vec<Generation>, LlmError> {
         Ok(self
-            .generate_with_follow_up(requests, &mut |_, _| None)?
+            .generate_with_follow_up(requests, &mut |_, answers| vec![None; answers.len()])?
             .into_iter()
             .map(|(first, _)| first)
             .collect())
@@ -441,12 +443,12 @@ impl LlmBackend for LlamaCppBackend {
     fn generate_with_follow_up(
         &self,
         requests: &[GenerateRequest],
-        follow_up: &mut dyn FnMut(usize, &Generation) -> Option<FollowUp>,
+        follow_up: &mut FollowUpFn<'_>,
     ) -> Result<Vec<(Generation, Option<Generation>)>, LlmError> {
         let mut out = Vec::with_capacity(requests.len());
         for range in self.chunks(requests)? {
             let offset = range.start;
-            out.extend(self.run_batch(&requests[range], &mut |i, g| follow_up(offset + i, g))?);
+            out.extend(self.run_batch(&requests[range], offset, follow_up)?);
         }
         Ok(out)
     }

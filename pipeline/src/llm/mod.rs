@@ -146,6 +146,10 @@ pub struct FollowUp {
     pub max_tokens: usize,
 }
 
+/// Decides follow-up turns from a batch of first answers (see
+/// [`LlmBackend::generate_with_follow_up`]).
+pub type FollowUpFn<'a> = dyn FnMut(usize, &[Generation]) -> Vec<Option<FollowUp>> + 'a;
+
 /// What a backend can do: generate answers for a batch of requests.
 pub trait LlmBackend: Send + Sync {
     /// Identifies the model in stored outputs (file name and size).
@@ -155,20 +159,22 @@ pub trait LlmBackend: Send + Sync {
     /// together; the same request, model and seed give the same answer.
     fn generate(&self, requests: &[GenerateRequest]) -> Result<Vec<Generation>, LlmError>;
 
-    /// Runs every request, then, for each answer for which `follow_up(index, answer)` returns a
-    /// turn, continues that conversation (request messages, the answer, the follow-up
-    /// messages). Backends that keep state reuse the conversation's KV cache instead of reading
-    /// it again; this default re-sends the whole conversation.
+    /// Runs every request, then continues conversations: `follow_up(offset, answers)` gets the
+    /// answers to `requests[offset..offset + answers.len()]` (a batch, or all) and returns, per
+    /// answer, an optional next turn; each is decoded after its conversation so far (request
+    /// messages, the answer, the follow-up messages). Backends that keep state reuse the
+    /// conversation's KV cache instead of reading it again; this default re-sends it.
     fn generate_with_follow_up(
         &self,
         requests: &[GenerateRequest],
-        follow_up: &mut dyn FnMut(usize, &Generation) -> Option<FollowUp>,
+        follow_up: &mut FollowUpFn<'_>,
     ) -> Result<Vec<(Generation, Option<Generation>)>, LlmError> {
         let firsts = self.generate(requests)?;
+        let turns = follow_up(0, &firsts);
         let mut seconds = Vec::new();
         let mut index = Vec::new();
-        for (i, (request, first)) in requests.iter().zip(&firsts).enumerate() {
-            if let Some(f) = follow_up(i, first) {
+        for (i, ((request, first), turn)) in requests.iter().zip(&firsts).zip(turns).enumerate() {
+            if let Some(f) = turn {
                 let mut r = request.clone();
                 r.messages.push(ChatMessage::assistant(first.text.clone()));
                 r.messages.extend(f.messages);

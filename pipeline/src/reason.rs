@@ -1,0 +1,137 @@
+//! The LLM stages together: interests, then tags in the same conversations.
+//!
+//! Each user's interest rounds are decoded together (they share the narrative's KV cache);
+//! once all rounds of a user are in, their pooled interests are validated and every round's
+//! conversation continues with the tags turn, reusing its KV cache. Keep the backend's batch
+//! size at least the number of rounds so that a user's rounds stay in one batch.
+
+use chrono::NaiveDate;
+use recgpt_data::History;
+use serde::Serialize;
+
+use crate::compress::Narrative;
+use crate::interests::{InterestMiner, UserInterests};
+use crate::llm::{FollowUp, Generation, LlmBackend, LlmError};
+use crate::prompts::PromptError;
+use crate::tags::{TagPredictor, UserTags};
+
+/// Errors of the LLM stages.
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    /// A template failed to render: a bug or a bad template; not retryable.
+    #[error(transparent)]
+    Prompt(#[from] PromptError),
+    /// The backend failed; see [`LlmError`] for which are retryable.
+    #[error(transparent)]
+    Llm(#[from] LlmError),
+}
+
+/// One user's interests and tags.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UserReasoning {
+    pub interests: UserInterests,
+    pub tags: UserTags,
+}
+
+/// Token accounting of a run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct TokenUse {
+    pub prompt: usize,
+    /// Prompt tokens not evaluated again (shared prefixes, conversation KV reuse).
+    pub reused: usize,
+    pub generated: usize,
+}
+
+impl TokenUse {
+    fn add(&mut self, g: &Generation) {
+        self.prompt += g.prompt_tokens;
+        self.reused += g.shared_prompt_tokens;
+        self.generated += g.generated_tokens;
+    }
+}
+
+/// Runs interests and tags for users.
+#[derive(Debug)]
+pub struct Reasoner<'a> {
+    pub miner: InterestMiner<'a>,
+    pub predictor: TagPredictor<'a>,
+}
+
+impl Reasoner<'_> {
+    /// Interests and tags for each `(history, narrative)`, in order, and the tokens used.
+    pub fn run(
+        &self,
+        llm: &dyn LlmBackend,
+        users: &[(&History, &Narrative)],
+    ) -> Result<(Vec<UserReasoning>, TokenUse), StageError> {
+        let rounds = self.miner.config.rounds.max(1);
+        let mut requests = Vec::new();
+        for (_, narrative) in users {
+            requests.extend(self.miner.requests(narrative)?);
+        }
+        let as_of = |u: usize| -> NaiveDate { users[u].1.as_of };
+        let mut interest_answers: Vec<Vec<Generation>> = vec![Vec::new(); users.len()];
+        let mut interests: Vec<Option<UserInterests>> = vec![None; users.len()];
+        let mut prompt_error: Option<PromptError> = None;
+
+        let mut follow_up = |offset: usize, answers: &[Generation]| -> Vec<Option<FollowUp>> {
+            let mut turns = vec![None; answers.len()];
+            for (i, answer) in answers.iter().enumerate() {
+                let u = (offset + i) / rounds;
+                interest_answers[u].push(answer.clone());
+                if interest_answers[u].len() < rounds {
+                    continue;
+                }
+                let found = self
+                    .miner
+                    .validate(users[u].0, &interest_answers[u], llm.model_id());
+                match self.predictor.follow_up(&found, users[u].0, as_of(u)) {
+                    Ok(turn) => {
+                        // every round of this user in this batch continues with the tags turn
+                        for (j, slot) in turns.iter_mut().enumerate() {
+                            if (offset + j) / rounds == u {
+                                *slot = turn.clone();
+                            }
+                        }
+                    }
+                    Err(e) => prompt_error = Some(e),
+                }
+                interests[u] = Some(found);
+            }
+            turns
+        };
+        let answers = llm.generate_with_follow_up(&requests, &mut follow_up)?;
+        if let Some(e) = prompt_error {
+            return Err(e.into());
+        }
+
+        let mut tokens = TokenUse::default();
+        let mut tag_answers: Vec<Vec<Generation>> = vec![Vec::new(); users.len()];
+        for (i, (first, second)) in answers.iter().enumerate() {
+            tokens.add(first);
+            if let Some(g) = second {
+                tokens.add(g);
+                tag_answers[i / rounds].push(g.clone());
+            }
+        }
+        let out = interests
+            .into_iter()
+            .enumerate()
+            .map(|(u, found)| {
+                let found = found.expect("every user's rounds were answered");
+                let tags = self.predictor.validate(
+                    &found,
+                    users[u].0,
+                    as_of(u),
+                    &tag_answers[u],
+                    llm.model_id(),
+                );
+                UserReasoning {
+                    interests: found,
+                    tags,
+                }
+            })
+            .collect();
+        Ok((out, tokens))
+    }
+}

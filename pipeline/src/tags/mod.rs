@@ -1,0 +1,376 @@
+//! Stage `tags`: from a user's validated interests, the LLM predicts item tags as (tag,
+//! interest, rationale) triplets, "modifier + core word". The tags prompt continues the
+//! interests conversation, so the narrative is not read again (see
+//! [`crate::llm::LlmBackend::generate_with_follow_up`]). Answers are decoded under a JSON schema
+//! (tag words by pattern, interest by enum) and validated ([`validate`]); when the model's
+//! rounds leave fewer than `target` valid tags, tags derived from the user's own item names
+//! (RecGPT's pre-alignment) fill the rest, labelled `fallback`.
+
+mod config;
+pub mod validate;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{Datelike, NaiveDate};
+use recgpt_data::{BehaviorKind, Catalog, History};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+pub use config::TagsConfig;
+use validate::{copies, generic, mentions_brand, relevant, stems, well_formed};
+
+use crate::compress::ItemTexts;
+use crate::interests::UserInterests;
+use crate::llm::{Finish, FollowUp, Generation};
+use crate::prompts::{PromptError, Prompts, Task};
+
+/// A kept tag.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tag {
+    pub tag: String,
+    /// The interest it serves (a kept interest's name).
+    pub interest: String,
+    pub rationale: String,
+    /// `model` or `fallback`.
+    pub source: String,
+}
+
+/// What validation kept and rejected.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TagCounts {
+    pub answers: usize,
+    pub unparsable: usize,
+    pub proposed: usize,
+    pub from_model: usize,
+    pub from_fallback: usize,
+    /// Rejections by rule (see [`validate`]).
+    pub rejected: BTreeMap<String, usize>,
+}
+
+/// The stage's output for one user.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserTags {
+    pub user: String,
+    pub tags: Vec<Tag>,
+    pub counts: TagCounts,
+    pub prompt_version: String,
+    pub model_id: String,
+    pub raw: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Answer {
+    tags: Vec<RawTag>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawTag {
+    tag: String,
+    interest: String,
+    #[serde(default)]
+    rationale: String,
+}
+
+/// The season of a date, for the prompt (northern hemisphere; Christmas from mid-November).
+pub fn season(date: NaiveDate) -> &'static str {
+    match (date.month(), date.day()) {
+        (11, d) if d >= 15 => "the Christmas season",
+        (12, d) if d <= 24 => "the Christmas season",
+        (12 | 1 | 2, _) => "winter",
+        (3..=5, _) => "spring",
+        (6..=8, _) => "summer",
+        _ => "autumn",
+    }
+}
+
+/// Builds the tags turn and validates its answers.
+#[derive(Debug)]
+pub struct TagPredictor<'a> {
+    pub prompts: &'a Prompts,
+    pub catalog: &'a Catalog,
+    pub texts: &'a ItemTexts,
+    pub config: TagsConfig,
+}
+
+impl TagPredictor<'_> {
+    pub fn schema(&self, interests: &[String]) -> serde_json::Value {
+        json!({
+            "type": "object",
+            "properties": {
+                "tags": {
+                    "type": "array",
+                    "minItems": 3,
+                    "maxItems": self.config.per_round,
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "tag": {"type": "string", "pattern": "^[a-z]{2,15}( [a-z]{2,15}){1,3}$"},
+                            "interest": {"enum": interests},
+                            "rationale": {"type": "string", "minLength": 5, "maxLength": 40}
+                        },
+                        "required": ["tag", "interest", "rationale"],
+                        "additionalProperties": false
+                    }
+                }
+            },
+            "required": ["tags"],
+            "additionalProperties": false
+        })
+    }
+
+    /// Names of items bought in the last `recent_days` before as-of, newest first.
+    fn recent_items(&self, history: &History, as_of: NaiveDate) -> Vec<u32> {
+        let since = as_of - chrono::Days::new(self.config.recent_days as u64);
+        let mut seen = BTreeSet::new();
+        history
+            .events
+            .iter()
+            .rev()
+            .filter(|e| e.kind == BehaviorKind::Purchase && e.at.date() >= since)
+            .filter_map(|e| e.item)
+            .filter(|ix| seen.insert(*ix))
+            .collect()
+    }
+
+    /// The follow-up turn asking for tags; `None` without interests.
+    pub fn follow_up(
+        &self,
+        interests: &UserInterests,
+        history: &History,
+        as_of: NaiveDate,
+    ) -> Result<Option<FollowUp>, PromptError> {
+        if interests.interests.is_empty() {
+            return Ok(None);
+        }
+        let recent: Vec<&str> = self
+            .recent_items(history, as_of)
+            .into_iter()
+            .take(5)
+            .map(|ix| self.texts.compact(ix))
+            .collect();
+        let names: Vec<String> = interests.interests.iter().map(|i| i.name.clone()).collect();
+        let messages = self.prompts.render(
+            Task::Tags,
+            json!({
+                "as_of": as_of.to_string(),
+                "season": season(as_of),
+                "interests": interests.interests,
+                "recent": recent,
+                "count": self.config.per_round,
+            }),
+        )?;
+        Ok(Some(FollowUp {
+            // the system prompt is already in the conversation
+            messages: messages.into_iter().skip(1).collect(),
+            schema: Some(self.schema(&names)),
+            max_tokens: self.config.max_tokens,
+        }))
+    }
+
+    /// Validates a user's tag answers (all rounds) and fills from the fallback pool.
+    pub fn validate(
+        &self,
+        interests: &UserInterests,
+        history: &History,
+        as_of: NaiveDate,
+        answers: &[Generation],
+        model_id: &str,
+    ) -> UserTags {
+        let mut counts = TagCounts {
+            answers: answers.len(),
+            ..TagCounts::default()
+        };
+        let brands: Vec<BTreeSet<String>> = self
+            .catalog
+            .items()
+            .iter()
+            .filter_map(|i| i.brand.as_deref())
+            .map(validate::stems)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let recent: Vec<BTreeSet<String>> = self
+            .recent_items(history, as_of)
+            .into_iter()
+            .map(|ix| stems(self.texts.compact(ix)))
+            .collect();
+        let context: BTreeMap<&str, BTreeSet<String>> = interests
+            .interests
+            .iter()
+            .map(|i| {
+                let mut words = stems(&i.name);
+                words.extend(stems(&i.description));
+                for e in &i.evidence {
+                    if let Some(ix) = self.catalog.ix(&e.item) {
+                        words.extend(stems(self.texts.compact(ix)));
+                    }
+                }
+                (i.name.as_str(), words)
+            })
+            .collect();
+
+        let mut kept: Vec<Tag> = Vec::new();
+        let mut seen: BTreeSet<BTreeSet<String>> = BTreeSet::new();
+        let reject = |counts: &mut TagCounts, reason: &str| {
+            *counts.rejected.entry(reason.to_string()).or_default() += 1;
+        };
+        let mut consider = |tag: Tag, counts: &mut TagCounts, kept: &mut Vec<Tag>| {
+            let Some(ctx) = context.get(tag.interest.as_str()) else {
+                return reject(counts, "unknown_interest");
+            };
+            let reason = if !well_formed(&tag.tag) {
+                Some("format")
+            } else if mentions_brand(&tag.tag, &brands) {
+                Some("brand")
+            } else if generic(&tag.tag) {
+                Some("generic")
+            } else if copies(&tag.tag, &recent) {
+                Some("recent_copy")
+            } else if !relevant(&tag.tag, ctx) {
+                Some("irrelevant")
+            } else if !seen.insert(stems(&tag.tag)) {
+                Some("duplicate")
+            } else {
+                None
+            };
+            match reason {
+                Some(r) => reject(counts, r),
+                None => kept.push(tag),
+            }
+        };
+
+        for generation in answers {
+            let answer: Option<Answer> = match generation.finish {
+                Finish::Stop => serde_json::from_str(&generation.text).ok(),
+                Finish::Length => None,
+            };
+            let Some(answer) = answer else {
+                counts.unparsable += 1;
+                continue;
+            };
+            for raw in answer.tags {
+                counts.proposed += 1;
+                let tag = Tag {
+                    tag: raw.tag.trim().to_string(),
+                    interest: raw.interest,
+                    rationale: raw.rationale.trim().to_string(),
+                    source: "model".into(),
+                };
+                consider(tag, &mut counts, &mut kept);
+            }
+        }
+        counts.from_model = kept.len();
+        if self.config.fallback && kept.len() < self.config.target {
+            let mut ignored = TagCounts::default();
+            for tag in self.fallback_pool(interests, history) {
+                if kept.len() >= self.config.target {
+                    break;
+                }
+                consider(tag, &mut ignored, &mut kept);
+            }
+        }
+        counts.from_fallback = kept.len() - counts.from_model;
+        UserTags {
+            user: history.user.clone(),
+            tags: kept,
+            counts,
+            prompt_version: self.prompts.version(Task::Tags),
+            model_id: model_id.to_string(),
+            raw: answers.iter().map(|g| g.text.clone()).collect(),
+        }
+    }
+
+    /// Tags derived from item names: each item's core product phrase (its last three words, or
+    /// two when the three would open with a stop or weak word; never ending on a colour or size
+    /// word), attached to the interest whose evidence or name shares a word. Items in order:
+    /// the interests' evidence, catalog items carrying an interest's name that the user has not
+    /// bought, then the rest of the history, newest first.
+    fn fallback_pool(&self, interests: &UserInterests, history: &History) -> Vec<Tag> {
+        use crate::interests::themes::WEAK_WORDS;
+        use crate::interests::validate::{words, STOP_WORDS};
+        let weak = |w: &str| STOP_WORDS.contains(&w) || WEAK_WORDS.contains(&w);
+        let mut items: Vec<u32> = Vec::new();
+        for i in &interests.interests {
+            items.extend(i.evidence.iter().filter_map(|e| self.catalog.ix(&e.item)));
+        }
+        // catalog items carrying an interest's name: products of the theme the user has not
+        // necessarily seen, the discovery part of the pool
+        let bought: BTreeSet<u32> = history.events.iter().filter_map(|e| e.item).collect();
+        // (items with all of the name's words first, then with any of them)
+        for whole in [true, false] {
+            for i in &interests.interests {
+                let name = stems(&i.name);
+                items.extend(
+                    (0..self.catalog.len() as u32)
+                        .filter(|ix| !bought.contains(ix))
+                        .filter(|&ix| {
+                            let item = stems(self.texts.compact(ix));
+                            if whole {
+                                name.is_subset(&item)
+                            } else {
+                                !name.is_disjoint(&item)
+                            }
+                        })
+                        .take(self.config.target),
+                );
+            }
+        }
+        let mut seen = BTreeSet::new();
+        items.extend(history.events.iter().rev().filter_map(|e| e.item));
+        items.retain(|ix| seen.insert(*ix));
+        let mut pool = Vec::new();
+        for ix in items {
+            let w: Vec<String> = words(self.texts.compact(ix))
+                .into_iter()
+                .filter(|w| w.chars().all(|c| c.is_ascii_lowercase()) && w.len() > 1)
+                .collect();
+            let Some(last) = w.last() else { continue };
+            if weak(last) {
+                continue;
+            }
+            let phrase = [3, 2]
+                .into_iter()
+                .filter(|&n| w.len() >= n && !weak(&w[w.len() - n]))
+                .map(|n| w[w.len() - n..].join(" "))
+                .next();
+            let Some(phrase) = phrase else { continue };
+            let phrase_stems = stems(&phrase);
+            let id = &self.catalog.get(ix).id;
+            let interest = interests.interests.iter().find(|i| {
+                !stems(&i.name).is_disjoint(&phrase_stems)
+                    || i.evidence.iter().any(|e| &e.item == id)
+            });
+            if let Some(interest) = interest {
+                pool.push(Tag {
+                    tag: phrase,
+                    interest: interest.name.clone(),
+                    rationale: if bought.contains(&ix) {
+                        format!("like {} they bought", self.texts.compact(ix))
+                    } else {
+                        format!(
+                            "{} goes with their {} items",
+                            self.texts.compact(ix),
+                            interest.name
+                        )
+                    },
+                    source: "fallback".into(),
+                });
+            }
+        }
+        pool
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seasons() {
+        let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        assert_eq!(season(d("2011-12-10")), "the Christmas season");
+        assert_eq!(season(d("2011-11-01")), "autumn");
+        assert_eq!(season(d("2011-12-28")), "winter");
+        assert_eq!(season(d("2011-07-01")), "summer");
+    }
+}
