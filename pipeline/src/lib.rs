@@ -11,6 +11,7 @@
 
 pub mod bench;
 pub mod compress;
+pub mod config;
 pub mod interests;
 pub mod llm;
 pub mod model;

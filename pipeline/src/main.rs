@@ -14,6 +14,9 @@ struct Cli {
     /// Data home: the event store and stage outputs live here.
     #[arg(long, global = true, env = "RECGPT_HOME")]
     home: Option<PathBuf>,
+    /// Configuration file (default: recgpt.toml in the data home, when present).
+    #[arg(long, global = true, env = "RECGPT_CONFIG")]
+    config: Option<PathBuf>,
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
@@ -114,32 +117,32 @@ struct HistoryArgs {
     /// event).
     #[arg(long, value_parser = cli::date)]
     as_of: Option<chrono::NaiveDate>,
-    /// Narrative token budget.
-    #[arg(long, default_value_t = recgpt_pipeline::compress::CompressConfig::default().budget)]
-    budget: usize,
+    /// Narrative token budget (config `compress.budget`, default 1024).
+    #[arg(long)]
+    budget: Option<usize>,
     /// GGUF model whose tokenizer counts tokens.
     #[arg(long, env = "RECGPT_MODEL")]
     model: Option<PathBuf>,
 }
 
-/// LLM settings (llama.cpp backend).
+/// LLM settings; each overrides the configuration.
 #[derive(Debug, Clone, Args)]
 struct LlmArgs {
-    /// Context tokens per sequence.
-    #[arg(long, default_value_t = recgpt_pipeline::llm::LlamaCppConfig::default().context)]
-    context: u32,
-    /// Sequences decoded together.
-    #[arg(long, default_value_t = recgpt_pipeline::llm::LlamaCppConfig::default().batch)]
-    batch: usize,
-    /// CPU threads (0: all cores).
-    #[arg(long, default_value_t = 0, env = "RECGPT_THREADS")]
-    threads: usize,
-    /// Sampling temperature (0: greedy).
-    #[arg(long, default_value_t = recgpt_pipeline::llm::Sampling::default().temperature)]
-    temperature: f32,
-    /// Base seed.
-    #[arg(long, default_value_t = recgpt_pipeline::llm::Sampling::default().seed)]
-    seed: u64,
+    /// Context tokens per sequence (config `llm.backend.context`).
+    #[arg(long)]
+    context: Option<u32>,
+    /// Sequences decoded together (config `llm.backend.batch`).
+    #[arg(long)]
+    batch: Option<usize>,
+    /// CPU threads, 0 for all cores (config `llm.backend.threads`).
+    #[arg(long, env = "RECGPT_THREADS")]
+    threads: Option<usize>,
+    /// Sampling temperature, 0 for greedy (config `llm.sampling.temperature`).
+    #[arg(long)]
+    temperature: Option<f32>,
+    /// Base seed (config `llm.sampling.seed`).
+    #[arg(long)]
+    seed: Option<u64>,
 }
 
 fn main() -> ExitCode {

@@ -2,12 +2,19 @@ use std::path::Path;
 
 use anyhow::Result;
 use recgpt_pipeline::bench::compress_bench;
+use recgpt_pipeline::config::Config;
 
 use super::{print_json, HistoryContext};
 use crate::HistoryArgs;
 
-pub fn compress(home: &Path, args: &HistoryArgs, scales: &[u32], json: bool) -> Result<()> {
-    let ctx = HistoryContext::open(home, args)?;
+pub fn compress(
+    home: &Path,
+    config: Config,
+    args: &HistoryArgs,
+    scales: &[u32],
+    json: bool,
+) -> Result<()> {
+    let ctx = HistoryContext::open(home, config, args)?;
     let scaled_home = home.join("bench-scaled");
     let b = compress_bench(
         &ctx.store,

@@ -4,29 +4,29 @@ use std::path::Path;
 
 use anyhow::Result;
 use recgpt_pipeline::compress::Compressor;
-use recgpt_pipeline::interests::{InterestMiner, InterestsConfig, ThemeIndex, UserInterests};
-use recgpt_pipeline::llm::{GgufTokenizer, LlmBackend, Sampling};
+use recgpt_pipeline::config::Config;
+use recgpt_pipeline::interests::{InterestMiner, ThemeIndex, UserInterests};
+use recgpt_pipeline::llm::{GgufTokenizer, LlmBackend};
 use recgpt_pipeline::prompts::Prompts;
 use recgpt_pipeline::reason::Reasoner;
-use recgpt_pipeline::tags::{TagPredictor, TagsConfig, UserTags};
+use recgpt_pipeline::tags::{TagPredictor, UserTags};
 
-use super::{llm, print_json, HistoryContext};
-use crate::{HistoryArgs, LlmArgs};
+use super::{print_json, HistoryContext};
+use crate::HistoryArgs;
 
 fn miner<'a>(
     ctx: &'a HistoryContext,
     compressor: &'a Compressor<'a, GgufTokenizer>,
     prompts: &'a Prompts,
     themes: &'a ThemeIndex,
-    sampling: Sampling,
 ) -> InterestMiner<'a> {
     InterestMiner {
         prompts,
         catalog: ctx.store.catalog(),
         texts: compressor.texts(),
         themes,
-        config: InterestsConfig::default(),
-        sampling,
+        config: ctx.config.interests.clone(),
+        sampling: ctx.config.llm.sampling,
     }
 }
 
@@ -36,16 +36,16 @@ fn theme_index(ctx: &HistoryContext, compressor: &Compressor<'_, GgufTokenizer>)
 
 pub fn interests(
     home: &Path,
+    config: Config,
     user: &str,
     history: &HistoryArgs,
-    args: &LlmArgs,
     json: bool,
 ) -> Result<()> {
-    let ctx = HistoryContext::open(home, history)?;
-    let (backend, sampling) = llm(history, args)?;
+    let mut ctx = HistoryContext::open(home, config, history)?;
+    let backend = ctx.llm()?;
     let compressor = ctx.compressor();
     let (prompts, themes) = (Prompts::new(), theme_index(&ctx, &compressor));
-    let miner = miner(&ctx, &compressor, &prompts, &themes, sampling);
+    let miner = miner(&ctx, &compressor, &prompts, &themes);
     let h = ctx.store.history(user, &ctx.window)?;
     let narrative = compressor.compress(&h, &ctx.window);
     let answers = backend.generate(&miner.requests(&narrative)?)?;
@@ -68,22 +68,22 @@ pub fn interests(
 
 pub fn tags(
     home: &Path,
+    config: Config,
     user: &str,
     history: &HistoryArgs,
-    args: &LlmArgs,
     json: bool,
 ) -> Result<()> {
-    let ctx = HistoryContext::open(home, history)?;
-    let (backend, sampling) = llm(history, args)?;
+    let mut ctx = HistoryContext::open(home, config, history)?;
+    let backend = ctx.llm()?;
     let compressor = ctx.compressor();
     let (prompts, themes) = (Prompts::new(), theme_index(&ctx, &compressor));
     let reasoner = Reasoner {
-        miner: miner(&ctx, &compressor, &prompts, &themes, sampling),
+        miner: miner(&ctx, &compressor, &prompts, &themes),
         predictor: TagPredictor {
             prompts: &prompts,
             catalog: ctx.store.catalog(),
             texts: compressor.texts(),
-            config: TagsConfig::default(),
+            config: ctx.config.tags.clone(),
         },
     };
     let h = ctx.store.history(user, &ctx.window)?;

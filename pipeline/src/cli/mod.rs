@@ -6,14 +6,11 @@ mod interests;
 mod narrative;
 mod stats;
 
-use std::path::PathBuf;
-
 use anyhow::Result;
 use recgpt_data::{Store, TimeWindow};
-use recgpt_pipeline::compress::{CompressConfig, Compressor};
-use recgpt_pipeline::llm::{
-    GgufTokenizer, LlamaCppBackend, LlamaCppConfig, Sampling, TokenCounter,
-};
+use recgpt_pipeline::compress::Compressor;
+use recgpt_pipeline::config::Config;
+use recgpt_pipeline::llm::{GgufTokenizer, LlamaCppBackend, TokenCounter};
 use recgpt_pipeline::model;
 
 use crate::{BenchCommand, Cli, Command, HistoryArgs, ImportCommand, LlmArgs, StatsCommand};
@@ -24,6 +21,7 @@ pub fn date(s: &str) -> Result<chrono::NaiveDate, String> {
 
 pub fn run(cli: Cli) -> Result<()> {
     let home = cli.home.clone().unwrap_or_else(model::default_data_home);
+    let config = Config::load(cli.config.as_deref(), &home)?;
     match cli.command {
         Command::Import(ImportCommand::OnlineRetail { path }) => {
             import::online_retail(&home, &path, cli.json)
@@ -31,20 +29,71 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Import(ImportCommand::Events { events, catalog }) => {
             import::generic(&home, &events, &catalog, cli.json)
         }
-        Command::Narrative { user, history } => narrative::one(&home, &user, &history, cli.json),
-        Command::Interests { user, history, llm } => {
-            interests::interests(&home, &user, &history, &llm, cli.json)
-        }
-        Command::Tags { user, history, llm } => {
-            interests::tags(&home, &user, &history, &llm, cli.json)
-        }
+        Command::Narrative { user, history } => narrative::one(
+            &home,
+            config.with_history(&history),
+            &user,
+            &history,
+            cli.json,
+        ),
+        Command::Interests { user, history, llm } => interests::interests(
+            &home,
+            config.with_history(&history).with_llm(&llm),
+            &user,
+            &history,
+            cli.json,
+        ),
+        Command::Tags { user, history, llm } => interests::tags(
+            &home,
+            config.with_history(&history).with_llm(&llm),
+            &user,
+            &history,
+            cli.json,
+        ),
         Command::Users { limit, history } => narrative::users(&home, limit, &history, cli.json),
-        Command::Stats(StatsCommand::Narratives { history, split }) => {
-            stats::narratives(&home, &history, split, cli.json)
+        Command::Stats(StatsCommand::Narratives { history, split }) => stats::narratives(
+            &home,
+            config.with_history(&history),
+            &history,
+            split,
+            cli.json,
+        ),
+        Command::Bench(BenchCommand::Compress { history, scale }) => bench::compress(
+            &home,
+            config.with_history(&history),
+            &history,
+            &scale,
+            cli.json,
+        ),
+    }
+}
+
+/// Command-line overrides of the configuration.
+trait Overrides: Sized {
+    fn with_history(self, args: &HistoryArgs) -> Self;
+    fn with_llm(self, args: &LlmArgs) -> Self;
+}
+
+impl Overrides for Config {
+    fn with_history(mut self, args: &HistoryArgs) -> Self {
+        if let Some(budget) = args.budget {
+            self.compress.budget = budget;
         }
-        Command::Bench(BenchCommand::Compress { history, scale }) => {
-            bench::compress(&home, &history, &scale, cli.json)
+        if let Some(model) = &args.model {
+            self.llama_cpp().model = model.clone();
         }
+        self
+    }
+
+    fn with_llm(mut self, args: &LlmArgs) -> Self {
+        let backend = self.llama_cpp();
+        backend.context = args.context.unwrap_or(backend.context);
+        backend.batch = args.batch.unwrap_or(backend.batch);
+        backend.threads = args.threads.unwrap_or(backend.threads);
+        let sampling = &mut self.llm.sampling;
+        sampling.temperature = args.temperature.unwrap_or(sampling.temperature);
+        sampling.seed = args.seed.unwrap_or(sampling.seed);
+        self
     }
 }
 
@@ -53,18 +102,14 @@ struct HistoryContext {
     store: Store,
     window: TimeWindow,
     counter: TokenCounter,
-    config: CompressConfig,
+    config: Config,
 }
 
 impl HistoryContext {
-    fn open(home: &std::path::Path, args: &HistoryArgs) -> Result<Self> {
+    fn open(home: &std::path::Path, mut config: Config, args: &HistoryArgs) -> Result<Self> {
         let store = Store::open(home)?;
         let window = store.window(args.until, args.as_of);
-        let counter = TokenCounter::new(GgufTokenizer::load(&Self::model_path(args))?);
-        let config = CompressConfig {
-            budget: args.budget,
-            ..CompressConfig::default()
-        };
+        let counter = TokenCounter::new(GgufTokenizer::load(&config.llama_cpp().model)?);
         Ok(Self {
             store,
             window,
@@ -74,28 +119,17 @@ impl HistoryContext {
     }
 
     fn compressor(&self) -> Compressor<'_, GgufTokenizer> {
-        Compressor::new(self.store.catalog(), self.config.clone(), &self.counter)
+        Compressor::new(
+            self.store.catalog(),
+            self.config.compress.clone(),
+            &self.counter,
+        )
     }
 
-    fn model_path(args: &HistoryArgs) -> PathBuf {
-        args.model.clone().unwrap_or_else(model::default_model_path)
+    /// The configured LLM backend.
+    fn llm(&mut self) -> Result<LlamaCppBackend> {
+        Ok(LlamaCppBackend::load(self.config.llama_cpp().clone())?)
     }
-}
-
-/// The llama.cpp backend and sampling settings from the command line.
-fn llm(history: &HistoryArgs, args: &LlmArgs) -> Result<(LlamaCppBackend, Sampling)> {
-    let backend = LlamaCppBackend::load(LlamaCppConfig {
-        model: HistoryContext::model_path(history),
-        context: args.context,
-        batch: args.batch,
-        threads: args.threads,
-        ..LlamaCppConfig::default()
-    })?;
-    let sampling = Sampling {
-        temperature: args.temperature,
-        seed: args.seed,
-    };
-    Ok((backend, sampling))
 }
 
 fn print_json(value: &impl serde::Serialize) -> Result<()> {

@@ -2,13 +2,14 @@ use std::path::Path;
 
 use anyhow::Result;
 use recgpt_data::{DataError, History, Store};
+use recgpt_pipeline::config::Config;
 use serde::Serialize;
 
 use super::{print_json, HistoryContext};
 use crate::HistoryArgs;
 
-pub fn one(home: &Path, user: &str, args: &HistoryArgs, json: bool) -> Result<()> {
-    let ctx = HistoryContext::open(home, args)?;
+pub fn one(home: &Path, config: Config, user: &str, args: &HistoryArgs, json: bool) -> Result<()> {
+    let ctx = HistoryContext::open(home, config, args)?;
     let history = ctx.store.history(user, &ctx.window)?;
     let narrative = ctx.compressor().compress(&history, &ctx.window);
     if json {

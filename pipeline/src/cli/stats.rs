@@ -1,6 +1,7 @@
 use std::path::Path;
 
 use anyhow::Result;
+use recgpt_pipeline::config::Config;
 use recgpt_pipeline::stats::{default_split, narrative_stats, TokenStats};
 
 use super::{print_json, HistoryContext};
@@ -8,11 +9,12 @@ use crate::HistoryArgs;
 
 pub fn narratives(
     home: &Path,
+    config: Config,
     args: &HistoryArgs,
     split: Option<chrono::NaiveDate>,
     json: bool,
 ) -> Result<()> {
-    let ctx = HistoryContext::open(home, args)?;
+    let ctx = HistoryContext::open(home, config, args)?;
     let split = split.unwrap_or_else(|| default_split(&ctx.store, &ctx.window));
     let s = narrative_stats(&ctx.store, &ctx.compressor(), &ctx.window, split)?;
     if json {
