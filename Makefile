@@ -26,10 +26,14 @@ build: deps
 demo: model build
 	$(RECGPT) import online-retail "$$(scripts/setup.sh data)"
 	$(RECGPT) stats narratives --budget $(BUDGET)
-	@for user in $$($(RECGPT) users --json --limit 200 | python3 -c 'import json,sys; u=json.load(sys.stdin); print(" ".join(r["user"] for r in u[100:100+$(DEMO_USERS)]))'); do \
+	@users=$$($(RECGPT) users --json --limit 200 | python3 -c 'import json,sys; u=json.load(sys.stdin); print(" ".join(r["user"] for r in u[100:100+$(DEMO_USERS)]))'); \
+	for user in $$users; do \
 		echo; echo "== narrative of user $$user =="; \
 		$(RECGPT) narrative $$user --budget $(BUDGET); \
-	done
+	done; \
+	user=$${users%% *}; \
+	echo; echo "== interests and tags of user $$user (SmolLM2-135M on CPU) =="; \
+	$(RECGPT) tags $$user --budget $(BUDGET)
 
 lint: deps
 	cargo fmt --all -- --check

@@ -80,7 +80,7 @@ impl Config {
 
     pub fn parse(text: &str) -> Result<Self, String> {
         let mut config: Self = toml::from_str(text).map_err(|e| e.to_string())?;
-        let model = &mut config.llama_cpp().model;
+        let model = &mut config.llama_cpp_mut().model;
         if let Ok(rest) = model.strip_prefix("~") {
             if let Some(home) = std::env::var_os("HOME") {
                 *model = PathBuf::from(home).join(rest);
@@ -90,7 +90,13 @@ impl Config {
     }
 
     /// The llama.cpp settings (the only backend so far).
-    pub fn llama_cpp(&mut self) -> &mut LlamaCppConfig {
+    pub fn llama_cpp(&self) -> &LlamaCppConfig {
+        match &self.llm.backend {
+            BackendConfig::LlamaCpp(c) => c,
+        }
+    }
+
+    pub fn llama_cpp_mut(&mut self) -> &mut LlamaCppConfig {
         match &mut self.llm.backend {
             BackendConfig::LlamaCpp(c) => c,
         }
@@ -112,8 +118,8 @@ mod tests {
             .model
             .ends_with(".cache/recgpt/models/SmolLM2-135M-Instruct.Q4_1.gguf"));
         assert!(!parsed.llama_cpp().model.starts_with("~"));
-        parsed.llama_cpp().model = PathBuf::new();
-        defaults.llama_cpp().model = PathBuf::new();
+        parsed.llama_cpp_mut().model = PathBuf::new();
+        defaults.llama_cpp_mut().model = PathBuf::new();
         assert_eq!(parsed, defaults);
     }
 

@@ -97,6 +97,16 @@ enum StatsCommand {
 
 #[derive(Debug, Subcommand)]
 enum BenchCommand {
+    /// Raw LLM backend throughput and the interests + tags stages on real users.
+    Llm {
+        #[command(flatten)]
+        history: HistoryArgs,
+        #[command(flatten)]
+        llm: LlmArgs,
+        /// Real users (the most active ones from rank 100 on) run through the stages.
+        #[arg(long, default_value_t = 8)]
+        users: usize,
+    },
     /// Compression throughput and peak memory, on the store and on a scaled copy.
     Compress {
         #[command(flatten)]

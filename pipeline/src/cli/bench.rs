@@ -48,3 +48,86 @@ pub fn compress(
     }
     Ok(())
 }
+
+pub fn llm(
+    home: &Path,
+    config: Config,
+    args: &HistoryArgs,
+    users: usize,
+    json: bool,
+) -> Result<()> {
+    use recgpt_data::{DataError, History};
+    use recgpt_pipeline::bench::llm::llm_bench;
+    use recgpt_pipeline::llm::{LlamaCppBackend, LlamaCppConfig};
+    use recgpt_pipeline::prompts::Prompts;
+    use recgpt_pipeline::reason::Reasoner;
+    use recgpt_pipeline::tags::TagPredictor;
+
+    let ctx = HistoryContext::open(home, config, args)?;
+    let stage_llm = ctx.llm()?;
+    let raw = LlamaCppBackend::load(LlamaCppConfig {
+        batch: 32,
+        context: 1536,
+        ..ctx.config.llama_cpp().clone()
+    })?;
+    let compressor = ctx.compressor();
+    let (prompts, themes) = (
+        Prompts::new(),
+        super::interests::theme_index(&ctx, &compressor),
+    );
+    let reasoner = Reasoner {
+        miner: super::interests::miner(&ctx, &compressor, &prompts, &themes),
+        predictor: TagPredictor {
+            prompts: &prompts,
+            catalog: ctx.store.catalog(),
+            texts: compressor.texts(),
+            config: ctx.config.tags.clone(),
+        },
+    };
+    // the users ranked 100.. by activity: real, mid-sized histories
+    let mut all: Vec<History> = Vec::new();
+    ctx.store.for_each_history(&ctx.window, |h: History| {
+        all.push(h);
+        Ok::<_, DataError>(())
+    })?;
+    all.sort_by(|a, b| {
+        b.events
+            .len()
+            .cmp(&a.events.len())
+            .then(a.user.cmp(&b.user))
+    });
+    let chosen: Vec<History> = all.into_iter().skip(100).take(users).collect();
+    let narratives: Vec<_> = chosen
+        .iter()
+        .map(|h| compressor.compress(h, &ctx.window))
+        .collect();
+    let pairs: Vec<_> = chosen.iter().zip(&narratives).collect();
+    let b = llm_bench(
+        &raw,
+        &stage_llm,
+        ctx.config.llama_cpp().batch,
+        &reasoner,
+        &pairs,
+        &narratives[0].text,
+    )?;
+    if json {
+        return print_json(&b);
+    }
+    println!("model {}", b.model_id);
+    println!(
+        "{:<34} {:>5} {:>8} {:>9} {:>9} {:>10}",
+        "raw backend pass", "seqs", "seconds", "prompt", "generated", "tokens/s"
+    );
+    for r in &b.raw {
+        println!(
+            "{:<34} {:>5} {:>8.2} {:>9} {:>9} {:>10.1}",
+            r.pass, r.sequences, r.seconds, r.prompt_tokens, r.generated_tokens, r.tokens_per_s
+        );
+    }
+    println!(
+        "stages interests+tags: {} users in {:.1}s = {:.2} users/min; {} prompt tokens ({:.0}% reused), {} generated = {:.1} tokens/s = {:.2} × raw batched",
+        b.users, b.stage_seconds, b.users_per_min, b.stage_tokens.prompt, b.reused_share * 100.0,
+        b.stage_tokens.generated, b.stage_generated_per_s, b.stage_vs_raw
+    );
+    Ok(())
+}

@@ -14,7 +14,7 @@ use recgpt_pipeline::tags::{TagPredictor, UserTags};
 use super::{print_json, HistoryContext};
 use crate::HistoryArgs;
 
-fn miner<'a>(
+pub(super) fn miner<'a>(
     ctx: &'a HistoryContext,
     compressor: &'a Compressor<'a, GgufTokenizer>,
     prompts: &'a Prompts,
@@ -30,7 +30,10 @@ fn miner<'a>(
     }
 }
 
-fn theme_index(ctx: &HistoryContext, compressor: &Compressor<'_, GgufTokenizer>) -> ThemeIndex {
+pub(super) fn theme_index(
+    ctx: &HistoryContext,
+    compressor: &Compressor<'_, GgufTokenizer>,
+) -> ThemeIndex {
     ThemeIndex::new((0..ctx.store.catalog().len() as u32).map(|ix| compressor.texts().compact(ix)))
 }
 
@@ -41,7 +44,7 @@ pub fn interests(
     history: &HistoryArgs,
     json: bool,
 ) -> Result<()> {
-    let mut ctx = HistoryContext::open(home, config, history)?;
+    let ctx = HistoryContext::open(home, config, history)?;
     let backend = ctx.llm()?;
     let compressor = ctx.compressor();
     let (prompts, themes) = (Prompts::new(), theme_index(&ctx, &compressor));
@@ -73,7 +76,7 @@ pub fn tags(
     history: &HistoryArgs,
     json: bool,
 ) -> Result<()> {
-    let mut ctx = HistoryContext::open(home, config, history)?;
+    let ctx = HistoryContext::open(home, config, history)?;
     let backend = ctx.llm()?;
     let compressor = ctx.compressor();
     let (prompts, themes) = (Prompts::new(), theme_index(&ctx, &compressor));

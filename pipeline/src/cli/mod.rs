@@ -58,6 +58,17 @@ pub fn run(cli: Cli) -> Result<()> {
             split,
             cli.json,
         ),
+        Command::Bench(BenchCommand::Llm {
+            history,
+            llm,
+            users,
+        }) => bench::llm(
+            &home,
+            config.with_history(&history).with_llm(&llm),
+            &history,
+            users,
+            cli.json,
+        ),
         Command::Bench(BenchCommand::Compress { history, scale }) => bench::compress(
             &home,
             config.with_history(&history),
@@ -80,13 +91,13 @@ impl Overrides for Config {
             self.compress.budget = budget;
         }
         if let Some(model) = &args.model {
-            self.llama_cpp().model = model.clone();
+            self.llama_cpp_mut().model = model.clone();
         }
         self
     }
 
     fn with_llm(mut self, args: &LlmArgs) -> Self {
-        let backend = self.llama_cpp();
+        let backend = self.llama_cpp_mut();
         backend.context = args.context.unwrap_or(backend.context);
         backend.batch = args.batch.unwrap_or(backend.batch);
         backend.threads = args.threads.unwrap_or(backend.threads);
@@ -106,7 +117,7 @@ struct HistoryContext {
 }
 
 impl HistoryContext {
-    fn open(home: &std::path::Path, mut config: Config, args: &HistoryArgs) -> Result<Self> {
+    fn open(home: &std::path::Path, config: Config, args: &HistoryArgs) -> Result<Self> {
         let store = Store::open(home)?;
         let window = store.window(args.until, args.as_of);
         let counter = TokenCounter::new(GgufTokenizer::load(&config.llama_cpp().model)?);
@@ -127,7 +138,7 @@ impl HistoryContext {
     }
 
     /// The configured LLM backend.
-    fn llm(&mut self) -> Result<LlamaCppBackend> {
+    fn llm(&self) -> Result<LlamaCppBackend> {
         Ok(LlamaCppBackend::load(self.config.llama_cpp().clone())?)
     }
 }

@@ -15,6 +15,8 @@ use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::data::LlamaTokenData;
+use llama_cpp_2::token::data_array::LlamaTokenDataArray;
 use llama_cpp_2::token::LlamaToken;
 use serde::{Deserialize, Serialize};
 
@@ -105,26 +107,30 @@ impl LlamaCppBackend {
         n as i32
     }
 
-    fn sampler(&self, request: &GenerateRequest) -> Result<LlamaSampler, LlmError> {
-        let mut chain = Vec::new();
-        if let Some(schema) = &request.schema {
-            let gbnf = compact_json_grammar(
-                &llama_cpp_2::json_schema_to_grammar(&schema.to_string())
-                    .map_err(|e| LlmError::Grammar(e.to_string()))?,
-            );
-            chain.push(
-                LlamaSampler::grammar(&self.model, &gbnf, "root")
-                    .map_err(|e| LlmError::Grammar(e.to_string()))?,
-            );
-        }
-        if request.temperature > 0.0 {
-            chain.push(LlamaSampler::top_k(40));
-            chain.push(LlamaSampler::temp(request.temperature));
-            chain.push(LlamaSampler::dist(request.seed));
+    fn sampler(&self, request: &GenerateRequest) -> Result<SeqSampler, LlmError> {
+        let grammar = match &request.schema {
+            Some(schema) => {
+                let gbnf = compact_json_grammar(
+                    &llama_cpp_2::json_schema_to_grammar(&schema.to_string())
+                        .map_err(|e| LlmError::Grammar(e.to_string()))?,
+                );
+                Some(
+                    LlamaSampler::grammar(&self.model, &gbnf, "root")
+                        .map_err(|e| LlmError::Grammar(e.to_string()))?,
+                )
+            }
+            None => None,
+        };
+        let chain = if request.temperature > 0.0 {
+            LlamaSampler::chain_simple([
+                LlamaSampler::top_k(40),
+                LlamaSampler::temp(request.temperature),
+                LlamaSampler::dist(request.seed),
+            ])
         } else {
-            chain.push(LlamaSampler::greedy());
-        }
-        Ok(LlamaSampler::chain_simple(chain))
+            LlamaSampler::greedy()
+        };
+        Ok(SeqSampler { grammar, chain })
     }
 
     /// Splits requests into batches of at most `batch`, keeping runs of prompts that share a
@@ -292,6 +298,40 @@ struct Turn {
     seq: usize,
     prompt: Vec<LlamaToken>,
     request: GenerateRequest,
+}
+
+/// One sequence's sampling: the sampler chain, and the grammar checked lazily. Checking the
+/// grammar against the whole 49k-token vocabulary at every step costs more than the model's
+/// forward pass, so the chain samples first and only a token the grammar rejects sends the
+/// step through the grammar over the full distribution and the chain again (llama.cpp's own
+/// common sampler does the same).
+struct SeqSampler {
+    grammar: Option<LlamaSampler>,
+    chain: LlamaSampler,
+}
+
+impl SeqSampler {
+    fn sample(&mut self, ctx: &LlamaContext<'_>, row: i32) -> LlamaToken {
+        let mut candidates = ctx.token_data_array_ith(row);
+        candidates.apply_sampler(&mut self.chain);
+        let mut token = candidates
+            .selected_token()
+            .expect("the chain selects a token");
+        if let Some(grammar) = &mut self.grammar {
+            let mut single =
+                LlamaTokenDataArray::new(vec![LlamaTokenData::new(token, 1.0, 0.0)], false);
+            single.apply_sampler(grammar);
+            if single.data[0].logit() == f32::NEG_INFINITY {
+                let mut full = ctx.token_data_array_ith(row);
+                full.apply_sampler(grammar);
+                full.apply_sampler(&mut self.chain);
+                token = full.selected_token().expect("the grammar allows a token");
+            }
+            grammar.accept(token);
+        }
+        self.chain.accept(token);
+        token
+    }
 }
 
 /// A context being decoded, and the tokens each sequence's KV cache holds.

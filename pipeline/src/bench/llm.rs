@@ -1,0 +1,144 @@
+//! `recgpt bench llm`: the raw backend (prompt tokens/s; generated tokens/s for one sequence
+//! and for 8 and 32 sequences in one batch) and the interests + tags stages on real users in
+//! the same run: users/min, generated tokens/s inside the stages ÷ the raw batched rate, and
+//! the prompt tokens that prefix and conversation reuse saved.
+
+use std::time::Instant;
+
+use serde::Serialize;
+use serde_json::json;
+
+use crate::compress::Narrative;
+use crate::llm::{ChatMessage, GenerateRequest, LlmBackend, LlmError};
+use crate::reason::{Reasoner, StageError, TokenUse};
+
+/// One measured pass.
+#[derive(Debug, Clone, Serialize)]
+pub struct LlmRow {
+    pub pass: String,
+    pub sequences: usize,
+    pub seconds: f64,
+    pub prompt_tokens: usize,
+    pub generated_tokens: usize,
+    /// The pass's headline rate (prompt tokens/s for prefill, generated tokens/s otherwise).
+    pub tokens_per_s: f64,
+}
+
+/// The whole benchmark.
+#[derive(Debug, Clone, Serialize)]
+pub struct LlmBench {
+    pub model_id: String,
+    pub raw: Vec<LlmRow>,
+    pub users: usize,
+    pub stage_seconds: f64,
+    pub users_per_min: f64,
+    pub stage_tokens: TokenUse,
+    /// Generated tokens/s inside the stages.
+    pub stage_generated_per_s: f64,
+    /// `stage_generated_per_s` ÷ the raw rate at the stage's batch size (the closest measured).
+    pub stage_vs_raw: f64,
+    /// Share of prompt tokens not evaluated again thanks to prefix and conversation reuse.
+    pub reused_share: f64,
+}
+
+/// A request that makes the model write at least `chars` characters (a JSON string of that
+/// minimum length), so generation is measured over a known length, under a grammar as in the
+/// stages.
+fn writing(seed: u32, chars: usize) -> GenerateRequest {
+    GenerateRequest {
+        messages: vec![
+            ChatMessage::system("You write product descriptions."),
+            ChatMessage::user("Describe a hand-painted enamel coffee mug for a shop page."),
+        ],
+        schema: Some(json!({"type": "string", "minLength": chars, "maxLength": chars + 40})),
+        max_tokens: chars,
+        temperature: 0.8,
+        seed,
+    }
+}
+
+fn row(
+    pass: &str,
+    sequences: usize,
+    run: impl FnOnce() -> Result<Vec<crate::llm::Generation>, LlmError>,
+    prefill: bool,
+) -> Result<LlmRow, LlmError> {
+    let started = Instant::now();
+    let out = run()?;
+    let seconds = started.elapsed().as_secs_f64();
+    let prompt_tokens: usize = out
+        .iter()
+        .map(|g| g.prompt_tokens - g.shared_prompt_tokens)
+        .sum();
+    let generated_tokens: usize = out.iter().map(|g| g.generated_tokens).sum();
+    let rate = if prefill {
+        prompt_tokens
+    } else {
+        generated_tokens
+    } as f64
+        / seconds;
+    Ok(LlmRow {
+        pass: pass.to_string(),
+        sequences,
+        seconds,
+        prompt_tokens,
+        generated_tokens,
+        tokens_per_s: rate,
+    })
+}
+
+/// Runs the raw passes on `raw` (a backend whose batch allows 32 sequences) and the stages
+/// through `stage_llm` on `users`.
+pub fn llm_bench(
+    raw: &dyn LlmBackend,
+    stage_llm: &dyn LlmBackend,
+    stage_batch: usize,
+    reasoner: &Reasoner<'_>,
+    users: &[(&recgpt_data::History, &Narrative)],
+    prefill_prompt: &str,
+) -> Result<LlmBench, StageError> {
+    let mut rows = Vec::new();
+    let prefill = GenerateRequest {
+        messages: vec![ChatMessage::user(prefill_prompt)],
+        schema: None,
+        max_tokens: 1,
+        temperature: 0.0,
+        seed: 0,
+    };
+    rows.push(row(
+        "prefill (one real narrative)",
+        1,
+        || raw.generate(std::slice::from_ref(&prefill)),
+        true,
+    )?);
+    for n in [1usize, 8, 32] {
+        let requests: Vec<_> = (0..n as u32).map(|s| writing(s, 400)).collect();
+        rows.push(row(
+            &format!("generate, {n} sequence(s)"),
+            n,
+            || raw.generate(&requests),
+            false,
+        )?);
+    }
+
+    let started = Instant::now();
+    let (_, tokens) = reasoner.run(stage_llm, users)?;
+    let stage_seconds = started.elapsed().as_secs_f64();
+    let stage_generated_per_s = tokens.generated as f64 / stage_seconds;
+    let reference = rows
+        .iter()
+        .skip(1)
+        .min_by_key(|r| r.sequences.abs_diff(stage_batch))
+        .map_or(1.0, |r| r.tokens_per_s);
+    Ok(LlmBench {
+        model_id: raw.model_id().to_string(),
+        raw: rows,
+        users: users.len(),
+        stage_seconds,
+        users_per_min: users.len() as f64 * 60.0 / stage_seconds,
+        stage_tokens: tokens,
+        stage_generated_per_s,
+        stage_vs_raw: stage_generated_per_s / reference,
+        reused_share: tokens.reused as f64 / tokens.prompt.max(1) as f64,
+    })
+}

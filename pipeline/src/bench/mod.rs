@@ -1,0 +1,7 @@
+//! Benchmarks behind `recgpt bench`: each prints a table whose figures are ratios against a
+//! reference measured in the same run.
+
+mod compress;
+pub mod llm;
+
+pub use compress::{compress_bench, BenchRow, CompressBench};
