@@ -11,4 +11,5 @@ mod compress;
 mod import;
 mod interests;
 mod llm;
+mod prompts;
 mod tags;
