@@ -54,6 +54,9 @@ enum Command {
         #[command(flatten)]
         llm: LlmArgs,
     },
+    /// Model files.
+    #[command(subcommand)]
+    Model(ModelCommand),
     /// List users with their event counts, most active first.
     Users {
         /// How many to list.
@@ -83,6 +86,19 @@ enum ImportCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum ModelCommand {
+    /// Requantise the model to Q8_0 once (faster on x86 CPUs; quality of the source file).
+    Prepare {
+        /// Source GGUF (default: the configured model).
+        #[arg(long, env = "RECGPT_MODEL")]
+        model: Option<PathBuf>,
+        /// Output (default: the source's name with Q8_0).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum StatsCommand {
     /// Fit rate, token percentiles (compressed vs uncompressed) and retention.
     Narratives {
@@ -106,6 +122,10 @@ enum BenchCommand {
         /// Real users (the most active ones from rank 100 on) run through the stages.
         #[arg(long, default_value_t = 8)]
         users: usize,
+        /// Another GGUF (e.g. from `recgpt model prepare`) whose raw passes are measured in the
+        /// same run, as ratios to the configured model's.
+        #[arg(long)]
+        compare: Option<PathBuf>,
     },
     /// Compression throughput and peak memory, on the store and on a scaled copy.
     Compress {

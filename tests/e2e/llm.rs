@@ -123,3 +123,36 @@ fn follow_up_turns_reuse_the_conversation_kv_cache() {
     );
     assert_eq!(run(), out, "same conversation, same answers");
 }
+
+/// `recgpt model prepare`: the Q8_0 copy loads, has the same vocabulary, and answers under a
+/// grammar.
+#[test]
+fn requantized_model_loads_and_answers() {
+    use recgpt_pipeline::llm::quantize::requantize_q8_0;
+    use recgpt_pipeline::llm::GgufTokenizer;
+    let out = crate::common::temp_home().join("model.Q8_0.gguf");
+    requantize_q8_0(&model_file(), &out, 0).unwrap();
+    assert!(
+        std::fs::metadata(&out).unwrap().len() > std::fs::metadata(model_file()).unwrap().len()
+    );
+    let text = "2011-12-07 (purchase) | woodland charlotte bag; boom box speaker boys";
+    assert_eq!(
+        GgufTokenizer::load(&out).unwrap().tokenize(text),
+        GgufTokenizer::load(&model_file()).unwrap().tokenize(text)
+    );
+    let q8 = LlamaCppBackend::load(LlamaCppConfig {
+        model: out,
+        context: 512,
+        batch: 1,
+        ..LlamaCppConfig::default()
+    })
+    .unwrap();
+    let answer = q8
+        .generate(&[request("Name three Christmas decorations.", 3)])
+        .unwrap();
+    assert!(
+        serde_json::from_str::<serde_json::Value>(&answer[0].text).is_ok(),
+        "{}",
+        answer[0].text
+    );
+}

@@ -87,6 +87,35 @@ fn row(
     })
 }
 
+/// The raw backend passes: prefill of `prefill_prompt`, then grammar-constrained generation at
+/// 1, 8 and 32 sequences.
+pub fn raw_passes(raw: &dyn LlmBackend, prefill_prompt: &str) -> Result<Vec<LlmRow>, LlmError> {
+    let mut rows = Vec::new();
+    let prefill = GenerateRequest {
+        messages: vec![ChatMessage::user(prefill_prompt)],
+        schema: None,
+        max_tokens: 1,
+        temperature: 0.0,
+        seed: 0,
+    };
+    rows.push(row(
+        "prefill (one real narrative)",
+        1,
+        || raw.generate(std::slice::from_ref(&prefill)),
+        true,
+    )?);
+    for n in [1usize, 8, 32] {
+        let requests: Vec<_> = (0..n as u32).map(|s| writing(s, 400)).collect();
+        rows.push(row(
+            &format!("generate, {n} sequence(s)"),
+            n,
+            || raw.generate(&requests),
+            false,
+        )?);
+    }
+    Ok(rows)
+}
+
 /// Runs the raw passes on `raw` (a backend whose batch allows 32 sequences) and the stages
 /// through `stage_llm` on `users`.
 pub fn llm_bench(

@@ -54,11 +54,12 @@ pub fn llm(
     config: Config,
     args: &HistoryArgs,
     users: usize,
+    compare: Option<&Path>,
     json: bool,
 ) -> Result<()> {
     use recgpt_data::{DataError, History};
-    use recgpt_pipeline::bench::llm::llm_bench;
-    use recgpt_pipeline::llm::{LlamaCppBackend, LlamaCppConfig};
+    use recgpt_pipeline::bench::llm::{llm_bench, raw_passes};
+    use recgpt_pipeline::llm::{LlamaCppBackend, LlamaCppConfig, LlmBackend};
     use recgpt_pipeline::prompts::Prompts;
     use recgpt_pipeline::reason::Reasoner;
     use recgpt_pipeline::tags::TagPredictor;
@@ -110,8 +111,35 @@ pub fn llm(
         &pairs,
         &narratives[0].text,
     )?;
+    let compared = match compare {
+        Some(path) => {
+            let other = LlamaCppBackend::load(LlamaCppConfig {
+                model: path.to_path_buf(),
+                batch: 32,
+                context: 1536,
+                ..ctx.config.llama_cpp().clone()
+            })?;
+            Some((
+                other.model_id().to_string(),
+                raw_passes(&other, &narratives[0].text)?,
+            ))
+        }
+        None => None,
+    };
     if json {
-        return print_json(&b);
+        return print_json(&serde_json::json!({"bench": b, "compared": compared}));
+    }
+    if let Some((id, rows)) = &compared {
+        println!("compared: {id} (tokens/s ÷ {} in the same run)", b.model_id);
+        for (r, base) in rows.iter().zip(&b.raw) {
+            println!(
+                "{:<34} {:>5} {:>10.1} tokens/s  {:>5.2}x",
+                r.pass,
+                r.sequences,
+                r.tokens_per_s,
+                r.tokens_per_s / base.tokens_per_s
+            );
+        }
     }
     println!("model {}", b.model_id);
     println!(

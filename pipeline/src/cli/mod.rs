@@ -10,10 +10,12 @@ use anyhow::Result;
 use recgpt_data::{Store, TimeWindow};
 use recgpt_pipeline::compress::Compressor;
 use recgpt_pipeline::config::Config;
-use recgpt_pipeline::llm::{GgufTokenizer, LlamaCppBackend, TokenCounter};
+use recgpt_pipeline::llm::{quantize, GgufTokenizer, LlamaCppBackend, TokenCounter};
 use recgpt_pipeline::model;
 
-use crate::{BenchCommand, Cli, Command, HistoryArgs, ImportCommand, LlmArgs, StatsCommand};
+use crate::{
+    BenchCommand, Cli, Command, HistoryArgs, ImportCommand, LlmArgs, ModelCommand, StatsCommand,
+};
 
 pub fn date(s: &str) -> Result<chrono::NaiveDate, String> {
     recgpt_data::parse_date(s).map_err(|e| e.to_string())
@@ -50,6 +52,23 @@ pub fn run(cli: Cli) -> Result<()> {
             &history,
             cli.json,
         ),
+        Command::Model(ModelCommand::Prepare { model, out }) => {
+            let input = model.unwrap_or_else(|| config.llama_cpp().model.clone());
+            let output = out.unwrap_or_else(|| quantize::q8_0_path(&input));
+            let started = std::time::Instant::now();
+            quantize::requantize_q8_0(&input, &output, config.llama_cpp().threads)?;
+            let size =
+                |p: &std::path::Path| std::fs::metadata(p).map_or(0, |m| m.len()) / (1 << 20);
+            println!(
+                "{} ({} MiB) -> {} ({} MiB) in {:.1}s; use it with --model or [llm.backend] model",
+                input.display(),
+                size(&input),
+                output.display(),
+                size(&output),
+                started.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
         Command::Users { limit, history } => narrative::users(&home, limit, &history, cli.json),
         Command::Stats(StatsCommand::Narratives { history, split }) => stats::narratives(
             &home,
@@ -62,11 +81,13 @@ pub fn run(cli: Cli) -> Result<()> {
             history,
             llm,
             users,
+            compare,
         }) => bench::llm(
             &home,
             config.with_history(&history).with_llm(&llm),
             &history,
             users,
+            compare.as_deref(),
             cli.json,
         ),
         Command::Bench(BenchCommand::Compress { history, scale }) => bench::compress(

@@ -7,6 +7,7 @@
 
 mod chat;
 mod llama;
+pub mod quantize;
 mod tokenizer;
 
 use serde::{Deserialize, Serialize};
