@@ -12,7 +12,7 @@ BUDGET ?= 1024
 
 RECGPT := $(CARGO_TARGET_DIR)/release/recgpt
 
-.PHONY: demo test deps model lint build bench
+.PHONY: demo test deps model lint build bench prompts-update
 
 deps:
 	@scripts/setup.sh deps
@@ -39,8 +39,19 @@ lint: deps
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 
+# The test build of recgpt, for the prompt regression (same llama.cpp build as the tests).
+RECGPT_DEV := cargo run --locked -q -p recgpt-pipeline --bin recgpt --
+TEST_HOME := $(CACHE)/test-home
+
 test: model lint
 	RECGPT_DATA="$$(scripts/setup.sh data)" cargo test --workspace --locked
+	$(RECGPT_DEV) --home $(TEST_HOME) import online-retail "$$(scripts/setup.sh data)" > /dev/null
+	$(RECGPT_DEV) --home $(TEST_HOME) prompts test
+
+# Accept changed prompt-regression outputs (review the diff of prompts/cases/expected/ first).
+prompts-update: model
+	$(RECGPT_DEV) --home $(TEST_HOME) import online-retail "$$(scripts/setup.sh data)" > /dev/null
+	$(RECGPT_DEV) --home $(TEST_HOME) prompts test --update
 
 bench: model build
 	$(RECGPT) import online-retail "$$(scripts/setup.sh data)"

@@ -17,6 +17,7 @@ pub mod llm;
 pub mod model;
 pub mod prompts;
 pub mod reason;
+pub mod regression;
 pub mod stage;
 pub mod stats;
 pub mod tags;

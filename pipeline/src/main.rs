@@ -57,6 +57,9 @@ enum Command {
     /// Model files.
     #[command(subcommand)]
     Model(ModelCommand),
+    /// Prompt regression on the golden cases.
+    #[command(subcommand)]
+    Prompts(PromptsCommand),
     /// List users with their event counts, most active first.
     Users {
         /// How many to list.
@@ -82,6 +85,20 @@ enum ImportCommand {
         events: PathBuf,
         #[arg(long)]
         catalog: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PromptsCommand {
+    /// Run the golden cases (prompts/cases) through interests and tags; exit non-zero when an
+    /// output changed or a metric broke its floor.
+    Test {
+        /// Accept the current outputs as the expected ones.
+        #[arg(long)]
+        update: bool,
+        /// GGUF model (default: the configured one).
+        #[arg(long, env = "RECGPT_MODEL")]
+        model: Option<PathBuf>,
     },
 }
 

@@ -14,7 +14,8 @@ use recgpt_pipeline::llm::{quantize, GgufTokenizer, LlamaCppBackend, TokenCounte
 use recgpt_pipeline::model;
 
 use crate::{
-    BenchCommand, Cli, Command, HistoryArgs, ImportCommand, LlmArgs, ModelCommand, StatsCommand,
+    BenchCommand, Cli, Command, HistoryArgs, ImportCommand, LlmArgs, ModelCommand, PromptsCommand,
+    StatsCommand,
 };
 
 pub fn date(s: &str) -> Result<chrono::NaiveDate, String> {
@@ -68,6 +69,13 @@ pub fn run(cli: Cli) -> Result<()> {
                 started.elapsed().as_secs_f64()
             );
             Ok(())
+        }
+        Command::Prompts(PromptsCommand::Test { update, model }) => {
+            let mut config = config;
+            if let Some(model) = model {
+                config.llama_cpp_mut().model = model;
+            }
+            prompts_test(&home, &config, update, cli.json)
         }
         Command::Users { limit, history } => narrative::users(&home, limit, &history, cli.json),
         Command::Stats(StatsCommand::Narratives { history, split }) => stats::narratives(
@@ -162,6 +170,43 @@ impl HistoryContext {
     fn llm(&self) -> Result<LlamaCppBackend> {
         Ok(LlamaCppBackend::load(self.config.llama_cpp().clone())?)
     }
+}
+
+/// `recgpt prompts test`.
+fn prompts_test(home: &std::path::Path, config: &Config, update: bool, json: bool) -> Result<()> {
+    use recgpt_pipeline::regression;
+    let store = Store::open(home)?;
+    let counter = TokenCounter::new(GgufTokenizer::load(&config.llama_cpp().model)?);
+    let llm = LlamaCppBackend::load(config.llama_cpp().clone())?;
+    let report = regression::run(
+        &store,
+        &counter,
+        &llm,
+        config.llm.sampling,
+        &regression::cases_dir(),
+        update,
+    )?;
+    if json {
+        print_json(&report)?;
+    } else {
+        println!("{}", serde_json::to_string_pretty(&report.metrics)?);
+        for f in &report.floor_failures {
+            println!("FLOOR {f}");
+        }
+        for user in &report.changed {
+            println!("{} case {user}", if update { "UPDATED" } else { "CHANGED" });
+        }
+        println!(
+            "{}",
+            if report.passed() {
+                "prompt regression: passed"
+            } else {
+                "prompt regression: FAILED"
+            }
+        );
+    }
+    anyhow::ensure!(report.passed(), "prompt regression failed");
+    Ok(())
 }
 
 fn print_json(value: &impl serde::Serialize) -> Result<()> {
