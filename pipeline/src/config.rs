@@ -50,7 +50,7 @@ impl Default for BackendConfig {
 /// Errors reading the configuration: the caller's fault.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{}: {source}", path.display())]
+    #[error("{}", path.display())]
     Read {
         path: PathBuf,
         source: std::io::Error,

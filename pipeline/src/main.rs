@@ -99,6 +99,9 @@ enum PromptsCommand {
         /// GGUF model (default: the configured one).
         #[arg(long, env = "RECGPT_MODEL")]
         model: Option<PathBuf>,
+        /// Folder of the golden cases (default: prompts/cases of the source tree).
+        #[arg(long, env = "RECGPT_CASES")]
+        cases: Option<PathBuf>,
     },
 }
 

@@ -268,7 +268,7 @@ pub fn run(
 #[derive(Debug, thiserror::Error)]
 pub enum RegressionError {
     /// A case file could not be read or written.
-    #[error("{}: {source}", path.display())]
+    #[error("{}", path.display())]
     Io {
         path: PathBuf,
         source: std::io::Error,

@@ -70,12 +70,17 @@ pub fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
-        Command::Prompts(PromptsCommand::Test { update, model }) => {
+        Command::Prompts(PromptsCommand::Test {
+            update,
+            model,
+            cases,
+        }) => {
             let mut config = config;
             if let Some(model) = model {
                 config.llama_cpp_mut().model = model;
             }
-            prompts_test(&home, &config, update, cli.json)
+            let cases = cases.unwrap_or_else(recgpt_pipeline::regression::cases_dir);
+            prompts_test(&home, &config, &cases, update, cli.json)
         }
         Command::Users { limit, history } => narrative::users(&home, limit, &history, cli.json),
         Command::Stats(StatsCommand::Narratives { history, split }) => stats::narratives(
@@ -173,19 +178,18 @@ impl HistoryContext {
 }
 
 /// `recgpt prompts test`.
-fn prompts_test(home: &std::path::Path, config: &Config, update: bool, json: bool) -> Result<()> {
+fn prompts_test(
+    home: &std::path::Path,
+    config: &Config,
+    cases: &std::path::Path,
+    update: bool,
+    json: bool,
+) -> Result<()> {
     use recgpt_pipeline::regression;
     let store = Store::open(home)?;
     let counter = TokenCounter::new(GgufTokenizer::load(&config.llama_cpp().model)?);
     let llm = LlamaCppBackend::load(config.llama_cpp().clone())?;
-    let report = regression::run(
-        &store,
-        &counter,
-        &llm,
-        config.llm.sampling,
-        &regression::cases_dir(),
-        update,
-    )?;
+    let report = regression::run(&store, &counter, &llm, config.llm.sampling, cases, update)?;
     if json {
         print_json(&report)?;
     } else {
