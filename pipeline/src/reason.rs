@@ -9,10 +9,13 @@ use chrono::NaiveDate;
 use recgpt_data::History;
 use serde::Serialize;
 
-use crate::compress::Narrative;
-use crate::interests::{InterestMiner, UserInterests};
+use recgpt_data::Catalog;
+
+use crate::compress::{ItemTexts, Narrative};
+use crate::config::Config;
+use crate::interests::{InterestMiner, ThemeIndex, UserInterests};
 use crate::llm::{FollowUp, Generation, LlmBackend, LlmError};
-use crate::prompts::PromptError;
+use crate::prompts::{PromptError, Prompts};
 use crate::tags::{TagPredictor, UserTags};
 
 /// Errors of the LLM stages.
@@ -57,7 +60,33 @@ pub struct Reasoner<'a> {
     pub predictor: TagPredictor<'a>,
 }
 
-impl Reasoner<'_> {
+impl<'a> Reasoner<'a> {
+    /// Both stages over one catalog's item texts and themes.
+    pub fn new(
+        prompts: &'a Prompts,
+        catalog: &'a Catalog,
+        texts: &'a ItemTexts,
+        themes: &'a ThemeIndex,
+        config: &Config,
+    ) -> Self {
+        Self {
+            miner: InterestMiner {
+                prompts,
+                catalog,
+                texts,
+                themes,
+                config: config.interests.clone(),
+                sampling: config.llm.sampling,
+            },
+            predictor: TagPredictor {
+                prompts,
+                catalog,
+                texts,
+                config: config.tags.clone(),
+            },
+        }
+    }
+
     /// Interests and tags for each `(history, narrative)`, in order, and the tokens used.
     pub fn run(
         &self,

@@ -10,11 +10,11 @@ use recgpt_data::{Store, TimeWindow};
 use serde::{Deserialize, Serialize};
 
 use crate::compress::{CompressConfig, Compressor};
-use crate::interests::{InterestMiner, InterestsConfig, ThemeIndex};
-use crate::llm::{GgufTokenizer, LlmBackend, Sampling, TokenCounter};
+use crate::config::Config;
+use crate::interests::ThemeIndex;
+use crate::llm::{GgufTokenizer, LlmBackend, TokenCounter};
 use crate::prompts::Prompts;
 use crate::reason::{Reasoner, StageError, UserReasoning};
-use crate::tags::{TagPredictor, TagsConfig};
 
 /// One golden case: a real user, a budget and an optional time split.
 #[derive(Debug, Clone, Deserialize)]
@@ -170,7 +170,7 @@ pub fn run(
     store: &Store,
     counter: &TokenCounter<GgufTokenizer>,
     llm: &dyn LlmBackend,
-    sampling: Sampling,
+    config: &Config,
     dir: &Path,
     update: bool,
 ) -> Result<Report, RegressionError> {
@@ -210,22 +210,13 @@ pub fn run(
         let themes = ThemeIndex::new(
             (0..store.catalog().len() as u32).map(|ix| compressor.texts().compact(ix)),
         );
-        let reasoner = Reasoner {
-            miner: InterestMiner {
-                prompts: &prompts,
-                catalog: store.catalog(),
-                texts: compressor.texts(),
-                themes: &themes,
-                config: InterestsConfig::default(),
-                sampling,
-            },
-            predictor: TagPredictor {
-                prompts: &prompts,
-                catalog: store.catalog(),
-                texts: compressor.texts(),
-                config: TagsConfig::default(),
-            },
-        };
+        let reasoner = Reasoner::new(
+            &prompts,
+            store.catalog(),
+            compressor.texts(),
+            &themes,
+            config,
+        );
         let history = store.history(&case.user, &window)?;
         let narrative = compressor.compress(&history, &window);
         out.extend(reasoner.run(llm, &[(&history, &narrative)])?.0);

@@ -3,12 +3,12 @@
 use std::collections::HashSet;
 
 use recgpt_pipeline::compress::{CompressConfig, Compressor};
-use recgpt_pipeline::interests::{InterestMiner, InterestsConfig, ThemeIndex};
-use recgpt_pipeline::llm::Sampling;
+use recgpt_pipeline::config::Config;
+use recgpt_pipeline::interests::{InterestsConfig, ThemeIndex};
 use recgpt_pipeline::prompts::Prompts;
 use recgpt_pipeline::reason::Reasoner;
 use recgpt_pipeline::tags::validate::{stems, well_formed};
-use recgpt_pipeline::tags::{TagPredictor, TagsConfig};
+use recgpt_pipeline::tags::TagsConfig;
 
 use crate::common::{counter, real_store};
 use crate::llm::llm;
@@ -28,22 +28,13 @@ fn tags_follow_interests_in_the_same_conversation_and_reach_the_target() {
     let themes =
         ThemeIndex::new((0..store.catalog().len() as u32).map(|ix| compressor.texts().compact(ix)));
     let prompts = Prompts::new();
-    let reasoner = Reasoner {
-        miner: InterestMiner {
-            prompts: &prompts,
-            catalog: store.catalog(),
-            texts: compressor.texts(),
-            themes: &themes,
-            config: InterestsConfig::default(),
-            sampling: Sampling::default(),
-        },
-        predictor: TagPredictor {
-            prompts: &prompts,
-            catalog: store.catalog(),
-            texts: compressor.texts(),
-            config: TagsConfig::default(),
-        },
-    };
+    let reasoner = Reasoner::new(
+        &prompts,
+        store.catalog(),
+        compressor.texts(),
+        &themes,
+        &Config::default(),
+    );
     let users = ["12347", "13018"];
     let histories: Vec<_> = users
         .iter()

@@ -126,29 +126,7 @@ pub fn llm_bench(
     users: &[(&recgpt_data::History, &Narrative)],
     prefill_prompt: &str,
 ) -> Result<LlmBench, StageError> {
-    let mut rows = Vec::new();
-    let prefill = GenerateRequest {
-        messages: vec![ChatMessage::user(prefill_prompt)],
-        schema: None,
-        max_tokens: 1,
-        temperature: 0.0,
-        seed: 0,
-    };
-    rows.push(row(
-        "prefill (one real narrative)",
-        1,
-        || raw.generate(std::slice::from_ref(&prefill)),
-        true,
-    )?);
-    for n in [1usize, 8, 32] {
-        let requests: Vec<_> = (0..n as u32).map(|s| writing(s, 400)).collect();
-        rows.push(row(
-            &format!("generate, {n} sequence(s)"),
-            n,
-            || raw.generate(&requests),
-            false,
-        )?);
-    }
+    let rows = raw_passes(raw, prefill_prompt)?;
 
     let started = Instant::now();
     let (_, tokens) = reasoner.run(stage_llm, users)?;

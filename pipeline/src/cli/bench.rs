@@ -62,7 +62,6 @@ pub fn llm(
     use recgpt_pipeline::llm::{LlamaCppBackend, LlamaCppConfig, LlmBackend};
     use recgpt_pipeline::prompts::Prompts;
     use recgpt_pipeline::reason::Reasoner;
-    use recgpt_pipeline::tags::TagPredictor;
 
     let ctx = HistoryContext::open(home, config, args)?;
     let stage_llm = ctx.llm()?;
@@ -76,15 +75,13 @@ pub fn llm(
         Prompts::new(),
         super::interests::theme_index(&ctx, &compressor),
     );
-    let reasoner = Reasoner {
-        miner: super::interests::miner(&ctx, &compressor, &prompts, &themes),
-        predictor: TagPredictor {
-            prompts: &prompts,
-            catalog: ctx.store.catalog(),
-            texts: compressor.texts(),
-            config: ctx.config.tags.clone(),
-        },
-    };
+    let reasoner = Reasoner::new(
+        &prompts,
+        ctx.store.catalog(),
+        compressor.texts(),
+        &themes,
+        &ctx.config,
+    );
     // the users ranked 100.. by activity: real, mid-sized histories
     let mut all: Vec<History> = Vec::new();
     ctx.store.for_each_history(&ctx.window, |h: History| {

@@ -9,7 +9,7 @@ use recgpt_pipeline::interests::{InterestMiner, ThemeIndex, UserInterests};
 use recgpt_pipeline::llm::{GgufTokenizer, LlmBackend};
 use recgpt_pipeline::prompts::Prompts;
 use recgpt_pipeline::reason::Reasoner;
-use recgpt_pipeline::tags::{TagPredictor, UserTags};
+use recgpt_pipeline::tags::UserTags;
 
 use super::{print_json, HistoryContext};
 use crate::HistoryArgs;
@@ -80,15 +80,13 @@ pub fn tags(
     let backend = ctx.llm()?;
     let compressor = ctx.compressor();
     let (prompts, themes) = (Prompts::new(), theme_index(&ctx, &compressor));
-    let reasoner = Reasoner {
-        miner: miner(&ctx, &compressor, &prompts, &themes),
-        predictor: TagPredictor {
-            prompts: &prompts,
-            catalog: ctx.store.catalog(),
-            texts: compressor.texts(),
-            config: ctx.config.tags.clone(),
-        },
-    };
+    let reasoner = Reasoner::new(
+        &prompts,
+        ctx.store.catalog(),
+        compressor.texts(),
+        &themes,
+        &ctx.config,
+    );
     let h = ctx.store.history(user, &ctx.window)?;
     let narrative = compressor.compress(&h, &ctx.window);
     let (mut out, tokens) = reasoner.run(&backend, &[(&h, &narrative)])?;

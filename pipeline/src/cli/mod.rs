@@ -189,7 +189,7 @@ fn prompts_test(
     let store = Store::open(home)?;
     let counter = TokenCounter::new(GgufTokenizer::load(&config.llama_cpp().model)?);
     let llm = LlamaCppBackend::load(config.llama_cpp().clone())?;
-    let report = regression::run(&store, &counter, &llm, config.llm.sampling, cases, update)?;
+    let report = regression::run(&store, &counter, &llm, config, cases, update)?;
     if json {
         print_json(&report)?;
     } else {
