@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use recgpt_data::{Store, TimeWindow};
 use serde::{Deserialize, Serialize};
 
-use crate::compress::{CompressConfig, Compressor};
+use crate::compress::{CompressConfig, Compressor, ItemTexts};
 use crate::config::Config;
 use crate::interests::ThemeIndex;
 use crate::llm::{GgufTokenizer, LlmBackend, TokenCounter};
@@ -192,6 +192,11 @@ pub fn run(
         })?;
     let prompts = Prompts::new();
     let mut out = Vec::new();
+    // themes depend on the catalog's item texts only, not on a case's budget or window
+    let themes = ThemeIndex::of(&ItemTexts::new(
+        store.catalog(),
+        &config.compress.key_attributes,
+    ));
     for case in &cases {
         let until = case
             .until
@@ -203,12 +208,9 @@ pub fn run(
             store.catalog(),
             CompressConfig {
                 budget: case.budget,
-                ..CompressConfig::default()
+                ..config.compress.clone()
             },
             counter,
-        );
-        let themes = ThemeIndex::new(
-            (0..store.catalog().len() as u32).map(|ix| compressor.texts().compact(ix)),
         );
         let reasoner = Reasoner::new(
             &prompts,

@@ -66,3 +66,19 @@ pub fn counter() -> &'static TokenCounter {
     COUNTER
         .get_or_init(|| TokenCounter::new(GgufTokenizer::load(&model_file()).expect("tokenizer")))
 }
+
+/// A compressor over `store`'s catalog at `budget`, counting with the real tokenizer.
+pub fn compressor(
+    store: &recgpt_data::Store,
+    budget: usize,
+) -> recgpt_pipeline::compress::Compressor<'static, GgufTokenizer> {
+    use recgpt_pipeline::compress::{CompressConfig, Compressor};
+    Compressor::new(
+        store.catalog(),
+        CompressConfig {
+            budget,
+            ..CompressConfig::default()
+        },
+        counter(),
+    )
+}

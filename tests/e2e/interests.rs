@@ -2,14 +2,13 @@
 
 use std::collections::HashSet;
 
-use recgpt_pipeline::compress::{CompressConfig, Compressor};
 use recgpt_pipeline::interests::{
     InterestMiner, InterestNames, InterestsConfig, ThemeIndex, UserInterests,
 };
 use recgpt_pipeline::llm::{LlmBackend, Sampling};
 use recgpt_pipeline::prompts::Prompts;
 
-use crate::common::{counter, real_store};
+use crate::common::real_store;
 use crate::llm::llm;
 
 /// Mines interests for `users` in one batch (rounds of a user share their narrative's KV).
@@ -19,16 +18,8 @@ fn mine(
 ) -> (Vec<UserInterests>, Vec<Vec<String>>, Vec<usize>) {
     let store = real_store();
     let window = store.window(None, None);
-    let compressor = Compressor::new(
-        store.catalog(),
-        CompressConfig {
-            budget: 512,
-            ..CompressConfig::default()
-        },
-        counter(),
-    );
-    let themes =
-        ThemeIndex::new((0..store.catalog().len() as u32).map(|ix| compressor.texts().compact(ix)));
+    let compressor = crate::common::compressor(&store, 512);
+    let themes = ThemeIndex::of(compressor.texts());
     let prompts = Prompts::new();
     let miner = InterestMiner {
         prompts: &prompts,

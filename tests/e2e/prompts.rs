@@ -2,7 +2,6 @@
 //! compared with committed snapshots (`tests/e2e/snapshots/`), so any change to a template, to
 //! compression or to theme mining shows up as a reviewed diff (`cargo insta review`).
 
-use recgpt_pipeline::compress::{CompressConfig, Compressor};
 use recgpt_pipeline::interests::{
     Evidence, Interest, InterestCounts, InterestMiner, InterestsConfig, ThemeIndex, UserInterests,
 };
@@ -11,7 +10,7 @@ use recgpt_pipeline::prompts::Prompts;
 use recgpt_pipeline::tags::{TagPredictor, TagsConfig};
 use serde::Deserialize;
 
-use crate::common::{counter, real_store};
+use crate::common::real_store;
 
 #[derive(Deserialize)]
 struct Case {
@@ -41,17 +40,8 @@ fn golden_prompts_render_as_snapshotted() {
             .as_deref()
             .map(|d| recgpt_data::parse_date(d).unwrap());
         let window = store.window(until, None);
-        let compressor = Compressor::new(
-            store.catalog(),
-            CompressConfig {
-                budget: case.budget,
-                ..CompressConfig::default()
-            },
-            counter(),
-        );
-        let themes = ThemeIndex::new(
-            (0..store.catalog().len() as u32).map(|ix| compressor.texts().compact(ix)),
-        );
+        let compressor = crate::common::compressor(&store, case.budget);
+        let themes = ThemeIndex::of(compressor.texts());
         let miner = InterestMiner {
             prompts: &prompts,
             catalog: store.catalog(),

@@ -2,7 +2,6 @@
 
 use std::collections::HashSet;
 
-use recgpt_pipeline::compress::{CompressConfig, Compressor};
 use recgpt_pipeline::config::Config;
 use recgpt_pipeline::interests::{InterestsConfig, ThemeIndex};
 use recgpt_pipeline::prompts::Prompts;
@@ -10,23 +9,15 @@ use recgpt_pipeline::reason::Reasoner;
 use recgpt_pipeline::tags::validate::{stems, well_formed};
 use recgpt_pipeline::tags::TagsConfig;
 
-use crate::common::{counter, real_store};
+use crate::common::real_store;
 use crate::llm::llm;
 
 #[test]
 fn tags_follow_interests_in_the_same_conversation_and_reach_the_target() {
     let store = real_store();
     let window = store.window(None, None);
-    let compressor = Compressor::new(
-        store.catalog(),
-        CompressConfig {
-            budget: 512,
-            ..CompressConfig::default()
-        },
-        counter(),
-    );
-    let themes =
-        ThemeIndex::new((0..store.catalog().len() as u32).map(|ix| compressor.texts().compact(ix)));
+    let compressor = crate::common::compressor(&store, 512);
+    let themes = ThemeIndex::of(compressor.texts());
     let prompts = Prompts::new();
     let reasoner = Reasoner::new(
         &prompts,

@@ -73,7 +73,7 @@ pub fn llm(
     let compressor = ctx.compressor();
     let (prompts, themes) = (
         Prompts::new(),
-        super::interests::theme_index(&ctx, &compressor),
+        recgpt_pipeline::interests::ThemeIndex::of(compressor.texts()),
     );
     let reasoner = Reasoner::new(
         &prompts,

@@ -30,13 +30,6 @@ pub(super) fn miner<'a>(
     }
 }
 
-pub(super) fn theme_index(
-    ctx: &HistoryContext,
-    compressor: &Compressor<'_, GgufTokenizer>,
-) -> ThemeIndex {
-    ThemeIndex::new((0..ctx.store.catalog().len() as u32).map(|ix| compressor.texts().compact(ix)))
-}
-
 pub fn interests(
     home: &Path,
     config: Config,
@@ -47,7 +40,7 @@ pub fn interests(
     let ctx = HistoryContext::open(home, config, history)?;
     let backend = ctx.llm()?;
     let compressor = ctx.compressor();
-    let (prompts, themes) = (Prompts::new(), theme_index(&ctx, &compressor));
+    let (prompts, themes) = (Prompts::new(), ThemeIndex::of(compressor.texts()));
     let miner = miner(&ctx, &compressor, &prompts, &themes);
     let h = ctx.store.history(user, &ctx.window)?;
     let narrative = compressor.compress(&h, &ctx.window);
@@ -79,7 +72,7 @@ pub fn tags(
     let ctx = HistoryContext::open(home, config, history)?;
     let backend = ctx.llm()?;
     let compressor = ctx.compressor();
-    let (prompts, themes) = (Prompts::new(), theme_index(&ctx, &compressor));
+    let (prompts, themes) = (Prompts::new(), ThemeIndex::of(compressor.texts()));
     let reasoner = Reasoner::new(
         &prompts,
         ctx.store.catalog(),

@@ -29,6 +29,11 @@ impl ItemTexts {
         &self.compact[ix as usize]
     }
 
+    /// Every item's compact text, in catalog order.
+    pub fn compacts(&self) -> impl Iterator<Item = &str> {
+        self.compact.iter().map(String::as_str)
+    }
+
     /// The title as the catalog has it (made safe for the narrative's structure).
     pub fn raw(&self, ix: u32) -> &str {
         &self.raw[ix as usize]

@@ -53,6 +53,11 @@ fn phrases(text: &str) -> HashMap<String, String> {
 }
 
 impl ThemeIndex {
+    /// The index of a catalog's compact item texts.
+    pub fn of(texts: &crate::compress::ItemTexts) -> Self {
+        Self::new(texts.compacts())
+    }
+
     pub fn new<'a>(texts: impl IntoIterator<Item = &'a str>) -> Self {
         let mut df = HashMap::new();
         let mut items = 0;
