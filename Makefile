@@ -5,6 +5,10 @@ export RECGPT_CACHE := $(CACHE)
 # Builds live outside the clone so reruns (and fresh clones) reuse them.
 export CARGO_TARGET_DIR ?= $(CACHE)/target
 export RECGPT_MODEL ?= $(CACHE)/models/SmolLM2-135M-Instruct.Q4_1.gguf
+# all-MiniLM-L6-v2, the text embedder.
+export RECGPT_EMBEDDER ?= $(CACHE)/models/all-MiniLM-L6-v2
+# llama.cpp's OpenAI-compatible server, for the OpenAI-compatible backend's tests.
+export RECGPT_LLAMA_SERVER ?= $(CACHE)/llama-server/bin/llama-server
 # The demo's data home; pass RECGPT_HOME to use another.
 export RECGPT_HOME ?= $(CACHE)/demo-home
 DEMO_USERS ?= 3
@@ -12,7 +16,7 @@ BUDGET ?= 1024
 
 RECGPT := $(CARGO_TARGET_DIR)/release/recgpt
 
-.PHONY: demo test deps model lint build bench prompts-update
+.PHONY: demo test deps model embedder server lint build bench prompts-update build-mistralrs test-mistralrs
 
 deps:
 	@scripts/setup.sh deps
@@ -20,12 +24,19 @@ deps:
 model: deps
 	@scripts/setup.sh model >/dev/null
 
+embedder: deps
+	@scripts/setup.sh embedder >/dev/null
+
+server: deps
+	@scripts/setup.sh server >/dev/null
+
 build: deps
 	cargo build --release --locked -p recgpt-pipeline
 
-demo: model build
+demo: model embedder build
 	$(RECGPT) import online-retail "$$(scripts/setup.sh data)"
 	$(RECGPT) stats narratives --budget $(BUDGET)
+	$(RECGPT) categories
 	@users=$$($(RECGPT) users --json --limit 200 | python3 -c 'import json,sys; u=json.load(sys.stdin); print(" ".join(r["user"] for r in u[100:100+$(DEMO_USERS)]))'); \
 	for user in $$users; do \
 		echo; echo "== narrative of user $$user =="; \
@@ -43,7 +54,7 @@ lint: deps
 RECGPT_DEV := cargo run --locked -q -p recgpt-pipeline --bin recgpt --
 TEST_HOME := $(CACHE)/test-home
 
-test: model lint
+test: model embedder server lint
 	RECGPT_DATA="$$(scripts/setup.sh data)" cargo test --workspace --locked
 	$(RECGPT_DEV) --home $(TEST_HOME) import online-retail "$$(scripts/setup.sh data)" > /dev/null
 	$(RECGPT_DEV) --home $(TEST_HOME) prompts test
@@ -53,6 +64,21 @@ prompts-update: model
 	$(RECGPT_DEV) --home $(TEST_HOME) import online-retail "$$(scripts/setup.sh data)" > /dev/null
 	$(RECGPT_DEV) --home $(TEST_HOME) prompts test --update
 
-bench: model build
+bench: model embedder build
 	$(RECGPT) import online-retail "$$(scripts/setup.sh data)"
 	$(RECGPT) bench compress --budget $(BUDGET)
+	$(RECGPT) bench embed
+
+# The mistral.rs backend (GPU path): a long build (~40 min on 2 cores), in its own target
+# directory, with AVX2/FMA kernels (mistral.rs is far slower on x86 without them). Add
+# MISTRALRS_FEATURES=mistralrs-cuda on a machine with the CUDA toolkit.
+MISTRALRS_FEATURES ?= mistralrs
+MISTRALRS_ENV := CARGO_TARGET_DIR=$(CACHE)/target-mistralrs RUSTFLAGS="-C target-feature=+avx2,+fma"
+
+build-mistralrs: model
+	$(MISTRALRS_ENV) cargo build --release --locked -p recgpt-pipeline --features $(MISTRALRS_FEATURES)
+
+# The stage tests with the mistral.rs backend.
+test-mistralrs: model
+	$(MISTRALRS_ENV) RECGPT_DATA="$$(scripts/setup.sh data)" cargo test --release --locked \
+		-p recgpt-pipeline --features $(MISTRALRS_FEATURES) --test e2e -- mistralrs

@@ -40,14 +40,14 @@ pub enum DataError {
 }
 
 impl DataError {
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Self::Io {
             path: path.into(),
             source,
         }
     }
 
-    pub(crate) fn store(path: impl Into<PathBuf>, err: impl std::fmt::Display) -> Self {
+    pub fn store(path: impl Into<PathBuf>, err: impl std::fmt::Display) -> Self {
         Self::Store {
             path: path.into(),
             message: err.to_string(),

@@ -6,9 +6,11 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::categories::CategoriesConfig;
 use crate::compress::CompressConfig;
 use crate::interests::InterestsConfig;
-use crate::llm::{LlamaCppConfig, Sampling};
+use crate::llm::LlamaCppConfig;
+pub use crate::llm::{BackendConfig, LlmConfig};
 use crate::tags::TagsConfig;
 
 /// Everything configurable.
@@ -23,28 +25,8 @@ pub struct Config {
     pub interests: InterestsConfig,
     /// Stage `tags`.
     pub tags: TagsConfig,
-}
-
-/// The LLM: which backend, and how to sample.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LlmConfig {
-    pub backend: BackendConfig,
-    pub sampling: Sampling,
-}
-
-/// The LLM backend, chosen by `kind`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-pub enum BackendConfig {
-    /// llama.cpp in-process.
-    LlamaCpp(LlamaCppConfig),
-}
-
-impl Default for BackendConfig {
-    fn default() -> Self {
-        Self::LlamaCpp(LlamaCppConfig::default())
-    }
+    /// Derived item categories.
+    pub categories: CategoriesConfig,
 }
 
 /// Errors reading the configuration: the caller's fault.
@@ -80,7 +62,7 @@ impl Config {
 
     pub fn parse(text: &str) -> Result<Self, String> {
         let mut config: Self = toml::from_str(text).map_err(|e| e.to_string())?;
-        let model = &mut config.llama_cpp_mut().model;
+        let model = &mut config.llm.model;
         if let Ok(rest) = model.strip_prefix("~") {
             if let Some(home) = std::env::var_os("HOME") {
                 *model = PathBuf::from(home).join(rest);
@@ -89,16 +71,11 @@ impl Config {
         Ok(config)
     }
 
-    /// The llama.cpp settings (the only backend so far).
-    pub fn llama_cpp(&self) -> &LlamaCppConfig {
+    /// The llama.cpp settings, when that is the backend.
+    pub fn llama_cpp(&self) -> Option<&LlamaCppConfig> {
         match &self.llm.backend {
-            BackendConfig::LlamaCpp(c) => c,
-        }
-    }
-
-    pub fn llama_cpp_mut(&mut self) -> &mut LlamaCppConfig {
-        match &mut self.llm.backend {
-            BackendConfig::LlamaCpp(c) => c,
+            BackendConfig::LlamaCpp(c) => Some(c),
+            _ => None,
         }
     }
 }
@@ -114,13 +91,35 @@ mod tests {
         let mut defaults = Config::default();
         // `~` expands to $HOME; the default honours $RECGPT_CACHE
         assert!(parsed
-            .llama_cpp()
+            .llm
             .model
             .ends_with(".cache/recgpt/models/SmolLM2-135M-Instruct.Q4_1.gguf"));
-        assert!(!parsed.llama_cpp().model.starts_with("~"));
-        parsed.llama_cpp_mut().model = PathBuf::new();
-        defaults.llama_cpp_mut().model = PathBuf::new();
+        assert!(!parsed.llm.model.starts_with("~"));
+        parsed.llm.model = PathBuf::new();
+        defaults.llm.model = PathBuf::new();
         assert_eq!(parsed, defaults);
+    }
+
+    #[test]
+    fn every_backend_kind_parses() {
+        let c = Config::parse(
+            "[llm.backend]\nkind = \"openai\"\nurl = \"http://10.0.0.5:8000/v1\"\nconcurrency = 64\n",
+        )
+        .unwrap();
+        match &c.llm.backend {
+            BackendConfig::Openai(o) => {
+                assert_eq!(
+                    (o.url.as_str(), o.concurrency),
+                    ("http://10.0.0.5:8000/v1", 64)
+                );
+                assert_eq!(o.retries, 3);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(c.llm.backend.batch(), 64);
+        let c = Config::parse("[llm.backend]\nkind = \"mistralrs\"\nbatch = 16\n").unwrap();
+        assert_eq!(c.llm.backend.batch(), 16);
+        assert!(Config::parse("[llm.backend]\nkind = \"openai\"\ncontext = 5\n").is_err());
     }
 
     #[test]

@@ -8,10 +8,14 @@
 //! - [`stats`]: narrative statistics over all users (fit rate, token percentiles, retention).
 //! - [`bench`]: the compression throughput and memory benchmark.
 //! - [`model`]: where the model file is found.
+//! - [`embed`]: text embeddings (all-MiniLM-L6-v2 with candle).
+//! - [`categories`]: item categories, derived from title embeddings or from the data set.
 
 pub mod bench;
+pub mod categories;
 pub mod compress;
 pub mod config;
+pub mod embed;
 pub mod interests;
 pub mod llm;
 pub mod model;

@@ -68,6 +68,16 @@ enum Command {
         #[command(flatten)]
         history: HistoryArgs,
     },
+    /// Derive item categories from title embeddings (or take the data set's), write them to
+    /// `categories.json` in the data home, and print them.
+    Categories {
+        /// Number of derived categories (config `categories.k`, default 40).
+        #[arg(long)]
+        k: Option<usize>,
+        /// all-MiniLM-L6-v2 directory (default: the cache's, from `scripts/setup.sh embedder`).
+        #[arg(long, env = "RECGPT_EMBEDDER")]
+        embedder: Option<PathBuf>,
+    },
     /// Statistics over all users.
     #[command(subcommand)]
     Stats(StatsCommand),
@@ -146,6 +156,13 @@ enum BenchCommand {
         /// same run, as ratios to the configured model's.
         #[arg(long)]
         compare: Option<PathBuf>,
+    },
+    /// Text-embedding throughput on the catalog's titles: padded to the batch's longest
+    /// input against the package tokenizer's fixed 128 tokens.
+    Embed {
+        /// all-MiniLM-L6-v2 directory (default: the cache's).
+        #[arg(long, env = "RECGPT_EMBEDDER")]
+        embedder: Option<PathBuf>,
     },
     /// Compression throughput and peak memory, on the store and on a scaled copy.
     Compress {

@@ -11,11 +11,14 @@ use serde::Serialize;
 
 use recgpt_data::Catalog;
 
+use crate::categories::Categories;
 use crate::compress::{ItemTexts, Narrative};
 use crate::config::Config;
+use crate::embed::Embedder;
 use crate::interests::{InterestMiner, ThemeIndex, UserInterests};
 use crate::llm::{FollowUp, Generation, LlmBackend, LlmError};
 use crate::prompts::{PromptError, Prompts};
+use crate::tags::TagCategories;
 use crate::tags::{TagPredictor, UserTags};
 
 /// Errors of the LLM stages.
@@ -27,6 +30,9 @@ pub enum StageError {
     /// The backend failed; see [`LlmError`] for which are retryable.
     #[error(transparent)]
     Llm(#[from] LlmError),
+    /// Placing a tag in a category failed (the embedder); not retryable.
+    #[error(transparent)]
+    Embed(#[from] crate::embed::EmbedError),
 }
 
 /// One user's interests and tags.
@@ -83,8 +89,18 @@ impl<'a> Reasoner<'a> {
                 catalog,
                 texts,
                 config: config.tags.clone(),
+                categories: None,
             },
         }
+    }
+
+    /// Keeps at most `tags.max_per_category` tags per item category.
+    pub fn with_categories(mut self, embedder: &'a Embedder, categories: &'a Categories) -> Self {
+        self.predictor.categories = Some(TagCategories {
+            embedder,
+            categories,
+        });
+        self
     }
 
     /// Interests and tags for each `(history, narrative)`, in order, and the tokens used.
@@ -154,13 +170,13 @@ impl<'a> Reasoner<'a> {
                     as_of(u),
                     &tag_answers[u],
                     llm.model_id(),
-                );
-                UserReasoning {
+                )?;
+                Ok(UserReasoning {
                     interests: found,
                     tags,
-                }
+                })
             })
-            .collect();
+            .collect::<Result<Vec<_>, StageError>>()?;
         Ok((out, tokens))
     }
 }

@@ -82,3 +82,31 @@ pub fn compressor(
         counter(),
     )
 }
+
+/// Real users' histories in `window` and their narratives.
+pub fn narrated(
+    store: &recgpt_data::Store,
+    compressor: &recgpt_pipeline::compress::Compressor<'_, GgufTokenizer>,
+    window: &recgpt_data::TimeWindow,
+    users: &[&str],
+) -> (
+    Vec<recgpt_data::History>,
+    Vec<recgpt_pipeline::compress::Narrative>,
+) {
+    let histories: Vec<_> = users
+        .iter()
+        .map(|u| store.history(u, window).unwrap())
+        .collect();
+    let narratives = histories
+        .iter()
+        .map(|h| compressor.compress(h, window))
+        .collect();
+    (histories, narratives)
+}
+
+/// Serialises the tests that run the model: each runs llama.cpp on every core (OpenMP threads
+/// that spin), so two at once, or one beside a `llama-server`, thrash 2 cores many times over.
+pub fn model_turn() -> std::sync::MutexGuard<'static, ()> {
+    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

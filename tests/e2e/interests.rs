@@ -32,14 +32,7 @@ fn mine(
         },
         sampling: Sampling::default(),
     };
-    let histories: Vec<_> = users
-        .iter()
-        .map(|u| store.history(u, &window).unwrap())
-        .collect();
-    let narratives: Vec<_> = histories
-        .iter()
-        .map(|h| compressor.compress(h, &window))
-        .collect();
+    let (histories, narratives) = crate::common::narrated(&store, &compressor, &window, users);
     let mut requests = Vec::new();
     for n in &narratives {
         requests.extend(miner.requests(n).unwrap());
@@ -93,6 +86,7 @@ fn items_of(user: &str) -> HashSet<String> {
 
 #[test]
 fn theme_named_interests_are_grounded_parsed_and_deterministic() {
+    let _turn = crate::common::model_turn();
     let users = ["12347", "13018", "15044"];
     let (out, themes, reused) = mine(&users, InterestNames::Themes);
     for (o, user_themes) in out.iter().zip(&themes) {
@@ -122,6 +116,7 @@ fn theme_named_interests_are_grounded_parsed_and_deterministic() {
 
 #[test]
 fn free_named_interests_are_validated() {
+    let _turn = crate::common::model_turn();
     let (out, _, _) = mine(&["12347"], InterestNames::Free);
     check_invariants(&out[0], &items_of("12347"));
     assert!(out[0].counts.proposed > 0, "{:?}", out[0]);

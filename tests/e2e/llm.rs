@@ -12,12 +12,14 @@ use crate::common::model_file;
 pub fn llm() -> &'static LlamaCppBackend {
     static LLM: OnceLock<LlamaCppBackend> = OnceLock::new();
     LLM.get_or_init(|| {
-        LlamaCppBackend::load(LlamaCppConfig {
-            model: model_file(),
-            context: 2048,
-            batch: 4,
-            ..LlamaCppConfig::default()
-        })
+        LlamaCppBackend::load(
+            &model_file(),
+            LlamaCppConfig {
+                context: 2048,
+                batch: 4,
+                ..LlamaCppConfig::default()
+            },
+        )
         .expect("load model")
     })
 }
@@ -44,6 +46,7 @@ fn request(question: &str, seed: u32) -> GenerateRequest {
 
 #[test]
 fn batched_schema_constrained_generation_parses_and_is_deterministic() {
+    let _turn = crate::common::model_turn();
     let requests = [
         request(
             "Which three things does someone who bought tea cups need next?",
@@ -76,6 +79,7 @@ fn batched_schema_constrained_generation_parses_and_is_deterministic() {
 /// a user's output is reproducible however a batch job groups users.
 #[test]
 fn answers_do_not_depend_on_batch_composition() {
+    let _turn = crate::common::model_turn();
     let a = request("Which three things go with a picnic basket?", 2);
     let b = request("Name three Christmas decorations.", 3);
     let c = request("What do bakers buy?", 4);
@@ -93,6 +97,7 @@ fn answers_do_not_depend_on_batch_composition() {
 /// batches, and the two round differently.)
 #[test]
 fn follow_up_turns_reuse_the_conversation_kv_cache() {
+    let _turn = crate::common::model_turn();
     use recgpt_pipeline::llm::FollowUp;
     let first = request("Which three things go with a picnic basket?", 2);
     let follow = FollowUp {
@@ -128,6 +133,7 @@ fn follow_up_turns_reuse_the_conversation_kv_cache() {
 /// grammar.
 #[test]
 fn requantized_model_loads_and_answers() {
+    let _turn = crate::common::model_turn();
     use recgpt_pipeline::llm::quantize::requantize_q8_0;
     use recgpt_pipeline::llm::GgufTokenizer;
     let out = crate::common::temp_home().join("model.Q8_0.gguf");
@@ -140,12 +146,14 @@ fn requantized_model_loads_and_answers() {
         GgufTokenizer::load(&out).unwrap().tokenize(text),
         GgufTokenizer::load(&model_file()).unwrap().tokenize(text)
     );
-    let q8 = LlamaCppBackend::load(LlamaCppConfig {
-        model: out,
-        context: 512,
-        batch: 1,
-        ..LlamaCppConfig::default()
-    })
+    let q8 = LlamaCppBackend::load(
+        &out,
+        LlamaCppConfig {
+            context: 512,
+            batch: 1,
+            ..LlamaCppConfig::default()
+        },
+    )
     .unwrap();
     let answer = q8
         .generate(&[request("Name three Christmas decorations.", 3)])

@@ -8,8 +8,12 @@
 mod cli;
 mod common;
 mod compress;
+mod embed;
 mod import;
 mod interests;
 mod llm;
+#[cfg(feature = "mistralrs")]
+mod mistralrs;
+mod openai;
 mod prompts;
 mod tags;

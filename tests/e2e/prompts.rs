@@ -94,6 +94,7 @@ fn golden_prompts_render_as_snapshotted() {
             catalog: store.catalog(),
             texts: compressor.texts(),
             config: TagsConfig::default(),
+            categories: None,
         };
         let turn = predictor
             .follow_up(&interests, &history, window.as_of)

@@ -59,17 +59,19 @@ pub fn llm(
 ) -> Result<()> {
     use recgpt_data::{DataError, History};
     use recgpt_pipeline::bench::llm::{llm_bench, raw_passes};
-    use recgpt_pipeline::llm::{LlamaCppBackend, LlamaCppConfig, LlmBackend};
+    use recgpt_pipeline::config::BackendConfig;
     use recgpt_pipeline::prompts::Prompts;
     use recgpt_pipeline::reason::Reasoner;
 
     let ctx = HistoryContext::open(home, config, args)?;
     let stage_llm = ctx.llm()?;
-    let raw = LlamaCppBackend::load(LlamaCppConfig {
-        batch: 32,
-        context: 1536,
-        ..ctx.config.llama_cpp().clone()
-    })?;
+    // raw passes: up to 32 sequences at once, short prompts
+    let mut raw_config = ctx.config.llm.clone();
+    raw_config.backend.set_batch(32);
+    if let BackendConfig::LlamaCpp(c) = &mut raw_config.backend {
+        c.context = 1536;
+    }
+    let raw = raw_config.load()?;
     let compressor = ctx.compressor();
     let (prompts, themes) = (
         Prompts::new(),
@@ -101,24 +103,23 @@ pub fn llm(
         .collect();
     let pairs: Vec<_> = chosen.iter().zip(&narratives).collect();
     let b = llm_bench(
-        &raw,
-        &stage_llm,
-        ctx.config.llama_cpp().batch,
+        raw.as_ref(),
+        stage_llm.as_ref(),
+        ctx.config.llm.backend.batch(),
         &reasoner,
         &pairs,
         &narratives[0].text,
     )?;
     let compared = match compare {
         Some(path) => {
-            let other = LlamaCppBackend::load(LlamaCppConfig {
+            let other = recgpt_pipeline::llm::LlmConfig {
                 model: path.to_path_buf(),
-                batch: 32,
-                context: 1536,
-                ..ctx.config.llama_cpp().clone()
-            })?;
+                ..raw_config.clone()
+            }
+            .load()?;
             Some((
                 other.model_id().to_string(),
-                raw_passes(&other, &narratives[0].text)?,
+                raw_passes(other.as_ref(), &narratives[0].text)?,
             ))
         }
         None => None,
@@ -154,5 +155,55 @@ pub fn llm(
         b.users, b.stage_seconds, b.users_per_min, b.stage_tokens.prompt, b.reused_share * 100.0,
         b.stage_tokens.generated, b.stage_generated_per_s, b.stage_vs_raw
     );
+    Ok(())
+}
+
+/// `recgpt bench embed`: embeddings/s of the catalog's titles, batch-longest padding against
+/// the package tokenizer's fixed 128 tokens, in the same run.
+pub fn embed(home: &Path, embedder: Option<&Path>, json: bool) -> Result<()> {
+    use recgpt_pipeline::embed::{default_model_dir, Embedder};
+    let store = recgpt_data::Store::open(home)?;
+    let dir = embedder.map_or_else(default_model_dir, Path::to_path_buf);
+    let mut rows = Vec::new();
+    for (pass, fixed) in [
+        ("padded to 128 (package tokenizer)", true),
+        ("padded to batch longest", false),
+    ] {
+        let mut e = Embedder::load(&dir)?;
+        if fixed {
+            e.pad_fixed(128);
+        }
+        let started = std::time::Instant::now();
+        let vectors = e.embed_titles(store.catalog())?;
+        let seconds = started.elapsed().as_secs_f64();
+        rows.push(serde_json::json!({
+            "pass": pass,
+            "texts": vectors.len(),
+            "seconds": seconds,
+            "embeddings_per_s": vectors.len() as f64 / seconds,
+        }));
+    }
+    let base = rows[0]["embeddings_per_s"].as_f64().unwrap_or(1.0);
+    for r in &mut rows {
+        let speed = r["embeddings_per_s"].as_f64().unwrap_or(0.0);
+        r["ratio"] = serde_json::json!(speed / base);
+    }
+    if json {
+        return print_json(&rows);
+    }
+    println!(
+        "{:<36} {:>6} {:>8} {:>12} {:>7}",
+        "pass", "texts", "seconds", "embeddings/s", "ratio"
+    );
+    for r in &rows {
+        println!(
+            "{:<36} {:>6} {:>8.2} {:>12.1} {:>6.2}x",
+            r["pass"].as_str().unwrap_or(""),
+            r["texts"],
+            r["seconds"].as_f64().unwrap_or(0.0),
+            r["embeddings_per_s"].as_f64().unwrap_or(0.0),
+            r["ratio"].as_f64().unwrap_or(0.0)
+        );
+    }
     Ok(())
 }

@@ -3,10 +3,12 @@
 use std::path::Path;
 
 use anyhow::Result;
+use recgpt_pipeline::categories::Categories;
 use recgpt_pipeline::compress::Compressor;
 use recgpt_pipeline::config::Config;
+use recgpt_pipeline::embed::{default_model_dir, Embedder};
 use recgpt_pipeline::interests::{InterestMiner, ThemeIndex, UserInterests};
-use recgpt_pipeline::llm::{GgufTokenizer, LlmBackend};
+use recgpt_pipeline::llm::GgufTokenizer;
 use recgpt_pipeline::prompts::Prompts;
 use recgpt_pipeline::reason::Reasoner;
 use recgpt_pipeline::tags::UserTags;
@@ -73,16 +75,27 @@ pub fn tags(
     let backend = ctx.llm()?;
     let compressor = ctx.compressor();
     let (prompts, themes) = (Prompts::new(), ThemeIndex::of(compressor.texts()));
-    let reasoner = Reasoner::new(
+    let mut reasoner = Reasoner::new(
         &prompts,
         ctx.store.catalog(),
         compressor.texts(),
         &themes,
         &ctx.config,
     );
+    // at most `tags.max_per_category` tags per category, once `recgpt categories` ran
+    let categorized = match Categories::load(home, &ctx.store) {
+        Ok(categories) => Some((Embedder::load(&default_model_dir())?, categories)),
+        Err(e) => {
+            tracing::warn!("no category limit on tags: {e}");
+            None
+        }
+    };
+    if let Some((embedder, categories)) = &categorized {
+        reasoner = reasoner.with_categories(embedder, categories);
+    }
     let h = ctx.store.history(user, &ctx.window)?;
     let narrative = compressor.compress(&h, &ctx.window);
-    let (mut out, tokens) = reasoner.run(&backend, &[(&h, &narrative)])?;
+    let (mut out, tokens) = reasoner.run(backend.as_ref(), &[(&h, &narrative)])?;
     let out = out.remove(0);
     if json {
         return print_json(&out);
@@ -118,8 +131,12 @@ fn print_interests(out: &UserInterests) {
 
 fn print_tags(out: &UserTags) {
     for t in &out.tags {
+        let category = t
+            .category
+            .as_deref()
+            .map_or(String::new(), |c| format!(" <{c}>"));
         println!(
-            "  {:<32} {:<20} {} [{}]",
+            "  {:<32} {:<20} {} [{}]{category}",
             t.tag, t.interest, t.rationale, t.source
         );
     }

@@ -1,6 +1,7 @@
 //! Command implementations: parse, call the libraries, print.
 
 mod bench;
+mod categories;
 mod import;
 mod interests;
 mod narrative;
@@ -9,8 +10,8 @@ mod stats;
 use anyhow::Result;
 use recgpt_data::{Store, TimeWindow};
 use recgpt_pipeline::compress::Compressor;
-use recgpt_pipeline::config::Config;
-use recgpt_pipeline::llm::{quantize, GgufTokenizer, LlamaCppBackend, TokenCounter};
+use recgpt_pipeline::config::{BackendConfig, Config};
+use recgpt_pipeline::llm::{quantize, GgufTokenizer, LlmBackend, TokenCounter};
 use recgpt_pipeline::model;
 
 use crate::{
@@ -54,10 +55,11 @@ pub fn run(cli: Cli) -> Result<()> {
             cli.json,
         ),
         Command::Model(ModelCommand::Prepare { model, out }) => {
-            let input = model.unwrap_or_else(|| config.llama_cpp().model.clone());
+            let input = model.unwrap_or_else(|| config.llm.model.clone());
             let output = out.unwrap_or_else(|| quantize::q8_0_path(&input));
             let started = std::time::Instant::now();
-            quantize::requantize_q8_0(&input, &output, config.llama_cpp().threads)?;
+            let threads = config.llama_cpp().map_or(0, |c| c.threads);
+            quantize::requantize_q8_0(&input, &output, threads)?;
             let size =
                 |p: &std::path::Path| std::fs::metadata(p).map_or(0, |m| m.len()) / (1 << 20);
             println!(
@@ -77,10 +79,18 @@ pub fn run(cli: Cli) -> Result<()> {
         }) => {
             let mut config = config;
             if let Some(model) = model {
-                config.llama_cpp_mut().model = model;
+                config.llm.model = model;
             }
             let cases = cases.unwrap_or_else(recgpt_pipeline::regression::cases_dir);
             prompts_test(&home, &config, &cases, update, cli.json)
+        }
+        Command::Categories { k, embedder } => {
+            let mut config = config;
+            config.categories.k = k.unwrap_or(config.categories.k);
+            categories::build(&home, &config, embedder.as_deref(), cli.json)
+        }
+        Command::Bench(BenchCommand::Embed { embedder }) => {
+            bench::embed(&home, embedder.as_deref(), cli.json)
         }
         Command::Users { limit, history } => narrative::users(&home, limit, &history, cli.json),
         Command::Stats(StatsCommand::Narratives { history, split }) => stats::narratives(
@@ -125,16 +135,19 @@ impl Overrides for Config {
             self.compress.budget = budget;
         }
         if let Some(model) = &args.model {
-            self.llama_cpp_mut().model = model.clone();
+            self.llm.model = model.clone();
         }
         self
     }
 
     fn with_llm(mut self, args: &LlmArgs) -> Self {
-        let backend = self.llama_cpp_mut();
-        backend.context = args.context.unwrap_or(backend.context);
-        backend.batch = args.batch.unwrap_or(backend.batch);
-        backend.threads = args.threads.unwrap_or(backend.threads);
+        if let Some(batch) = args.batch {
+            self.llm.backend.set_batch(batch);
+        }
+        if let BackendConfig::LlamaCpp(backend) = &mut self.llm.backend {
+            backend.context = args.context.unwrap_or(backend.context);
+            backend.threads = args.threads.unwrap_or(backend.threads);
+        }
         let sampling = &mut self.llm.sampling;
         sampling.temperature = args.temperature.unwrap_or(sampling.temperature);
         sampling.seed = args.seed.unwrap_or(sampling.seed);
@@ -154,7 +167,7 @@ impl HistoryContext {
     fn open(home: &std::path::Path, config: Config, args: &HistoryArgs) -> Result<Self> {
         let store = Store::open(home)?;
         let window = store.window(args.until, args.as_of);
-        let counter = TokenCounter::new(GgufTokenizer::load(&config.llama_cpp().model)?);
+        let counter = TokenCounter::new(GgufTokenizer::load(&config.llm.model)?);
         Ok(Self {
             store,
             window,
@@ -172,8 +185,8 @@ impl HistoryContext {
     }
 
     /// The configured LLM backend.
-    fn llm(&self) -> Result<LlamaCppBackend> {
-        Ok(LlamaCppBackend::load(self.config.llama_cpp().clone())?)
+    fn llm(&self) -> Result<Box<dyn LlmBackend>> {
+        Ok(self.config.llm.load()?)
     }
 }
 
@@ -187,9 +200,9 @@ fn prompts_test(
 ) -> Result<()> {
     use recgpt_pipeline::regression;
     let store = Store::open(home)?;
-    let counter = TokenCounter::new(GgufTokenizer::load(&config.llama_cpp().model)?);
-    let llm = LlamaCppBackend::load(config.llama_cpp().clone())?;
-    let report = regression::run(&store, &counter, &llm, config, cases, update)?;
+    let counter = TokenCounter::new(GgufTokenizer::load(&config.llm.model)?);
+    let llm = config.llm.load()?;
+    let report = regression::run(&store, &counter, llm.as_ref(), config, cases, update)?;
     if json {
         print_json(&report)?;
     } else {

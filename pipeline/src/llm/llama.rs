@@ -20,6 +20,7 @@ use llama_cpp_2::token::data_array::LlamaTokenDataArray;
 use llama_cpp_2::token::LlamaToken;
 use serde::{Deserialize, Serialize};
 
+use super::model_id;
 use super::{
     backend, ChatMessage, ChatTemplate, Finish, FollowUpFn, GenerateRequest, Generation,
     LlmBackend, LlmError, TokenizerError,
@@ -29,8 +30,6 @@ use super::{
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LlamaCppConfig {
-    /// GGUF model file.
-    pub model: PathBuf,
     /// Context tokens per sequence (prompt + answer).
     pub context: u32,
     /// Sequences decoded together.
@@ -44,7 +43,6 @@ pub struct LlamaCppConfig {
 impl Default for LlamaCppConfig {
     fn default() -> Self {
         Self {
-            model: crate::model::default_model_path(),
             context: 3072,
             batch: 8,
             n_batch: 512,
@@ -62,12 +60,14 @@ pub struct LlamaCppBackend {
     model: LlamaModel,
     template: ChatTemplate,
     config: LlamaCppConfig,
+    path: PathBuf,
     model_id: String,
 }
 
 impl LlamaCppBackend {
-    pub fn load(config: LlamaCppConfig) -> Result<Self, LlmError> {
-        let path = &config.model;
+    /// Loads the GGUF file `path`.
+    pub fn load(path: &Path, config: LlamaCppConfig) -> Result<Self, LlmError> {
+        let path = &path.to_path_buf();
         if !path.is_file() {
             return Err(TokenizerError::Missing { path: path.clone() }.into());
         }
@@ -85,12 +85,18 @@ impl LlamaCppBackend {
             model,
             template,
             config,
+            path: path.clone(),
             model_id,
         })
     }
 
     pub fn config(&self) -> &LlamaCppConfig {
         &self.config
+    }
+
+    /// The GGUF file.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// The prompt's tokens (the template's special tokens parsed, no extra BOS).
@@ -553,15 +559,6 @@ fn common_prefix(prompts: &[Vec<LlamaToken>]) -> usize {
             .take_while(|(a, b)| a == b)
             .count()
     })
-}
-
-/// `file name (size in bytes)`: stable for one file, different for another quantisation.
-fn model_id(path: &Path) -> String {
-    let name = path
-        .file_name()
-        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-    let size = std::fs::metadata(path).map_or(0, |m| m.len());
-    format!("{name} ({size} bytes)")
 }
 
 #[cfg(test)]

@@ -3,18 +3,136 @@
 //! - [`LlamaCppBackend`]: llama.cpp in-process (the default): the GGUF's own chat template,
 //!   many sequences decoded in one batch, JSON-schema-constrained decoding (schema → GBNF),
 //!   seeded sampling, and a shared prompt prefix evaluated once per batch.
+//! - [`OpenAiBackend`]: any OpenAI-compatible chat-completions server (llama.cpp's
+//!   `llama-server`, vLLM, mistral.rs), JSON schema as `response_format`.
+//! - `MistralRsBackend`: mistral.rs in-process (cargo feature `mistralrs`; GPU path).
 //! - [`GgufTokenizer`] / [`TokenCounter`]: exact token counts with the model's vocabulary.
+//!
+//! [`LlmConfig::load`] builds the configured one.
 
 mod chat;
 mod llama;
+#[cfg(feature = "mistralrs")]
+mod mistralrs;
+mod openai;
 pub mod quantize;
 mod tokenizer;
+
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 pub use chat::ChatTemplate;
 pub use llama::{LlamaCppBackend, LlamaCppConfig};
+#[cfg(feature = "mistralrs")]
+pub use mistralrs::MistralRsBackend;
+pub use openai::{OpenAiBackend, OpenAiConfig};
 pub use tokenizer::{backend, GgufTokenizer, TokenCount, TokenCounter, TokenizerError};
+
+/// The LLM: its GGUF file, which backend runs it, and how to sample.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LlmConfig {
+    /// GGUF model file: the weights of the in-process backends, and the tokenizer that counts
+    /// narrative tokens with every backend (a server must serve the same model).
+    pub model: PathBuf,
+    pub backend: BackendConfig,
+    pub sampling: Sampling,
+}
+
+impl Default for LlmConfig {
+    fn default() -> Self {
+        Self {
+            model: crate::model::default_model_path(),
+            backend: BackendConfig::default(),
+            sampling: Sampling::default(),
+        }
+    }
+}
+
+/// The LLM backend, chosen by `kind`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum BackendConfig {
+    /// llama.cpp in-process.
+    LlamaCpp(LlamaCppConfig),
+    /// An OpenAI-compatible chat-completions server.
+    Openai(OpenAiConfig),
+    /// mistral.rs in-process (needs a binary built with the `mistralrs` feature).
+    Mistralrs(MistralRsConfig),
+}
+
+impl Default for BackendConfig {
+    fn default() -> Self {
+        Self::LlamaCpp(LlamaCppConfig::default())
+    }
+}
+
+impl BackendConfig {
+    /// Requests the backend works on at once (sequences in a batch, requests in flight).
+    pub fn batch(&self) -> usize {
+        match self {
+            Self::LlamaCpp(c) => c.batch,
+            Self::Openai(c) => c.concurrency,
+            Self::Mistralrs(c) => c.batch,
+        }
+    }
+
+    pub fn set_batch(&mut self, batch: usize) {
+        match self {
+            Self::LlamaCpp(c) => c.batch = batch,
+            Self::Openai(c) => c.concurrency = batch,
+            Self::Mistralrs(c) => c.batch = batch,
+        }
+    }
+}
+
+/// Configuration of the mistral.rs backend.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MistralRsConfig {
+    /// Sequences scheduled together.
+    pub batch: usize,
+    /// Run on the CPU even when a GPU is there.
+    pub force_cpu: bool,
+}
+
+impl Default for MistralRsConfig {
+    fn default() -> Self {
+        Self {
+            batch: 32,
+            force_cpu: false,
+        }
+    }
+}
+
+impl LlmConfig {
+    /// Loads the configured backend (for a server: connects to it).
+    pub fn load(&self) -> Result<Box<dyn LlmBackend>, LlmError> {
+        match &self.backend {
+            BackendConfig::LlamaCpp(c) => {
+                Ok(Box::new(LlamaCppBackend::load(&self.model, c.clone())?))
+            }
+            BackendConfig::Openai(c) => Ok(Box::new(OpenAiBackend::connect(c.clone())?)),
+            #[cfg(feature = "mistralrs")]
+            BackendConfig::Mistralrs(c) => Ok(Box::new(MistralRsBackend::load(&self.model, c)?)),
+            #[cfg(not(feature = "mistralrs"))]
+            BackendConfig::Mistralrs(_) => Err(LlmError::Unavailable(
+                "this recgpt was built without the `mistralrs` feature (make build-mistralrs)"
+                    .into(),
+            )),
+        }
+    }
+}
+
+/// `file name (size in bytes)`: stable for one file, different for another quantisation.
+pub(crate) fn model_id(path: &Path) -> String {
+    let name = path
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let size = std::fs::metadata(path).map_or(0, |m| m.len());
+    format!("{name} ({size} bytes)")
+}
 
 /// Sampling settings shared by every LLM task.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -136,6 +254,12 @@ pub enum LlmError {
     /// llama.cpp failed while decoding. Retryable (often memory pressure).
     #[error("llama.cpp: {0}")]
     Backend(String),
+    /// A server failed to answer, after retries, or answered something unusable.
+    #[error("LLM server: {0}")]
+    Server(String),
+    /// The configured backend is not compiled into this binary. Not retryable.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// A follow-up turn: messages appended after the first answer, and its decoding settings

@@ -15,6 +15,8 @@ pub struct TagsConfig {
     /// Fill up to `target` from tags derived from the user's own item names, labelled
     /// `fallback`.
     pub fallback: bool,
+    /// At most this many tags per item category (RecGPT: 2), when categories are given.
+    pub max_per_category: usize,
 }
 
 impl Default for TagsConfig {
@@ -25,6 +27,7 @@ impl Default for TagsConfig {
             max_tokens: 450,
             recent_days: 30,
             fallback: true,
+            max_per_category: 2,
         }
     }
 }

@@ -4,7 +4,9 @@
 //! [`crate::llm::LlmBackend::generate_with_follow_up`]). Answers are decoded under a JSON schema
 //! (tag words by pattern, interest by enum) and validated ([`validate`]); when the model's
 //! rounds leave fewer than `target` valid tags, tags derived from the user's own item names
-//! (RecGPT's pre-alignment) fill the rest, labelled `fallback`.
+//! (RecGPT's pre-alignment) fill the rest, labelled `fallback`. With item categories
+//! ([`TagCategories`]), each tag is placed in the category nearest its embedding and at most
+//! `max_per_category` tags per category are kept.
 
 mod config;
 pub mod validate;
@@ -19,7 +21,9 @@ use serde_json::json;
 pub use config::TagsConfig;
 use validate::{copies, generic, mentions_brand, relevant, stems, well_formed};
 
+use crate::categories::Categories;
 use crate::compress::ItemTexts;
+use crate::embed::{EmbedError, Embedder};
 use crate::interests::UserInterests;
 use crate::llm::{Finish, FollowUp, Generation};
 use crate::prompts::{PromptError, Prompts, Task};
@@ -33,6 +37,9 @@ pub struct Tag {
     pub rationale: String,
     /// `model` or `fallback`.
     pub source: String,
+    /// The item category nearest the tag, when categories are given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
 }
 
 /// What validation kept and rejected.
@@ -90,6 +97,23 @@ pub struct TagPredictor<'a> {
     pub catalog: &'a Catalog,
     pub texts: &'a ItemTexts,
     pub config: TagsConfig,
+    /// Item categories and the embedder that places a tag in one.
+    pub categories: Option<TagCategories<'a>>,
+}
+
+/// What places a tag in an item category.
+#[derive(Debug, Clone, Copy)]
+pub struct TagCategories<'a> {
+    pub embedder: &'a Embedder,
+    pub categories: &'a Categories,
+}
+
+impl TagCategories<'_> {
+    /// The category nearest `tag`'s embedding.
+    pub fn of(&self, tag: &str) -> Result<usize, EmbedError> {
+        let v = self.embedder.embed(&[tag])?;
+        Ok(self.categories.nearest(&v[0]))
+    }
 }
 
 impl TagPredictor<'_> {
@@ -175,7 +199,7 @@ impl TagPredictor<'_> {
         as_of: NaiveDate,
         answers: &[Generation],
         model_id: &str,
-    ) -> UserTags {
+    ) -> Result<UserTags, EmbedError> {
         let mut counts = TagCounts {
             answers: answers.len(),
             ..TagCounts::default()
@@ -211,33 +235,49 @@ impl TagPredictor<'_> {
 
         let mut kept: Vec<Tag> = Vec::new();
         let mut seen: BTreeSet<BTreeSet<String>> = BTreeSet::new();
+        let mut per_category: BTreeMap<usize, usize> = BTreeMap::new();
         let reject = |counts: &mut TagCounts, reason: &str| {
             *counts.rejected.entry(reason.to_string()).or_default() += 1;
         };
-        let mut consider = |tag: Tag, counts: &mut TagCounts, kept: &mut Vec<Tag>| {
-            let Some(ctx) = context.get(tag.interest.as_str()) else {
-                return reject(counts, "unknown_interest");
+        let mut consider =
+            |mut tag: Tag, counts: &mut TagCounts, kept: &mut Vec<Tag>| -> Result<(), EmbedError> {
+                let Some(ctx) = context.get(tag.interest.as_str()) else {
+                    reject(counts, "unknown_interest");
+                    return Ok(());
+                };
+                let reason = if !well_formed(&tag.tag) {
+                    Some("format")
+                } else if mentions_brand(&tag.tag, &brands) {
+                    Some("brand")
+                } else if generic(&tag.tag) {
+                    Some("generic")
+                } else if copies(&tag.tag, &recent) {
+                    Some("recent_copy")
+                } else if !relevant(&tag.tag, ctx) {
+                    Some("irrelevant")
+                } else if seen.contains(&stems(&tag.tag)) {
+                    Some("duplicate")
+                } else {
+                    None
+                };
+                if let Some(r) = reason {
+                    reject(counts, r);
+                    return Ok(());
+                }
+                if let Some(c) = &self.categories {
+                    let category = c.of(&tag.tag)?;
+                    let n = per_category.entry(category).or_default();
+                    if *n >= self.config.max_per_category {
+                        reject(counts, "category_full");
+                        return Ok(());
+                    }
+                    *n += 1;
+                    tag.category = Some(c.categories.name(category).to_string());
+                }
+                seen.insert(stems(&tag.tag));
+                kept.push(tag);
+                Ok(())
             };
-            let reason = if !well_formed(&tag.tag) {
-                Some("format")
-            } else if mentions_brand(&tag.tag, &brands) {
-                Some("brand")
-            } else if generic(&tag.tag) {
-                Some("generic")
-            } else if copies(&tag.tag, &recent) {
-                Some("recent_copy")
-            } else if !relevant(&tag.tag, ctx) {
-                Some("irrelevant")
-            } else if !seen.insert(stems(&tag.tag)) {
-                Some("duplicate")
-            } else {
-                None
-            };
-            match reason {
-                Some(r) => reject(counts, r),
-                None => kept.push(tag),
-            }
-        };
 
         for generation in answers {
             let answer: Option<Answer> = match generation.finish {
@@ -255,8 +295,9 @@ impl TagPredictor<'_> {
                     interest: raw.interest,
                     rationale: raw.rationale.trim().to_string(),
                     source: "model".into(),
+                    category: None,
                 };
-                consider(tag, &mut counts, &mut kept);
+                consider(tag, &mut counts, &mut kept)?;
             }
         }
         counts.from_model = kept.len();
@@ -266,18 +307,18 @@ impl TagPredictor<'_> {
                 if kept.len() >= self.config.target {
                     break;
                 }
-                consider(tag, &mut ignored, &mut kept);
+                consider(tag, &mut ignored, &mut kept)?;
             }
         }
         counts.from_fallback = kept.len() - counts.from_model;
-        UserTags {
+        Ok(UserTags {
             user: history.user.clone(),
             tags: kept,
             counts,
             prompt_version: self.prompts.version(Task::Tags),
             model_id: model_id.to_string(),
             raw: answers.iter().map(|g| g.text.clone()).collect(),
-        }
+        })
     }
 
     /// Tags derived from item names: each item's core product phrase (its last three words, or
@@ -354,6 +395,7 @@ impl TagPredictor<'_> {
                         )
                     },
                     source: "fallback".into(),
+                    category: None,
                 });
             }
         }
