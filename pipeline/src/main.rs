@@ -163,6 +163,9 @@ enum BenchCommand {
         /// all-MiniLM-L6-v2 directory (default: the cache's).
         #[arg(long, env = "RECGPT_EMBEDDER")]
         embedder: Option<PathBuf>,
+        /// Titles embedded per pass (the first N in catalog order; 0: all).
+        #[arg(long, default_value_t = 500)]
+        limit: usize,
     },
     /// Compression throughput and peak memory, on the store and on a scaled copy.
     Compress {

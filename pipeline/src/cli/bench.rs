@@ -160,10 +160,17 @@ pub fn llm(
 
 /// `recgpt bench embed`: embeddings/s of the catalog's titles, batch-longest padding against
 /// the package tokenizer's fixed 128 tokens, in the same run.
-pub fn embed(home: &Path, embedder: Option<&Path>, json: bool) -> Result<()> {
+pub fn embed(home: &Path, embedder: Option<&Path>, limit: usize, json: bool) -> Result<()> {
     use recgpt_pipeline::embed::{default_model_dir, Embedder};
     let store = recgpt_data::Store::open(home)?;
     let dir = embedder.map_or_else(default_model_dir, Path::to_path_buf);
+    let items = store.catalog().items();
+    let n = if limit == 0 {
+        items.len()
+    } else {
+        limit.min(items.len())
+    };
+    let titles: Vec<&str> = items[..n].iter().map(|i| i.title.as_str()).collect();
     let mut rows = Vec::new();
     for (pass, fixed) in [
         ("padded to 128 (package tokenizer)", true),
@@ -174,7 +181,7 @@ pub fn embed(home: &Path, embedder: Option<&Path>, json: bool) -> Result<()> {
             e.pad_fixed(128);
         }
         let started = std::time::Instant::now();
-        let vectors = e.embed_titles(store.catalog())?;
+        let vectors = e.embed(&titles)?;
         let seconds = started.elapsed().as_secs_f64();
         rows.push(serde_json::json!({
             "pass": pass,

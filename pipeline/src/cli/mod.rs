@@ -89,8 +89,8 @@ pub fn run(cli: Cli) -> Result<()> {
             config.categories.k = k.unwrap_or(config.categories.k);
             categories::build(&home, &config, embedder.as_deref(), cli.json)
         }
-        Command::Bench(BenchCommand::Embed { embedder }) => {
-            bench::embed(&home, embedder.as_deref(), cli.json)
+        Command::Bench(BenchCommand::Embed { embedder, limit }) => {
+            bench::embed(&home, embedder.as_deref(), limit, cli.json)
         }
         Command::Users { limit, history } => narrative::users(&home, limit, &history, cli.json),
         Command::Stats(StatsCommand::Narratives { history, split }) => stats::narratives(
