@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use recgpt_data::{Catalog, DataError, Store};
+use recgpt_data::{Catalog, DataError, Item, Store};
 use serde::{Deserialize, Serialize};
 
 use crate::embed::{cosine, DIM};
@@ -61,30 +61,38 @@ pub struct Categories {
 }
 
 impl Categories {
-    /// Categories of `catalog`, whose title embeddings are `vectors` (in catalog order).
+    /// Categories of `store`'s catalog, whose title embeddings are `vectors` (catalog order).
     pub fn build(store: &Store, vectors: &[[f32; DIM]], config: &CategoriesConfig) -> Self {
-        let catalog = store.catalog();
+        Self::of_catalog(
+            store.catalog(),
+            &store.manifest().fingerprint,
+            vectors,
+            config,
+        )
+    }
+
+    fn of_catalog(
+        catalog: &Catalog,
+        store_fingerprint: &str,
+        vectors: &[[f32; DIM]],
+        config: &CategoriesConfig,
+    ) -> Self {
         let items = catalog.items();
         assert_eq!(items.len(), vectors.len(), "one vector per item");
         let real = items.iter().filter(|i| !i.category.is_empty()).count();
-        let (method, assignment, k) = if real * 2 > items.len() {
-            let mut names: Vec<&str> = items
+        // the data set's own names (first level of the path), sorted; None: derive them
+        let (method, assignment, k, names) = if real * 2 > items.len() {
+            fn of(i: &Item) -> &str {
+                i.category.first().map_or("(none)", String::as_str)
+            }
+            let mut names: Vec<&str> = items.iter().map(of).collect();
+            names.sort_unstable();
+            names.dedup();
+            let assignment = items
                 .iter()
-                .map(|i| i.category.first().map_or("(none)", String::as_str))
+                .map(|i| names.binary_search(&of(i)).expect("listed above"))
                 .collect();
-            let ids: BTreeMap<&str, usize> = {
-                let mut sorted = names.clone();
-                sorted.sort_unstable();
-                sorted.dedup();
-                sorted
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, n)| (n, i))
-                    .collect()
-            };
-            let assignment: Vec<usize> = names.iter().map(|n| ids[n]).collect();
-            names.clear();
-            ("dataset".to_string(), assignment, ids.len())
+            ("dataset".to_string(), assignment, names.len(), Some(names))
         } else {
             let k = config.k.clamp(1, items.len().max(1));
             (
@@ -94,22 +102,18 @@ impl Categories {
                 ),
                 kmeans(vectors, k, config.seed, config.iterations),
                 k,
+                None,
             )
         };
         let centroids = centroids(vectors, &assignment, k);
         let titles: Vec<&str> = items.iter().map(|i| i.title.as_str()).collect();
         let mut categories = describe(&titles, &assignment, k);
-        if method == "dataset" {
-            for (name, c) in dataset_names(catalog, &assignment, k)
-                .into_iter()
-                .zip(&mut categories)
-            {
-                c.name = name;
-            }
+        for (name, c) in names.into_iter().flatten().zip(&mut categories) {
+            c.name = name.to_string();
         }
         Self {
             method,
-            store_fingerprint: store.manifest().fingerprint.clone(),
+            store_fingerprint: store_fingerprint.to_string(),
             categories,
             items: items
                 .iter()
@@ -163,20 +167,6 @@ impl Categories {
     pub fn name(&self, category: usize) -> &str {
         &self.categories[category].name
     }
-}
-
-fn dataset_names(catalog: &Catalog, assignment: &[usize], k: usize) -> Vec<String> {
-    let mut names = vec![String::new(); k];
-    for (item, &c) in catalog.items().iter().zip(assignment) {
-        if names[c].is_empty() {
-            names[c] = item
-                .category
-                .first()
-                .cloned()
-                .unwrap_or_else(|| "(none)".into());
-        }
-    }
-    names
 }
 
 fn nearest<C: AsRef<[f32]>>(centroids: &[C], v: &[f32]) -> usize {
@@ -385,6 +375,34 @@ mod tests {
         }
         let distinct: std::collections::HashSet<_> = a[..3].iter().collect();
         assert_eq!(distinct.len(), 3);
+    }
+
+    #[test]
+    fn a_data_set_keeps_its_own_categories() {
+        let item = |id: &str, title: &str, category: &str| Item {
+            id: id.into(),
+            title: title.into(),
+            category: vec![category.into(), "Sub".into()],
+            brand: None,
+            attributes: Default::default(),
+            price: None,
+        };
+        let catalog = Catalog::new(vec![
+            item("1", "WHITE METAL LANTERN", "Lighting"),
+            item("2", "MOROCCAN LANTERN", "Lighting"),
+            item("3", "CAKE CASES", "Baking"),
+        ]);
+        let vectors = [unit(&[1.0, 0.1]), unit(&[1.0, 0.2]), unit(&[0.0, 1.0])];
+        let c = Categories::of_catalog(&catalog, "f", &vectors, &CategoriesConfig::default());
+        assert_eq!(c.method, "dataset");
+        let names: Vec<&str> = c.categories.iter().map(|k| k.name.as_str()).collect();
+        assert_eq!(names, ["Baking", "Lighting"]);
+        assert_eq!(
+            (c.of_item("1"), c.of_item("2"), c.of_item("3")),
+            (Some(1), Some(1), Some(0))
+        );
+        assert_eq!(c.nearest(&unit(&[0.9, 0.3])), 1);
+        assert_eq!((c.categories[0].items, c.categories[1].items), (1, 2));
     }
 
     #[test]

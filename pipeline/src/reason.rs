@@ -18,8 +18,7 @@ use crate::embed::Embedder;
 use crate::interests::{InterestMiner, ThemeIndex, UserInterests};
 use crate::llm::{FollowUp, Generation, LlmBackend, LlmError};
 use crate::prompts::{PromptError, Prompts};
-use crate::tags::TagCategories;
-use crate::tags::{TagPredictor, UserTags};
+use crate::tags::{TagCategories, TagPredictor, UserTags};
 
 /// Errors of the LLM stages.
 #[derive(Debug, thiserror::Error)]

@@ -158,8 +158,19 @@ pub fn llm(
     Ok(())
 }
 
-/// `recgpt bench embed`: embeddings/s of the catalog's titles, batch-longest padding against
-/// the package tokenizer's fixed 128 tokens, in the same run.
+/// One pass of `recgpt bench embed`.
+#[derive(Debug, serde::Serialize)]
+struct EmbedRow {
+    pass: &'static str,
+    texts: usize,
+    seconds: f64,
+    embeddings_per_s: f64,
+    /// embeddings/s ÷ the first (reference) pass's.
+    ratio: f64,
+}
+
+/// `recgpt bench embed`: embeddings/s of the catalog's first `limit` titles (0: all),
+/// batch-longest padding against the package tokenizer's fixed 128 tokens, in the same run.
 pub fn embed(home: &Path, embedder: Option<&Path>, limit: usize, json: bool) -> Result<()> {
     use recgpt_pipeline::embed::{default_model_dir, Embedder};
     let store = recgpt_data::Store::open(home)?;
@@ -171,7 +182,7 @@ pub fn embed(home: &Path, embedder: Option<&Path>, limit: usize, json: bool) -> 
         limit.min(items.len())
     };
     let titles: Vec<&str> = items[..n].iter().map(|i| i.title.as_str()).collect();
-    let mut rows = Vec::new();
+    let mut rows: Vec<EmbedRow> = Vec::new();
     for (pass, fixed) in [
         ("padded to 128 (package tokenizer)", true),
         ("padded to batch longest", false),
@@ -181,19 +192,19 @@ pub fn embed(home: &Path, embedder: Option<&Path>, limit: usize, json: bool) -> 
             e.pad_fixed(128);
         }
         let started = std::time::Instant::now();
-        let vectors = e.embed(&titles)?;
+        let texts = e.embed(&titles)?.len();
         let seconds = started.elapsed().as_secs_f64();
-        rows.push(serde_json::json!({
-            "pass": pass,
-            "texts": vectors.len(),
-            "seconds": seconds,
-            "embeddings_per_s": vectors.len() as f64 / seconds,
-        }));
-    }
-    let base = rows[0]["embeddings_per_s"].as_f64().unwrap_or(1.0);
-    for r in &mut rows {
-        let speed = r["embeddings_per_s"].as_f64().unwrap_or(0.0);
-        r["ratio"] = serde_json::json!(speed / base);
+        let embeddings_per_s = texts as f64 / seconds;
+        let reference = rows
+            .first()
+            .map_or(embeddings_per_s, |r| r.embeddings_per_s);
+        rows.push(EmbedRow {
+            pass,
+            texts,
+            seconds,
+            embeddings_per_s,
+            ratio: embeddings_per_s / reference,
+        });
     }
     if json {
         return print_json(&rows);
@@ -205,11 +216,7 @@ pub fn embed(home: &Path, embedder: Option<&Path>, limit: usize, json: bool) -> 
     for r in &rows {
         println!(
             "{:<36} {:>6} {:>8.2} {:>12.1} {:>6.2}x",
-            r["pass"].as_str().unwrap_or(""),
-            r["texts"],
-            r["seconds"].as_f64().unwrap_or(0.0),
-            r["embeddings_per_s"].as_f64().unwrap_or(0.0),
-            r["ratio"].as_f64().unwrap_or(0.0)
+            r.pass, r.texts, r.seconds, r.embeddings_per_s, r.ratio
         );
     }
     Ok(())

@@ -7,7 +7,7 @@
 //! seeded sampler chain, behind a grammar compiled from the request's JSON schema.
 
 use std::num::NonZeroU32;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::context::LlamaContext;
@@ -60,20 +60,21 @@ pub struct LlamaCppBackend {
     model: LlamaModel,
     template: ChatTemplate,
     config: LlamaCppConfig,
-    path: PathBuf,
     model_id: String,
 }
 
 impl LlamaCppBackend {
     /// Loads the GGUF file `path`.
     pub fn load(path: &Path, config: LlamaCppConfig) -> Result<Self, LlmError> {
-        let path = &path.to_path_buf();
         if !path.is_file() {
-            return Err(TokenizerError::Missing { path: path.clone() }.into());
+            return Err(TokenizerError::Missing {
+                path: path.to_path_buf(),
+            }
+            .into());
         }
         let model = LlamaModel::load_from_file(backend(), path, &LlamaModelParams::default())
             .map_err(|e| TokenizerError::Load {
-                path: path.clone(),
+                path: path.to_path_buf(),
                 message: e.to_string(),
             })?;
         let source = model
@@ -85,18 +86,12 @@ impl LlamaCppBackend {
             model,
             template,
             config,
-            path: path.clone(),
             model_id,
         })
     }
 
     pub fn config(&self) -> &LlamaCppConfig {
         &self.config
-    }
-
-    /// The GGUF file.
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// The prompt's tokens (the template's special tokens parsed, no extra BOS).

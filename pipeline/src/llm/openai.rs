@@ -104,10 +104,6 @@ impl OpenAiBackend {
         Ok(backend)
     }
 
-    pub fn config(&self) -> &OpenAiConfig {
-        &self.config
-    }
-
     fn endpoint(&self, path: &str) -> String {
         format!("{}/{path}", self.config.url.trim_end_matches('/'))
     }
@@ -150,7 +146,7 @@ impl OpenAiBackend {
     }
 
     /// The request body of one chat completion.
-    pub fn body(&self, request: &GenerateRequest) -> Value {
+    fn body(&self, request: &GenerateRequest) -> Value {
         let mut body = json!({
             "model": self.model,
             "messages": request.messages,
@@ -266,13 +262,14 @@ impl LlmBackend for OpenAiBackend {
                 });
             }
         });
-        let answers = answers.into_inner().expect("no panics hold the lock");
-        // the first real failure, not the requests left unsent because of it
-        if let Some(i) = answers.iter().position(|a| matches!(a, Some(Err(_)))) {
-            let failed = answers.into_iter().nth(i).flatten();
-            return Err(failed.and_then(Result::err).expect("an error at i"));
-        }
-        Ok(answers.into_iter().flatten().flatten().collect())
+        // indexes are handed out in order, so requests left unsent after a failure all come
+        // after it: collecting stops at the failure before reaching them
+        answers
+            .into_inner()
+            .expect("no panics hold the lock")
+            .into_iter()
+            .map(|a| a.expect("unsent requests follow the failure"))
+            .collect()
     }
 }
 
