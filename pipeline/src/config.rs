@@ -11,7 +11,11 @@ use crate::compress::CompressConfig;
 use crate::interests::InterestsConfig;
 use crate::llm::LlamaCppConfig;
 pub use crate::llm::{BackendConfig, LlmConfig};
+use crate::retrieval::EvalConfig;
 use crate::tags::TagsConfig;
+use recgpt_retrieval::index::IndexConfig;
+use recgpt_retrieval::retrieve::RetrieveConfig;
+use recgpt_retrieval::tower::TowerConfig;
 
 /// Everything configurable.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -27,6 +31,14 @@ pub struct Config {
     pub tags: TagsConfig,
     /// Derived item categories.
     pub categories: CategoriesConfig,
+    /// The three-tower model.
+    pub tower: TowerConfig,
+    /// The vector index.
+    pub index: IndexConfig,
+    /// Stage `retrieve`.
+    pub retrieve: RetrieveConfig,
+    /// `recgpt eval`.
+    pub eval: EvalConfig,
 }
 
 /// Errors reading the configuration: the caller's fault.

@@ -8,20 +8,21 @@
 //! - [`stats`]: narrative statistics over all users (fit rate, token percentiles, retention).
 //! - [`bench`]: the compression throughput and memory benchmark.
 //! - [`model`]: where the model file is found.
-//! - [`embed`]: text embeddings (all-MiniLM-L6-v2 with candle).
-//! - [`categories`]: item categories, derived from title embeddings or from the data set.
+//! - [`embed`], [`categories`]: re-exported from `recgpt-retrieval`.
+//! - [`retrieval`]: the three-tower model, index and evaluation wired to the store.
 
 pub mod bench;
-pub mod categories;
 pub mod compress;
 pub mod config;
-pub mod embed;
 pub mod interests;
 pub mod llm;
 pub mod model;
 pub mod prompts;
 pub mod reason;
 pub mod regression;
+pub mod retrieval;
 pub mod stage;
 pub mod stats;
 pub mod tags;
+
+pub use recgpt_retrieval::{categories, embed};

@@ -78,6 +78,47 @@ enum Command {
         #[arg(long, env = "RECGPT_EMBEDDER")]
         embedder: Option<PathBuf>,
     },
+    /// Train the user / item / tag three-tower model on purchases before --until and write it
+    /// to `model/` in the data home.
+    Train {
+        /// Train on events strictly before this date (default: all).
+        #[arg(long, value_parser = cli::date)]
+        until: Option<chrono::NaiveDate>,
+        /// Epochs (config `tower.epochs`).
+        #[arg(long)]
+        epochs: Option<usize>,
+        #[command(flatten)]
+        embedder: EmbedderArgs,
+    },
+    /// The vector index of the trained model's item vectors.
+    #[command(subcommand)]
+    Index(IndexCommand),
+    /// Retrieve one user's candidate items through the index, one query per tag, with the
+    /// tag that produced each.
+    Retrieve {
+        /// User id.
+        user: String,
+        /// Candidates (config `retrieve.k`).
+        #[arg(long)]
+        k: Option<usize>,
+        #[command(flatten)]
+        embedder: EmbedderArgs,
+    },
+    /// Train every method on events before --split and score it on the users present on both
+    /// sides (full ranking over the catalog); writes `eval/eval-SPLIT.json` and a Recall@K chart.
+    Eval {
+        /// The time split (YYYY-MM-DD).
+        #[arg(long, value_parser = cli::date)]
+        split: chrono::NaiveDate,
+        /// Cut-offs (config `eval.ks`).
+        #[arg(long, value_delimiter = ',')]
+        k: Option<Vec<usize>>,
+        /// Epochs of the three-tower model (config `tower.epochs`).
+        #[arg(long)]
+        epochs: Option<usize>,
+        #[command(flatten)]
+        embedder: EmbedderArgs,
+    },
     /// Statistics over all users.
     #[command(subcommand)]
     Stats(StatsCommand),
@@ -96,6 +137,24 @@ enum ImportCommand {
         #[arg(long)]
         catalog: PathBuf,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum IndexCommand {
+    /// Load the trained model's item vectors with their payload (item, title, category) into
+    /// the embedded Qdrant Edge index under the data home (replacing it).
+    Build {
+        #[command(flatten)]
+        embedder: EmbedderArgs,
+    },
+}
+
+/// Where the text embedder is.
+#[derive(Debug, Clone, Args)]
+struct EmbedderArgs {
+    /// all-MiniLM-L6-v2 directory (default: the cache's, from `scripts/setup.sh embedder`).
+    #[arg(long, env = "RECGPT_EMBEDDER")]
+    embedder: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -166,6 +225,20 @@ enum BenchCommand {
         /// Titles embedded per pass (the first N in catalog order; 0: all).
         #[arg(long, default_value_t = 500)]
         limit: usize,
+    },
+    /// The trained model's Qdrant Edge index against exact search (users/s, recall@10), on
+    /// the real catalog and on synthetic catalogs of the same vector distribution.
+    Retrieval {
+        /// Catalog sizes as multiples of the real one.
+        #[arg(long, value_delimiter = ',', default_values_t = [1, 100])]
+        scale: Vec<usize>,
+        /// Users, each sending one user query and --tags tag queries.
+        #[arg(long, default_value_t = 50)]
+        users: usize,
+        #[arg(long, default_value_t = 50)]
+        tags: usize,
+        #[command(flatten)]
+        embedder: EmbedderArgs,
     },
     /// Compression throughput and peak memory, on the store and on a scaled copy.
     Compress {

@@ -25,6 +25,14 @@ pub fn default_model_path() -> PathBuf {
     cache_dir().join("models").join(DEFAULT_MODEL_FILE)
 }
 
+/// The text embedder's directory: `RECGPT_EMBEDDER`, else `<cache>/models/all-MiniLM-L6-v2`.
+pub fn default_embedder_dir() -> PathBuf {
+    std::env::var_os("RECGPT_EMBEDDER").map_or_else(
+        || cache_dir().join("models/all-MiniLM-L6-v2"),
+        PathBuf::from,
+    )
+}
+
 /// `$XDG_DATA_HOME/recgpt`, else `~/.local/share/recgpt` (used when neither `--home` nor
 /// `RECGPT_HOME` is given).
 pub fn default_data_home() -> PathBuf {

@@ -111,3 +111,60 @@ fn errors_name_what_is_wrong() {
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing.gguf not found"));
 }
+
+#[test]
+fn train_index_retrieve_and_eval_from_the_command_line() {
+    let home = temp_home();
+    let store = recgpt_data::Store::path_in(&crate::common::real_import().0);
+    std::fs::copy(&store, recgpt_data::Store::path_in(&home)).unwrap();
+
+    let losses = json(&recgpt(
+        &home,
+        &["train", "--until", "2011-11-01", "--epochs", "1", "--json"],
+    ));
+    assert_eq!(losses.as_array().unwrap().len(), 1);
+    assert!(home.join("model/model.json").is_file());
+    assert!(
+        home.join("categories.json").is_file(),
+        "categories built on the way"
+    );
+
+    let index = json(&recgpt(&home, &["index", "build", "--json"]));
+    assert_eq!(index["kind"], "qdrant-edge");
+    assert_eq!(index["points"], 3_799);
+
+    let r = json(&recgpt(
+        &home,
+        &["retrieve", "12347", "--k", "20", "--json"],
+    ));
+    let items = r["items"].as_array().unwrap();
+    assert_eq!(items.len(), 20);
+    assert!(items
+        .iter()
+        .all(|i| i["title"].as_str().is_some_and(|t| !t.is_empty())));
+    assert!(
+        items.iter().any(|i| i["tag"].is_string()),
+        "some items come from tag queries, with their tag"
+    );
+    let unknown = recgpt(&home, &["retrieve", "no-such-user"]);
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no-such-user"));
+
+    let e = json(&recgpt(
+        &home,
+        &[
+            "eval",
+            "--split",
+            "2011-11-01",
+            "--epochs",
+            "1",
+            "--k",
+            "10",
+            "--json",
+        ],
+    ));
+    assert_eq!(e["methods"].as_array().unwrap().len(), 5);
+    assert!(home.join("eval/eval-2011-11-01.json").is_file());
+    let svg = std::fs::read_to_string(home.join("eval/recall-2011-11-01.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("ThreeTower"));
+}

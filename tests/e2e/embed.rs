@@ -4,7 +4,8 @@
 use std::sync::OnceLock;
 
 use recgpt_pipeline::categories::{Categories, CategoriesConfig};
-use recgpt_pipeline::embed::{cosine, default_model_dir, Embedder, MAX_TOKENS, WEIGHTS_SHA256};
+use recgpt_pipeline::embed::{cosine, Embedder, MAX_TOKENS, WEIGHTS_SHA256};
+use recgpt_pipeline::model::default_embedder_dir;
 
 use crate::common::{fixture, real_store};
 
@@ -12,7 +13,7 @@ use crate::common::{fixture, real_store};
 pub fn embedder() -> &'static Embedder {
     static EMBEDDER: OnceLock<Embedder> = OnceLock::new();
     EMBEDDER.get_or_init(|| {
-        Embedder::load(&default_model_dir())
+        Embedder::load(&default_embedder_dir())
             .unwrap_or_else(|e| panic!("{e} (run `make test`, or set RECGPT_EMBEDDER)"))
     })
 }

@@ -16,4 +16,5 @@ mod llm;
 mod mistralrs;
 mod openai;
 mod prompts;
+mod retrieval;
 mod tags;

@@ -3,5 +3,6 @@
 
 mod compress;
 pub mod llm;
+pub mod retrieval;
 
 pub use compress::{compress_bench, BenchRow, CompressBench};

@@ -172,9 +172,10 @@ struct EmbedRow {
 /// `recgpt bench embed`: embeddings/s of the catalog's first `limit` titles (0: all),
 /// batch-longest padding against the package tokenizer's fixed 128 tokens, in the same run.
 pub fn embed(home: &Path, embedder: Option<&Path>, limit: usize, json: bool) -> Result<()> {
-    use recgpt_pipeline::embed::{default_model_dir, Embedder};
+    use recgpt_pipeline::embed::Embedder;
+    use recgpt_pipeline::model::default_embedder_dir;
     let store = recgpt_data::Store::open(home)?;
-    let dir = embedder.map_or_else(default_model_dir, Path::to_path_buf);
+    let dir = embedder.map_or_else(default_embedder_dir, Path::to_path_buf);
     let items = store.catalog().items();
     let n = if limit == 0 {
         items.len()

@@ -6,13 +6,14 @@ use anyhow::Result;
 use recgpt_data::Store;
 use recgpt_pipeline::categories::Categories;
 use recgpt_pipeline::config::Config;
-use recgpt_pipeline::embed::{default_model_dir, Embedder};
+use recgpt_pipeline::embed::Embedder;
+use recgpt_pipeline::model::default_embedder_dir;
 
 use super::print_json;
 
 pub fn build(home: &Path, config: &Config, embedder: Option<&Path>, json: bool) -> Result<()> {
     let store = Store::open(home)?;
-    let embedder = Embedder::load(&embedder.map_or_else(default_model_dir, Path::to_path_buf))?;
+    let embedder = Embedder::load(&embedder.map_or_else(default_embedder_dir, Path::to_path_buf))?;
     let started = std::time::Instant::now();
     let vectors = embedder.embed_titles(store.catalog())?;
     let embedded = started.elapsed().as_secs_f64();

@@ -6,9 +6,10 @@ use anyhow::Result;
 use recgpt_pipeline::categories::Categories;
 use recgpt_pipeline::compress::Compressor;
 use recgpt_pipeline::config::Config;
-use recgpt_pipeline::embed::{default_model_dir, Embedder};
+use recgpt_pipeline::embed::Embedder;
 use recgpt_pipeline::interests::{InterestMiner, ThemeIndex, UserInterests};
 use recgpt_pipeline::llm::GgufTokenizer;
+use recgpt_pipeline::model::default_embedder_dir;
 use recgpt_pipeline::prompts::Prompts;
 use recgpt_pipeline::reason::Reasoner;
 use recgpt_pipeline::tags::UserTags;
@@ -84,7 +85,7 @@ pub fn tags(
     );
     // at most `tags.max_per_category` tags per category, once `recgpt categories` ran
     let categorized = match Categories::load(home, &ctx.store) {
-        Ok(categories) => Some((Embedder::load(&default_model_dir())?, categories)),
+        Ok(categories) => Some((Embedder::load(&default_embedder_dir())?, categories)),
         Err(e) => {
             tracing::warn!("no category limit on tags: {e}");
             None

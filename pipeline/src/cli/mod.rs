@@ -5,6 +5,7 @@ mod categories;
 mod import;
 mod interests;
 mod narrative;
+mod retrieval;
 mod stats;
 
 use anyhow::Result;
@@ -15,8 +16,8 @@ use recgpt_pipeline::llm::{quantize, GgufTokenizer, LlmBackend, TokenCounter};
 use recgpt_pipeline::model;
 
 use crate::{
-    BenchCommand, Cli, Command, HistoryArgs, ImportCommand, LlmArgs, ModelCommand, PromptsCommand,
-    StatsCommand,
+    BenchCommand, Cli, Command, HistoryArgs, ImportCommand, IndexCommand, LlmArgs, ModelCommand,
+    PromptsCommand, StatsCommand,
 };
 
 pub fn date(s: &str) -> Result<chrono::NaiveDate, String> {
@@ -92,6 +93,36 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Bench(BenchCommand::Embed { embedder, limit }) => {
             bench::embed(&home, embedder.as_deref(), limit, cli.json)
         }
+        Command::Train {
+            until,
+            epochs,
+            embedder,
+        } => {
+            let mut config = config;
+            config.tower.epochs = epochs.unwrap_or(config.tower.epochs);
+            retrieval::train(&home, &config, until, &embedder, cli.json)
+        }
+        Command::Index(IndexCommand::Build { embedder }) => {
+            retrieval::index_build(&home, &config, &embedder, cli.json)
+        }
+        Command::Retrieve { user, k, embedder } => {
+            let mut config = config;
+            config.retrieve.k = k.unwrap_or(config.retrieve.k);
+            retrieval::retrieve(&home, &config, &user, &embedder, cli.json)
+        }
+        Command::Eval {
+            split,
+            k,
+            epochs,
+            embedder,
+        } => {
+            let mut config = config;
+            config.tower.epochs = epochs.unwrap_or(config.tower.epochs);
+            if let Some(k) = k {
+                config.eval.ks = k;
+            }
+            retrieval::eval(&home, &config, split, &embedder, cli.json)
+        }
         Command::Users { limit, history } => narrative::users(&home, limit, &history, cli.json),
         Command::Stats(StatsCommand::Narratives { history, split }) => stats::narratives(
             &home,
@@ -113,6 +144,12 @@ pub fn run(cli: Cli) -> Result<()> {
             compare.as_deref(),
             cli.json,
         ),
+        Command::Bench(BenchCommand::Retrieval {
+            scale,
+            users,
+            tags,
+            embedder,
+        }) => retrieval::bench(&home, &config, &scale, users, tags, &embedder, cli.json),
         Command::Bench(BenchCommand::Compress { history, scale }) => bench::compress(
             &home,
             config.with_history(&history),

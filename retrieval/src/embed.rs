@@ -30,18 +30,12 @@ pub enum EmbedError {
     Load { path: PathBuf, message: String },
     #[error("embedding: {0}")]
     Compute(String),
+    #[error("{}: {message}", path.display())]
+    Cache { path: PathBuf, message: String },
 }
 
 fn compute(e: impl std::fmt::Display) -> EmbedError {
     EmbedError::Compute(e.to_string())
-}
-
-/// The model directory: `RECGPT_EMBEDDER`, else `<cache>/models/all-MiniLM-L6-v2`.
-pub fn default_model_dir() -> PathBuf {
-    std::env::var_os("RECGPT_EMBEDDER").map_or_else(
-        || crate::model::cache_dir().join("models/all-MiniLM-L6-v2"),
-        PathBuf::from,
-    )
 }
 
 /// all-MiniLM-L6-v2 on the CPU.
@@ -146,6 +140,41 @@ impl Embedder {
         self.embed(&titles)
     }
 
+    /// Unit vectors of `texts`, read from the cache file `path` when it holds exactly these
+    /// texts embedded by these weights, else computed and written there (temp file, then
+    /// rename). The file: one JSON header line (`key`, `count`, `dim`), then the vectors as
+    /// little-endian f32.
+    pub fn embed_cached(&self, path: &Path, texts: &[&str]) -> Result<Vec<[f32; DIM]>, EmbedError> {
+        let cache_err = |e: &dyn std::fmt::Display| EmbedError::Cache {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        };
+        let mut key_text = String::from(WEIGHTS_SHA256);
+        for t in texts {
+            key_text.push('\0');
+            key_text.push_str(t);
+        }
+        let key = sha256_hex(key_text.as_bytes());
+        if let Some(vectors) = read_cache(path, &key, texts.len()) {
+            return Ok(vectors);
+        }
+        let vectors = self.embed(texts)?;
+        let header = serde_json::json!({"key": key, "count": texts.len(), "dim": DIM});
+        let mut bytes = format!("{header}\n").into_bytes();
+        for v in &vectors {
+            for x in v {
+                bytes.extend_from_slice(&x.to_le_bytes());
+            }
+        }
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| cache_err(&e))?;
+        }
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, bytes).map_err(|e| cache_err(&e))?;
+        std::fs::rename(&tmp, path).map_err(|e| cache_err(&e))?;
+        Ok(vectors)
+    }
+
     /// Unit vectors of `texts`, in order. Texts are batched by length.
     pub fn embed(&self, texts: &[&str]) -> Result<Vec<[f32; DIM]>, EmbedError> {
         let mut order: Vec<usize> = (0..texts.len()).collect();
@@ -213,6 +242,32 @@ impl Embedder {
             })
             .collect())
     }
+}
+
+/// The vectors in a cache file written by [`Embedder::embed_cached`], if it holds `count`
+/// vectors under `key`; anything else (missing, stale, truncated) is a miss.
+fn read_cache(path: &Path, key: &str, count: usize) -> Option<Vec<[f32; DIM]>> {
+    let bytes = std::fs::read(path).ok()?;
+    let newline = bytes.iter().position(|&b| b == b'\n')?;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[..newline]).ok()?;
+    if header["key"] != key || header["count"] != count || header["dim"] != DIM {
+        return None;
+    }
+    let body = &bytes[newline + 1..];
+    if body.len() != count * DIM * 4 {
+        return None;
+    }
+    Some(
+        body.chunks_exact(DIM * 4)
+            .map(|row| {
+                let mut v = [0.0f32; DIM];
+                for (x, b) in v.iter_mut().zip(row.chunks_exact(4)) {
+                    *x = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                }
+                v
+            })
+            .collect(),
+    )
 }
 
 /// Cosine similarity of two unit vectors.

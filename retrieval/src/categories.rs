@@ -14,6 +14,7 @@ use recgpt_data::{Catalog, DataError, Item, Store};
 use serde::{Deserialize, Serialize};
 
 use crate::embed::{cosine, DIM};
+use crate::rng::SplitMix64;
 
 const FILE: &str = "categories.json";
 
@@ -180,39 +181,21 @@ fn nearest<C: AsRef<[f32]>>(centroids: &[C], v: &[f32]) -> usize {
     best.0
 }
 
-/// SplitMix64: a small, fixed generator, so seeding does not depend on a crate's version.
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
 /// Spherical k-means with k-means++ seeding; returns each vector's cluster.
 pub fn kmeans(vectors: &[[f32; DIM]], k: usize, seed: u64, iterations: usize) -> Vec<usize> {
     let n = vectors.len();
     if n == 0 {
         return Vec::new();
     }
-    let mut rng = SplitMix(seed);
+    let mut rng = SplitMix64::new(seed);
     // k-means++: each next centre drawn with probability ∝ squared distance to the nearest one
-    let mut centres: Vec<[f32; DIM]> = vec![vectors[(rng.next() % n as u64) as usize]];
+    let mut centres: Vec<[f32; DIM]> = vec![vectors[rng.below(n)]];
     let dist = |a: &[f32; DIM], b: &[f32; DIM]| (2.0 - 2.0 * cosine(a, b)).max(0.0) as f64;
     let mut d2: Vec<f64> = vectors.iter().map(|v| dist(v, &centres[0])).collect();
     while centres.len() < k {
         let total: f64 = d2.iter().sum();
         let next = if total <= 0.0 {
-            (rng.next() % n as u64) as usize
+            rng.below(n)
         } else {
             let mut target = rng.unit() * total;
             let mut pick = n - 1;

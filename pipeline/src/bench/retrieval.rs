@@ -1,0 +1,169 @@
+//! `recgpt bench retrieval`: the Qdrant Edge index against exact search, on the real catalog's
+//! item vectors and on larger synthetic catalogs of the same vector distribution.
+//!
+//! Each user sends one user query and `tags` tag queries (h = β·h_user + (1−β)·h_tag, tags
+//! drawn from the catalog's title tags), as the retrieve stage does. A synthetic catalog of
+//! `scale`× keeps the real vectors and adds `scale − 1` jittered copies of each: the real
+//! vector plus Gaussian noise of half the real vectors' per-dimension standard deviation,
+//! made unit length again.
+
+use std::path::Path;
+use std::time::Instant;
+
+use recgpt_retrieval::index::{
+    recall_against, EdgeIndex, ExactIndex, IndexConfig, IndexError, IndexPoint, SearchFilter,
+    VectorIndex,
+};
+use recgpt_retrieval::rng::SplitMix64;
+use recgpt_retrieval::tower::{TowerError, TowerModel};
+use serde::Serialize;
+
+/// One catalog size.
+#[derive(Debug, Clone, Serialize)]
+pub struct IndexBenchRow {
+    pub scale: usize,
+    pub points: usize,
+    pub build_seconds: f64,
+    /// Vectors in an HNSW graph after the build.
+    pub indexed: usize,
+    pub users: usize,
+    pub queries_per_user: usize,
+    pub hnsw_users_per_s: f64,
+    pub exact_users_per_s: f64,
+    /// HNSW users/s ÷ exact users/s, measured in the same run.
+    pub speedup: f64,
+    /// Share of the exact top 10 that the index returns, over every query.
+    pub recall_at_10: f64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IndexBenchError {
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    #[error(transparent)]
+    Tower(#[from] TowerError),
+}
+
+/// Gaussian by Box–Muller.
+fn gaussian(rng: &mut SplitMix64) -> f32 {
+    let u1 = rng.unit().max(1e-12);
+    let u2 = rng.unit();
+    ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
+}
+
+fn unit(mut v: Vec<f32>) -> Vec<f32> {
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+    v.iter_mut().for_each(|x| *x /= n);
+    v
+}
+
+/// The real vectors followed by `scale − 1` jittered copies of each.
+pub fn synthetic(vectors: &[Vec<f32>], scale: usize, seed: u64) -> Vec<Vec<f32>> {
+    let dim = vectors.first().map_or(0, Vec::len);
+    let n = vectors.len() as f32;
+    let mean: Vec<f32> = (0..dim)
+        .map(|d| vectors.iter().map(|v| v[d]).sum::<f32>() / n)
+        .collect();
+    let std: Vec<f32> = (0..dim)
+        .map(|d| {
+            (vectors
+                .iter()
+                .map(|v| (v[d] - mean[d]).powi(2))
+                .sum::<f32>()
+                / n)
+                .sqrt()
+        })
+        .collect();
+    let mut rng = SplitMix64::new(seed);
+    let mut out = vectors.to_vec();
+    for _ in 1..scale {
+        for v in vectors {
+            let jittered = v
+                .iter()
+                .zip(&std)
+                .map(|(x, s)| x + 0.5 * s * gaussian(&mut rng))
+                .collect();
+            out.push(unit(jittered));
+        }
+    }
+    out
+}
+
+/// Runs the benchmark for each scale; `tag_texts` are text embeddings tag queries are drawn
+/// from. Index files go under `dir` (removed afterwards).
+#[allow(clippy::too_many_arguments)]
+pub fn index_bench(
+    model: &TowerModel,
+    tag_texts: &[[f32; recgpt_retrieval::embed::DIM]],
+    dir: &Path,
+    config: &IndexConfig,
+    scales: &[usize],
+    users: usize,
+    tags: usize,
+    seed: u64,
+) -> Result<Vec<IndexBenchRow>, IndexBenchError> {
+    let mut rng = SplitMix64::new(seed);
+    let drawn: Vec<[f32; recgpt_retrieval::embed::DIM]> = (0..tags)
+        .map(|_| tag_texts[rng.below(tag_texts.len())])
+        .collect();
+    let tag_vectors = model.tag_vectors(&drawn)?;
+    let users = users.min(model.user_vectors.len());
+    let user_queries: Vec<Vec<Vec<f32>>> = (0..users)
+        .map(|u| {
+            let h = &model.user_vectors[(u * 7919) % model.user_vectors.len()];
+            let mut q = vec![h.clone()];
+            q.extend(tag_vectors.iter().map(|t| model.query(h, t)));
+            q
+        })
+        .collect();
+    let none = SearchFilter::default();
+    let mut rows = Vec::new();
+    for &scale in scales {
+        let vectors = synthetic(&model.item_vectors, scale, seed);
+        let points: Vec<IndexPoint> = vectors
+            .iter()
+            .enumerate()
+            .map(|(i, v)| IndexPoint {
+                item: i as u32,
+                vector: v.clone(),
+                id: i.to_string(),
+                title: String::new(),
+                category: String::new(),
+            })
+            .collect();
+        let path = dir.join(format!("bench-index-{scale}x"));
+        let started = Instant::now();
+        let index = EdgeIndex::build(&path, model.meta.config.dim, &points, config)?;
+        let build_seconds = started.elapsed().as_secs_f64();
+        drop(points);
+        let exact = ExactIndex::new(vectors);
+        let started = Instant::now();
+        let mut got = Vec::new();
+        for q in &user_queries {
+            got.extend(index.search(q, 10, &none)?);
+        }
+        let hnsw_seconds = started.elapsed().as_secs_f64();
+        let started = Instant::now();
+        let mut want = Vec::new();
+        for q in &user_queries {
+            want.extend(exact.search(q, 10, &none)?);
+        }
+        let exact_seconds = started.elapsed().as_secs_f64();
+        let row = IndexBenchRow {
+            scale,
+            points: index.len(),
+            build_seconds,
+            indexed: index.indexed(),
+            users,
+            queries_per_user: tags + 1,
+            hnsw_users_per_s: users as f64 / hnsw_seconds,
+            exact_users_per_s: users as f64 / exact_seconds,
+            speedup: exact_seconds / hnsw_seconds,
+            recall_at_10: recall_against(&want, &got),
+        };
+        drop(index);
+        let _ = std::fs::remove_dir_all(&path);
+        rows.push(row);
+    }
+    Ok(rows)
+}

@@ -1,0 +1,328 @@
+//! Retrieval wiring: from the store and the embedder to the inputs of the three-tower model,
+//! its training, the vector index, per-user retrieval and the evaluation harness. The
+//! models themselves live in `recgpt-retrieval`.
+//!
+//! Files under the data home: `embeddings/*.f32` (cached text embeddings, keyed by the texts
+//! and the embedder's weights), `categories.json`, `model/` (the trained towers), `index/`
+//! (the Qdrant Edge shard), `eval/` (evaluation reports).
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use recgpt_data::{DataError, ItemIx, Store, Timestamp};
+use recgpt_retrieval::baselines::{Ease, ItemKnn, MostPopular, Scorer};
+use recgpt_retrieval::categories::Categories;
+use recgpt_retrieval::embed::{EmbedError, Embedder, DIM};
+use recgpt_retrieval::eval::{self, EvalSet, MethodReport, ThreeTower, UserTower};
+use recgpt_retrieval::index::{EdgeIndex, IndexError, IndexPoint};
+use recgpt_retrieval::interactions::{Interactions, UserItems};
+use recgpt_retrieval::title_tags::ItemTags;
+use recgpt_retrieval::tower::{self, EpochLoss, ItemFeatures, Progress, TowerError, TowerModel};
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+
+/// `[eval]` in the config file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EvalConfig {
+    /// Cut-offs of the metrics.
+    pub ks: Vec<usize>,
+    /// EASE's L2 regularisation λ.
+    pub ease_lambda: f64,
+    /// Title-derived tags per user when the user has no LLM tags.
+    pub tags_per_user: usize,
+    /// Tags whose categories count in tag HR@N.
+    pub tag_hr_n: usize,
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        Self {
+            ks: vec![10, 20, 50],
+            ease_lambda: 200.0,
+            tags_per_user: 10,
+            tag_hr_n: 30,
+        }
+    }
+}
+
+/// Errors of the retrieval commands.
+#[derive(Debug, thiserror::Error)]
+pub enum RetrievalError {
+    #[error(transparent)]
+    Data(#[from] DataError),
+    #[error(transparent)]
+    Embed(#[from] EmbedError),
+    #[error(transparent)]
+    Tower(#[from] TowerError),
+    #[error(transparent)]
+    Index(#[from] IndexError),
+}
+
+/// What the towers read about the catalog, computed once and cached under the data home.
+#[derive(Debug)]
+pub struct Prepared {
+    pub categories: Categories,
+    pub features: ItemFeatures,
+    pub item_tags: ItemTags,
+    /// Text embedding of each of `item_tags.texts`.
+    pub tag_vectors: Vec<[f32; DIM]>,
+}
+
+/// Directory of cached embeddings in a data home.
+pub fn embeddings_dir(home: &Path) -> PathBuf {
+    home.join("embeddings")
+}
+
+/// Title embeddings of the catalog (cached).
+pub fn title_vectors(
+    home: &Path,
+    store: &Store,
+    embedder: &Embedder,
+) -> Result<Vec<[f32; DIM]>, EmbedError> {
+    let titles: Vec<&str> = store
+        .catalog()
+        .items()
+        .iter()
+        .map(|i| i.title.as_str())
+        .collect();
+    embedder.embed_cached(&embeddings_dir(home).join("titles.f32"), &titles)
+}
+
+impl Prepared {
+    /// Title embeddings, categories (`categories.json`, built when missing or stale), title
+    /// tags and their embeddings.
+    pub fn load(
+        home: &Path,
+        store: &Store,
+        config: &Config,
+        embedder: &Embedder,
+    ) -> Result<Self, RetrievalError> {
+        let titles = title_vectors(home, store, embedder)?;
+        let categories = match Categories::load(home, store) {
+            Ok(c) => c,
+            Err(_) => {
+                let c = Categories::build(store, &titles, &config.categories);
+                c.save(home)?;
+                c
+            }
+        };
+        let item_tags = ItemTags::from_catalog(store.catalog());
+        let texts: Vec<&str> = item_tags.texts.iter().map(String::as_str).collect();
+        let tag_vectors =
+            embedder.embed_cached(&embeddings_dir(home).join("title_tags.f32"), &texts)?;
+        let features = ItemFeatures::new(
+            store.catalog(),
+            titles,
+            &categories,
+            config.tower.price_buckets,
+        );
+        Ok(Self {
+            categories,
+            features,
+            item_tags,
+            tag_vectors,
+        })
+    }
+
+    /// Up to `n` title-derived tags of a user's most recent purchases (the short
+    /// "modifier + core word" tag of each item when it has one), distinct, as tag ids.
+    pub fn user_title_tags(&self, user: &UserItems, n: usize) -> Vec<u32> {
+        let mut seen = HashSet::new();
+        user.bought
+            .iter()
+            .filter_map(|&i| self.item_tags.of_item[i as usize].last().copied())
+            .filter(|t| seen.insert(*t))
+            .take(n)
+            .collect()
+    }
+}
+
+/// Trains the three-tower model on purchases before `until` (all when `None`). Returns the
+/// model and the interactions on both sides of `until`.
+pub fn train(
+    store: &Store,
+    prepared: &Prepared,
+    config: &Config,
+    until: Option<chrono::NaiveDate>,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<(TowerModel, Interactions, Interactions), RetrievalError> {
+    let (before, after) = Interactions::split(store, until.map(Timestamp::from_date))?;
+    let model = tower::train(
+        &config.tower,
+        &before,
+        &prepared.features,
+        &prepared.item_tags,
+        &prepared.tag_vectors,
+        until.map(|d| d.to_string()),
+        &store.manifest().fingerprint,
+        progress,
+    )?;
+    Ok((model, before, after))
+}
+
+/// Directory of the vector index in a data home.
+pub fn index_dir(home: &Path) -> PathBuf {
+    home.join("index")
+}
+
+/// The index's points: every item with its item-tower vector and payload.
+pub fn index_points(store: &Store, prepared: &Prepared, model: &TowerModel) -> Vec<IndexPoint> {
+    store
+        .catalog()
+        .items()
+        .iter()
+        .zip(&model.item_vectors)
+        .enumerate()
+        .map(|(ix, (item, vector))| IndexPoint {
+            item: ix as ItemIx,
+            vector: vector.clone(),
+            id: item.id.clone(),
+            title: item.title.clone(),
+            category: prepared
+                .categories
+                .of_item(&item.id)
+                .map_or_else(String::new, |c| prepared.categories.name(c).to_string()),
+        })
+        .collect()
+}
+
+/// Builds the Qdrant Edge index of `model`'s item vectors under the data home.
+pub fn build_index(
+    home: &Path,
+    store: &Store,
+    prepared: &Prepared,
+    model: &TowerModel,
+    config: &Config,
+) -> Result<EdgeIndex, RetrievalError> {
+    let points = index_points(store, prepared, model);
+    Ok(EdgeIndex::build(
+        &index_dir(home),
+        model.meta.config.dim,
+        &points,
+        &config.index,
+    )?)
+}
+
+/// One evaluation run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EvalReport {
+    pub split: String,
+    pub users: usize,
+    pub users_with_new_items: usize,
+    pub items: usize,
+    pub categories: usize,
+    pub ks: Vec<usize>,
+    /// Where the three-tower model's tags came from.
+    pub tags_source: String,
+    pub methods: Vec<MethodReport>,
+    /// Seconds each method took to fit (train) and score every user.
+    pub seconds: HashMap<String, f64>,
+    /// Tag HR@N of the tags the three-tower model used, and the users it covers.
+    pub tag_hr: Option<TagHitRate>,
+    pub losses: Vec<EpochLoss>,
+    pub seed: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TagHitRate {
+    pub n: usize,
+    pub value: f64,
+    pub users: usize,
+    pub tags_source: String,
+}
+
+/// Trains every method on events before `split` and scores them on the users present on
+/// both sides.
+pub fn evaluate(
+    store: &Store,
+    prepared: &Prepared,
+    config: &Config,
+    split: chrono::NaiveDate,
+    progress: &mut dyn FnMut(&str),
+) -> Result<EvalReport, RetrievalError> {
+    let items = store.catalog().len();
+    let ks = &config.eval.ks;
+    let category = &prepared.features.category;
+    let mut seconds = HashMap::new();
+    let mut methods = Vec::new();
+    let timed = |seconds: &mut HashMap<String, f64>, name: &str, started: std::time::Instant| {
+        *seconds.entry(name.to_string()).or_insert(0.0) += started.elapsed().as_secs_f64();
+    };
+
+    progress("training the three-tower model");
+    let started = std::time::Instant::now();
+    let (model, before, after) = train(store, prepared, config, Some(split), &mut |_| {})?;
+    let tower_train = started.elapsed().as_secs_f64();
+    let set = EvalSet::new(&before, &after);
+
+    let run = |scorer: &dyn Scorer, methods: &mut Vec<MethodReport>| {
+        methods.push(eval::evaluate(scorer, &set, items, category, ks));
+    };
+    for name in ["MostPopular", "ItemKNN", "EASE"] {
+        progress(name);
+        let started = std::time::Instant::now();
+        let scorer: Box<dyn Scorer> = match name {
+            "MostPopular" => Box::new(MostPopular::fit(&before, items)),
+            "ItemKNN" => Box::new(ItemKnn::fit(&before, items)),
+            _ => Box::new(Ease::fit(&before, items, config.eval.ease_lambda)),
+        };
+        run(scorer.as_ref(), &mut methods);
+        timed(&mut seconds, name, started);
+    }
+
+    progress("UserTower");
+    let started = std::time::Instant::now();
+    let user_tower = UserTower::new(&model, &set, &prepared.features)?;
+    run(&user_tower, &mut methods);
+    timed(&mut seconds, "UserTower", started);
+    seconds.insert("UserTower".into(), seconds["UserTower"] + tower_train);
+
+    progress("ThreeTower");
+    let started = std::time::Instant::now();
+    let tags_source = "title-derived tags of each user's latest purchases before the split";
+    let mut tag_vectors = HashMap::new();
+    let mut tag_categories = HashMap::new();
+    for (before, _) in &set.users {
+        let ids = prepared.user_title_tags(before, config.eval.tags_per_user);
+        let texts: Vec<[f32; DIM]> = ids
+            .iter()
+            .map(|&t| prepared.tag_vectors[t as usize])
+            .collect();
+        tag_categories.insert(
+            before.user.clone(),
+            texts
+                .iter()
+                .map(|v| prepared.categories.nearest(v) as u32)
+                .collect::<Vec<_>>(),
+        );
+        tag_vectors.insert(before.user.clone(), model.tag_vectors(&texts)?);
+    }
+    let three = ThreeTower::new(&model, &user_tower, &tag_vectors, "ThreeTower".into());
+    run(&three, &mut methods);
+    timed(&mut seconds, "ThreeTower", started);
+    seconds.insert("ThreeTower".into(), seconds["ThreeTower"] + tower_train);
+
+    let n = config.eval.tag_hr_n;
+    let (value, users) = eval::tag_hit_rate(&set, &tag_categories, category, n);
+    Ok(EvalReport {
+        split: split.to_string(),
+        users: set.users.len(),
+        users_with_new_items: set.users_with_new_items(),
+        items,
+        categories: prepared.categories.categories.len(),
+        ks: ks.clone(),
+        tags_source: tags_source.to_string(),
+        methods,
+        seconds,
+        tag_hr: Some(TagHitRate {
+            n,
+            value,
+            users,
+            tags_source: tags_source.to_string(),
+        }),
+        losses: model.meta.losses.clone(),
+        seed: config.tower.seed,
+    })
+}

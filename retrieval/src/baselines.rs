@@ -1,0 +1,212 @@
+//! Collaborative-filtering baselines over the binary user × item purchase matrix X
+//! (distinct purchases before the split). Each scores every catalog item for a user.
+//!
+//! - MostPopular: the number of users who bought the item.
+//! - ItemKNN: Σ over the user's items i of cos(i, j), the cosine of the item columns of X
+//!   (an item is not its own neighbour).
+//! - EASE (Steck 2019): B = I − P·diag(1/diag P), P = (XᵀX + λI)⁻¹; score = x_u·B. The
+//!   inverse comes from faer's Cholesky factorisation, in f64.
+
+use faer::linalg::solvers::DenseSolveCore;
+
+use crate::interactions::{Interactions, UserItems};
+
+/// Scores every item of the catalog for a user.
+pub trait Scorer {
+    fn name(&self) -> &str;
+    /// Writes one score per catalog item into `out`.
+    fn score(&self, user: &UserItems, out: &mut [f32]);
+}
+
+/// Item popularity.
+#[derive(Debug)]
+pub struct MostPopular {
+    counts: Vec<f32>,
+}
+
+impl MostPopular {
+    pub fn fit(train: &Interactions, items: usize) -> Self {
+        Self {
+            counts: train
+                .item_counts(items)
+                .into_iter()
+                .map(|c| c as f32)
+                .collect(),
+        }
+    }
+}
+
+impl Scorer for MostPopular {
+    fn name(&self) -> &str {
+        "MostPopular"
+    }
+
+    fn score(&self, _: &UserItems, out: &mut [f32]) {
+        out.copy_from_slice(&self.counts);
+    }
+}
+
+/// XᵀX as a dense row-major `items × items` matrix.
+fn gram(train: &Interactions, items: usize) -> Vec<f32> {
+    let mut g = vec![0f32; items * items];
+    for u in &train.users {
+        for &i in &u.bought {
+            let row = &mut g[i as usize * items..(i as usize + 1) * items];
+            for &j in &u.bought {
+                row[j as usize] += 1.0;
+            }
+        }
+    }
+    g
+}
+
+/// Sums the rows of a dense `items × items` matrix for the user's items.
+fn sum_rows(m: &[f32], items: usize, user: &UserItems, out: &mut [f32]) {
+    out.fill(0.0);
+    for &i in &user.bought {
+        let row = &m[i as usize * items..(i as usize + 1) * items];
+        for (o, x) in out.iter_mut().zip(row) {
+            *o += x;
+        }
+    }
+}
+
+/// Item-item cosine neighbours.
+#[derive(Debug)]
+pub struct ItemKnn {
+    items: usize,
+    sim: Vec<f32>,
+}
+
+impl ItemKnn {
+    pub fn fit(train: &Interactions, items: usize) -> Self {
+        let mut sim = gram(train, items);
+        let norms: Vec<f32> = (0..items).map(|i| sim[i * items + i].sqrt()).collect();
+        for i in 0..items {
+            for j in 0..items {
+                let d = norms[i] * norms[j];
+                let s = &mut sim[i * items + j];
+                *s = if i == j || d == 0.0 { 0.0 } else { *s / d };
+            }
+        }
+        Self { items, sim }
+    }
+}
+
+impl Scorer for ItemKnn {
+    fn name(&self) -> &str {
+        "ItemKNN"
+    }
+
+    fn score(&self, user: &UserItems, out: &mut [f32]) {
+        sum_rows(&self.sim, self.items, user, out);
+    }
+}
+
+/// Embarrassingly shallow autoencoder.
+#[derive(Debug)]
+pub struct Ease {
+    items: usize,
+    b: Vec<f32>,
+}
+
+impl Ease {
+    pub fn fit(train: &Interactions, items: usize, lambda: f64) -> Self {
+        let g = gram(train, items);
+        let a = faer::Mat::<f64>::from_fn(items, items, |i, j| {
+            g[i * items + j] as f64 + if i == j { lambda } else { 0.0 }
+        });
+        let p = a
+            .llt(faer::Side::Lower)
+            .expect("XᵀX + λI is positive definite for λ > 0")
+            .inverse();
+        let mut b = vec![0f32; items * items];
+        for i in 0..items {
+            for j in 0..items {
+                if i != j {
+                    b[i * items + j] = (-p[(i, j)] / p[(j, j)]) as f32;
+                }
+            }
+        }
+        Self { items, b }
+    }
+}
+
+impl Scorer for Ease {
+    fn name(&self) -> &str {
+        "EASE"
+    }
+
+    fn score(&self, user: &UserItems, out: &mut [f32]) {
+        sum_rows(&self.b, self.items, user, out);
+    }
+}
+
+/// Users as `UserItems` with only purchases, for tests.
+#[cfg(test)]
+pub(crate) fn users(rows: &[&[recgpt_data::ItemIx]]) -> Interactions {
+    Interactions {
+        users: rows
+            .iter()
+            .enumerate()
+            .map(|(u, items)| UserItems {
+                user: format!("u{u}"),
+                bought: items.to_vec(),
+                returned: Vec::new(),
+            })
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use recgpt_data::ItemIx;
+
+    use super::*;
+
+    fn scores(s: &dyn Scorer, user: &[ItemIx], items: usize) -> Vec<f32> {
+        let mut out = vec![0.0; items];
+        let u = UserItems {
+            user: "x".into(),
+            bought: user.to_vec(),
+            returned: Vec::new(),
+        };
+        s.score(&u, &mut out);
+        out
+    }
+
+    #[test]
+    fn co_bought_items_score_above_unrelated_ones() {
+        // items 0 and 1 always go together; 2 and 3 together; 4 is popular with everyone
+        let train = users(&[&[0, 1, 4], &[0, 1, 4], &[2, 3, 4], &[2, 3, 4], &[0, 1]]);
+        let pop = scores(&MostPopular::fit(&train, 5), &[], 5);
+        assert_eq!(pop, [3.0, 3.0, 2.0, 2.0, 4.0]);
+        for s in [
+            &ItemKnn::fit(&train, 5) as &dyn Scorer,
+            &Ease::fit(&train, 5, 0.5) as &dyn Scorer,
+        ] {
+            let x = scores(s, &[0], 5);
+            assert!(x[1] > x[2] && x[1] > x[3], "{}: {x:?}", s.name());
+            assert_eq!(x[0], 0.0, "{}: an item is not its own neighbour", s.name());
+        }
+    }
+
+    #[test]
+    fn ease_solves_the_closed_form() {
+        let train = users(&[&[0, 1], &[1, 2], &[0, 2], &[0, 1, 2]]);
+        let lambda = 1.0;
+        let e = Ease::fit(&train, 3, lambda);
+        // G = [[3,2,2],[2,3,2],[2,2,3]] + I → A = [[4,2,2],[2,4,2],[2,2,4]];
+        // A⁻¹ = (1/16)·[[6,−2,−2],[−2,6,−2],[−2,−2,6]] ⇒ B_ij = 2/6 off the diagonal.
+        for i in 0..3 {
+            for j in 0..3 {
+                let want = if i == j { 0.0 } else { 1.0 / 3.0 };
+                assert!(
+                    (e.b[i * 3 + j] - want).abs() < 1e-6,
+                    "B[{i}][{j}] = {}",
+                    e.b[i * 3 + j]
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! Ranking metrics with binary relevance, and top-K selection.
+
+use std::collections::HashSet;
+
+use recgpt_data::ItemIx;
+
+/// The `k` best items by score (ties: lower index first), best first, skipping `exclude`.
+pub fn top_k(scores: &[f32], k: usize, exclude: &HashSet<ItemIx>) -> Vec<ItemIx> {
+    let mut ixs: Vec<ItemIx> = (0..scores.len() as ItemIx)
+        .filter(|i| !exclude.contains(i))
+        .collect();
+    let better = |a: &ItemIx, b: &ItemIx| {
+        scores[*b as usize]
+            .total_cmp(&scores[*a as usize])
+            .then(a.cmp(b))
+    };
+    if ixs.len() > k {
+        ixs.select_nth_unstable_by(k, better);
+        ixs.truncate(k);
+    }
+    ixs.sort_by(better);
+    ixs
+}
+
+/// Share of the relevant items found in `top`.
+pub fn recall(top: &[ItemIx], relevant: &HashSet<ItemIx>) -> f64 {
+    if relevant.is_empty() {
+        return 0.0;
+    }
+    hits(top, relevant) as f64 / relevant.len() as f64
+}
+
+/// Normalised discounted cumulative gain: DCG of `top` over the DCG of an ideal list
+/// (min(K, relevant) hits first).
+pub fn ndcg(top: &[ItemIx], relevant: &HashSet<ItemIx>) -> f64 {
+    let gain = |rank: usize| 1.0 / (rank as f64 + 2.0).log2();
+    let dcg: f64 = top
+        .iter()
+        .enumerate()
+        .filter(|(_, i)| relevant.contains(i))
+        .map(|(r, _)| gain(r))
+        .sum();
+    let ideal: f64 = (0..top.len().min(relevant.len())).map(gain).sum();
+    if ideal == 0.0 {
+        0.0
+    } else {
+        dcg / ideal
+    }
+}
+
+/// 1 when `top` holds at least one relevant item.
+pub fn hit(top: &[ItemIx], relevant: &HashSet<ItemIx>) -> f64 {
+    f64::from(u8::from(hits(top, relevant) > 0))
+}
+
+fn hits(top: &[ItemIx], relevant: &HashSet<ItemIx>) -> usize {
+    top.iter().filter(|i| relevant.contains(i)).count()
+}
+
+/// Shannon entropy (bits) of the category distribution of a list.
+pub fn category_entropy(categories: &[u32]) -> f64 {
+    if categories.is_empty() {
+        return 0.0;
+    }
+    let mut counts = std::collections::HashMap::new();
+    for c in categories {
+        *counts.entry(c).or_insert(0usize) += 1;
+    }
+    let n = categories.len() as f64;
+    counts
+        .values()
+        .map(|&c| {
+            let p = c as f64 / n;
+            -p * p.log2()
+        })
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(xs: &[ItemIx]) -> HashSet<ItemIx> {
+        xs.iter().copied().collect()
+    }
+
+    #[test]
+    fn metrics_by_hand() {
+        let top = [4, 2, 9];
+        let rel = set(&[2, 7]);
+        assert_eq!(recall(&top, &rel), 0.5);
+        assert_eq!(hit(&top, &rel), 1.0);
+        // one hit at rank 2: (1/log2 3) / (1/log2 2 + 1/log2 3)
+        let want = (1.0 / 3f64.log2()) / (1.0 + 1.0 / 3f64.log2());
+        assert!((ndcg(&top, &rel) - want).abs() < 1e-12);
+        assert_eq!(ndcg(&[2, 7], &rel), 1.0);
+        assert_eq!(hit(&[1], &rel), 0.0);
+        assert_eq!(recall(&[1], &set(&[])), 0.0);
+    }
+
+    #[test]
+    fn top_k_orders_breaks_ties_and_excludes() {
+        let scores = [0.1, 0.9, 0.5, 0.9, -1.0];
+        assert_eq!(top_k(&scores, 3, &set(&[])), [1, 3, 2]);
+        assert_eq!(top_k(&scores, 2, &set(&[1])), [3, 2]);
+        assert_eq!(top_k(&scores, 10, &set(&[])).len(), 5);
+    }
+
+    #[test]
+    fn entropy_in_bits() {
+        assert_eq!(category_entropy(&[1, 1, 1]), 0.0);
+        assert!((category_entropy(&[1, 2]) - 1.0).abs() < 1e-12);
+        assert!((category_entropy(&[1, 2, 3, 4]) - 2.0).abs() < 1e-12);
+    }
+}

@@ -1,0 +1,249 @@
+//! The three-tower model, the Qdrant Edge index, per-user retrieval and the evaluation
+//! harness, on the real catalog and purchases with the real embedder.
+
+use std::collections::HashSet;
+use std::sync::OnceLock;
+
+use recgpt_data::parse_date;
+use recgpt_pipeline::config::Config;
+use recgpt_pipeline::retrieval::{self, Prepared};
+use recgpt_retrieval::index::{
+    recall_against, EdgeIndex, ExactIndex, IndexConfig, SearchFilter, VectorIndex,
+};
+use recgpt_retrieval::interactions::Interactions;
+use recgpt_retrieval::retrieve::{retrieve, RetrieveConfig, TagQuery};
+use recgpt_retrieval::tower::TowerModel;
+
+use crate::common::{real_import, real_store, temp_home};
+use crate::embed::embedder;
+
+const SPLIT: &str = "2011-11-01";
+
+/// Short training for tests: the full settings run in `make demo` and `recgpt eval`.
+fn test_config() -> Config {
+    let mut config = Config::default();
+    config.tower.epochs = 2;
+    config.eval.ks = vec![10, 20];
+    config
+}
+
+/// Catalog inputs of the real data, prepared once per test process.
+fn prepared() -> &'static Prepared {
+    static PREPARED: OnceLock<Prepared> = OnceLock::new();
+    PREPARED.get_or_init(|| {
+        Prepared::load(&real_import().0, &real_store(), &test_config(), embedder())
+            .expect("prepare")
+    })
+}
+
+/// A model trained on purchases before the split, once per test process.
+fn model() -> &'static (TowerModel, Interactions, Interactions) {
+    static MODEL: OnceLock<(TowerModel, Interactions, Interactions)> = OnceLock::new();
+    MODEL.get_or_init(|| {
+        retrieval::train(
+            &real_store(),
+            prepared(),
+            &test_config(),
+            Some(parse_date(SPLIT).unwrap()),
+            &mut |_| {},
+        )
+        .expect("train")
+    })
+}
+
+#[test]
+fn training_lowers_the_loss_and_is_reproducible() {
+    let (model, before, _) = model();
+    let losses = &model.meta.losses;
+    assert_eq!(losses.len(), 2);
+    assert!(
+        losses[1].total < losses[0].total,
+        "loss fell over the epochs: {losses:?}"
+    );
+    assert!(losses
+        .iter()
+        .all(|l| l.total.is_finite() && l.col > 0.0 && l.tag > 0.0));
+    assert_eq!(model.meta.users.len(), before.users.len());
+    assert_eq!(model.item_vectors.len(), real_store().catalog().len());
+    let norm: f32 = model.item_vectors[0].iter().map(|x| x * x).sum();
+    assert!((norm - 1.0).abs() < 1e-4, "unit item vectors");
+
+    // the same seed gives the same model, bit for bit; another seed does not
+    let mut one_epoch = test_config();
+    one_epoch.tower.epochs = 1;
+    let train = |config: &Config| {
+        retrieval::train(
+            &real_store(),
+            prepared(),
+            config,
+            Some(parse_date(SPLIT).unwrap()),
+            &mut |_| {},
+        )
+        .unwrap()
+        .0
+    };
+    let (a, b) = (train(&one_epoch), train(&one_epoch));
+    assert_eq!(a.meta.losses[0].total, b.meta.losses[0].total);
+    assert_eq!(a.item_vectors, b.item_vectors);
+    one_epoch.tower.seed += 1;
+    assert_ne!(train(&one_epoch).item_vectors, a.item_vectors);
+
+    // saved and loaded, it serves the same vectors
+    let dir = temp_home().join("model");
+    model.save(&dir).unwrap();
+    let loaded = TowerModel::load(&dir, &prepared().features).unwrap();
+    assert_eq!(loaded.item_vectors, model.item_vectors);
+    assert_eq!(loaded.meta.until.as_deref(), Some(SPLIT));
+    let tag = [prepared().tag_vectors[0]];
+    assert_eq!(
+        loaded.tag_vectors(&tag).unwrap(),
+        model.tag_vectors(&tag).unwrap()
+    );
+}
+
+#[test]
+fn edge_index_persists_filters_and_finds_the_exact_neighbours() {
+    let (model, before, _) = model();
+    let store = real_store();
+    let points = retrieval::index_points(&store, prepared(), model);
+    // every segment searched through its HNSW graph, so the recall figure means something
+    let config = IndexConfig {
+        full_scan_threshold_kb: 0,
+        ..IndexConfig::default()
+    };
+    let dir = temp_home().join("index");
+    let built = EdgeIndex::build(&dir, model.meta.config.dim, &points, &config).unwrap();
+    assert_eq!(built.len(), store.catalog().len());
+    assert!(built.indexed() > 0, "an HNSW graph was built");
+    drop(built);
+    let index = EdgeIndex::open(&dir, &config).unwrap();
+    assert_eq!(
+        index.len(),
+        store.catalog().len(),
+        "reopened without a rebuild"
+    );
+
+    let queries: Vec<Vec<f32>> = model.user_vectors.iter().take(200).cloned().collect();
+    let exact = ExactIndex::new(model.item_vectors.clone());
+    let none = SearchFilter::default();
+    let want = exact.search(&queries, 10, &none).unwrap();
+    let got = index.search(&queries, 10, &none).unwrap();
+    let recall = recall_against(&want, &got);
+    assert!(
+        recall >= 0.9,
+        "HNSW recall@10 against exact search: {recall}"
+    );
+    for (w, g) in want.iter().zip(&got).take(20) {
+        assert!((w[0].score - g[0].score).abs() < 1e-3 || g[0].score <= w[0].score);
+    }
+
+    // a filter keeps excluded items out
+    let exclude: HashSet<u32> = want[0].iter().take(5).map(|h| h.item).collect();
+    let filtered = index
+        .search(
+            &queries[..1],
+            10,
+            &SearchFilter {
+                exclude: exclude.clone(),
+            },
+        )
+        .unwrap();
+    assert_eq!(filtered[0].len(), 10);
+    assert!(filtered[0].iter().all(|h| !exclude.contains(&h.item)));
+
+    // per-user retrieval: candidates found by a tag query keep that tag
+    let user = &before.users[0];
+    let ids = prepared().user_title_tags(user, 5);
+    let texts: Vec<_> = ids
+        .iter()
+        .map(|&t| prepared().tag_vectors[t as usize])
+        .collect();
+    let tags: Vec<TagQuery> = ids
+        .iter()
+        .zip(model.tag_vectors(&texts).unwrap())
+        .map(|(&t, vector)| TagQuery {
+            tag: prepared().item_tags.texts[t as usize].clone(),
+            vector,
+        })
+        .collect();
+    let config = RetrieveConfig::default();
+    let candidates =
+        retrieve(&index, model, &model.user_vectors[0], &tags, &none, &config).unwrap();
+    assert_eq!(candidates.len(), config.k);
+    assert!(candidates.windows(2).all(|w| w[0].score >= w[1].score));
+    let names: HashSet<&str> = tags.iter().map(|t| t.tag.as_str()).collect();
+    assert!(
+        candidates.iter().any(|c| c.tag.is_some()),
+        "some candidates come from tag queries"
+    );
+    assert!(candidates
+        .iter()
+        .filter_map(|c| c.tag.as_deref())
+        .all(|t| names.contains(t)));
+    let distinct: HashSet<u32> = candidates.iter().map(|c| c.item).collect();
+    assert_eq!(
+        distinct.len(),
+        candidates.len(),
+        "fusion keeps each item once"
+    );
+}
+
+#[test]
+fn evaluation_ranks_real_methods_on_the_real_split() {
+    let report = retrieval::evaluate(
+        &real_store(),
+        prepared(),
+        &test_config(),
+        parse_date(SPLIT).unwrap(),
+        &mut |_| {},
+    )
+    .unwrap();
+    let names: Vec<&str> = report.methods.iter().map(|m| m.method.as_str()).collect();
+    assert_eq!(
+        names,
+        ["MostPopular", "ItemKNN", "EASE", "UserTower", "ThreeTower"]
+    );
+    assert!(report.users > 1000, "{} users on both sides", report.users);
+    let at20 = |name: &str| {
+        report
+            .methods
+            .iter()
+            .find(|m| m.method == name)
+            .unwrap()
+            .at
+            .iter()
+            .find(|a| a.k == 20)
+            .unwrap()
+            .clone()
+    };
+    for m in &report.methods {
+        for a in &m.at {
+            for v in [
+                a.recall,
+                a.ndcg,
+                a.hr,
+                a.recall_new,
+                a.ndcg_new,
+                a.hr_new,
+                a.coverage,
+            ] {
+                assert!((0.0..=1.0).contains(&v), "{} {a:?}", m.method);
+            }
+        }
+    }
+    let pop = at20("MostPopular");
+    assert!(pop.recall > 0.0);
+    // personalised methods beat popularity on real purchases and cover more of the catalog
+    for name in ["ItemKNN", "EASE", "ThreeTower"] {
+        let m = at20(name);
+        assert!(
+            m.recall > pop.recall,
+            "{name} {} vs MostPopular {}",
+            m.recall,
+            pop.recall
+        );
+        assert!(m.coverage > pop.coverage, "{name} coverage");
+    }
+    let tag_hr = report.tag_hr.as_ref().unwrap();
+    assert!(tag_hr.users > 1000 && tag_hr.value > 0.0 && tag_hr.value <= 1.0);
+}
