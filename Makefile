@@ -16,7 +16,7 @@ BUDGET ?= 1024
 
 RECGPT := $(CARGO_TARGET_DIR)/release/recgpt
 
-.PHONY: demo test deps model embedder server lint build bench prompts-update build-mistralrs test-mistralrs
+.PHONY: demo test deps model embedder server lint build bench eval prompts-update build-mistralrs test-mistralrs
 
 deps:
 	@scripts/setup.sh deps
@@ -44,7 +44,14 @@ demo: model embedder build
 	done; \
 	user=$${users%% *}; \
 	echo; echo "== interests and tags of user $$user (SmolLM2-135M on CPU) =="; \
-	$(RECGPT) tags $$user --budget $(BUDGET)
+	$(RECGPT) tags $$user --budget $(BUDGET); \
+	echo; echo "== three-tower model, Qdrant Edge index, retrieval for user $$user =="; \
+	$(RECGPT) train && $(RECGPT) index build && $(RECGPT) retrieve $$user --k 15
+
+# The evaluation harness at the default settings (every method, split 2011-11-01).
+eval: model embedder build
+	$(RECGPT) import online-retail "$$(scripts/setup.sh data)" > /dev/null
+	$(RECGPT) eval --split 2011-11-01
 
 lint: deps
 	cargo fmt --all -- --check
@@ -68,6 +75,8 @@ bench: model embedder build
 	$(RECGPT) import online-retail "$$(scripts/setup.sh data)"
 	$(RECGPT) bench compress --budget $(BUDGET)
 	$(RECGPT) bench embed
+	$(RECGPT) train --until 2011-11-01
+	$(RECGPT) bench retrieval
 
 # The mistral.rs backend (GPU path): a long build (~40 min on 2 cores), in its own target
 # directory, with AVX2/FMA kernels (mistral.rs is far slower on x86 without them). Add

@@ -2,9 +2,9 @@
 //! its training, the vector index, per-user retrieval and the evaluation harness. The
 //! models themselves live in `recgpt-retrieval`.
 //!
-//! Files under the data home: `embeddings/*.f32` (cached text embeddings, keyed by the texts
-//! and the embedder's weights), `categories.json`, `model/` (the trained towers), `index/`
-//! (the Qdrant Edge shard), `eval/` (evaluation reports).
+//! Files under the data home: `categories.json`, `model/` (the trained towers), `index/` (the
+//! Qdrant Edge shard), `eval/` (evaluation reports). Text embeddings are cached in
+//! `<cache>/embeddings/`, named by the hash of the texts and the embedder's weights.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -70,24 +70,20 @@ pub struct Prepared {
     pub tag_vectors: Vec<[f32; DIM]>,
 }
 
-/// Directory of cached embeddings in a data home.
-pub fn embeddings_dir(home: &Path) -> PathBuf {
-    home.join("embeddings")
+/// The content-addressed cache of text embeddings: `<cache>/embeddings`.
+pub fn embeddings_dir() -> PathBuf {
+    crate::model::cache_dir().join("embeddings")
 }
 
-/// Title embeddings of the catalog (cached).
-pub fn title_vectors(
-    home: &Path,
-    store: &Store,
-    embedder: &Embedder,
-) -> Result<Vec<[f32; DIM]>, EmbedError> {
+/// Title embeddings of the catalog (cached in [`embeddings_dir`]).
+pub fn title_vectors(store: &Store, embedder: &Embedder) -> Result<Vec<[f32; DIM]>, EmbedError> {
     let titles: Vec<&str> = store
         .catalog()
         .items()
         .iter()
         .map(|i| i.title.as_str())
         .collect();
-    embedder.embed_cached(&embeddings_dir(home).join("titles.f32"), &titles)
+    embedder.embed_cached(&embeddings_dir(), &titles)
 }
 
 impl Prepared {
@@ -99,7 +95,7 @@ impl Prepared {
         config: &Config,
         embedder: &Embedder,
     ) -> Result<Self, RetrievalError> {
-        let titles = title_vectors(home, store, embedder)?;
+        let titles = title_vectors(store, embedder)?;
         let categories = match Categories::load(home, store) {
             Ok(c) => c,
             Err(_) => {
@@ -110,8 +106,7 @@ impl Prepared {
         };
         let item_tags = ItemTags::from_catalog(store.catalog());
         let texts: Vec<&str> = item_tags.texts.iter().map(String::as_str).collect();
-        let tag_vectors =
-            embedder.embed_cached(&embeddings_dir(home).join("title_tags.f32"), &texts)?;
+        let tag_vectors = embedder.embed_cached(&embeddings_dir(), &texts)?;
         let features = ItemFeatures::new(
             store.catalog(),
             titles,
@@ -242,6 +237,29 @@ pub fn evaluate(
     split: chrono::NaiveDate,
     progress: &mut dyn FnMut(&str),
 ) -> Result<EvalReport, RetrievalError> {
+    progress("training the three-tower model");
+    let started = std::time::Instant::now();
+    let (model, before, after) = train(store, prepared, config, Some(split), &mut |_| {})?;
+    let seconds = started.elapsed().as_secs_f64();
+    evaluate_trained(
+        store, prepared, config, split, &model, &before, &after, seconds, progress,
+    )
+}
+
+/// [`evaluate`] with the three-tower model already trained on `before` (taking
+/// `train_seconds`).
+#[allow(clippy::too_many_arguments)]
+pub fn evaluate_trained(
+    store: &Store,
+    prepared: &Prepared,
+    config: &Config,
+    split: chrono::NaiveDate,
+    model: &TowerModel,
+    before: &Interactions,
+    after: &Interactions,
+    tower_train: f64,
+    progress: &mut dyn FnMut(&str),
+) -> Result<EvalReport, RetrievalError> {
     let items = store.catalog().len();
     let ks = &config.eval.ks;
     let category = &prepared.features.category;
@@ -250,12 +268,7 @@ pub fn evaluate(
     let timed = |seconds: &mut HashMap<String, f64>, name: &str, started: std::time::Instant| {
         *seconds.entry(name.to_string()).or_insert(0.0) += started.elapsed().as_secs_f64();
     };
-
-    progress("training the three-tower model");
-    let started = std::time::Instant::now();
-    let (model, before, after) = train(store, prepared, config, Some(split), &mut |_| {})?;
-    let tower_train = started.elapsed().as_secs_f64();
-    let set = EvalSet::new(&before, &after);
+    let set = EvalSet::new(before, after);
 
     let run = |scorer: &dyn Scorer, methods: &mut Vec<MethodReport>| {
         methods.push(eval::evaluate(scorer, &set, items, category, ks));
@@ -264,9 +277,9 @@ pub fn evaluate(
         progress(name);
         let started = std::time::Instant::now();
         let scorer: Box<dyn Scorer> = match name {
-            "MostPopular" => Box::new(MostPopular::fit(&before, items)),
-            "ItemKNN" => Box::new(ItemKnn::fit(&before, items)),
-            _ => Box::new(Ease::fit(&before, items, config.eval.ease_lambda)),
+            "MostPopular" => Box::new(MostPopular::fit(before, items)),
+            "ItemKNN" => Box::new(ItemKnn::fit(before, items)),
+            _ => Box::new(Ease::fit(before, items, config.eval.ease_lambda)),
         };
         run(scorer.as_ref(), &mut methods);
         timed(&mut seconds, name, started);
@@ -274,7 +287,7 @@ pub fn evaluate(
 
     progress("UserTower");
     let started = std::time::Instant::now();
-    let user_tower = UserTower::new(&model, &set, &prepared.features)?;
+    let user_tower = UserTower::new(model, &set, &prepared.features)?;
     run(&user_tower, &mut methods);
     timed(&mut seconds, "UserTower", started);
     seconds.insert("UserTower".into(), seconds["UserTower"] + tower_train);
@@ -299,7 +312,7 @@ pub fn evaluate(
         );
         tag_vectors.insert(before.user.clone(), model.tag_vectors(&texts)?);
     }
-    let three = ThreeTower::new(&model, &user_tower, &tag_vectors, "ThreeTower".into());
+    let three = ThreeTower::new(model, &user_tower, &tag_vectors, "ThreeTower".into());
     run(&three, &mut methods);
     timed(&mut seconds, "ThreeTower", started);
     seconds.insert("ThreeTower".into(), seconds["ThreeTower"] + tower_train);

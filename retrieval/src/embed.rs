@@ -140,22 +140,24 @@ impl Embedder {
         self.embed(&titles)
     }
 
-    /// Unit vectors of `texts`, read from the cache file `path` when it holds exactly these
-    /// texts embedded by these weights, else computed and written there (temp file, then
-    /// rename). The file: one JSON header line (`key`, `count`, `dim`), then the vectors as
+    /// Unit vectors of `texts`, from a content-addressed cache in `dir`: the file is named by
+    /// the sha256 of the weights' hash and the texts, so any data home (and any test run) can
+    /// share one directory. A miss computes the vectors and writes the file (temp file, then
+    /// rename): one JSON header line (`key`, `count`, `dim`), then the vectors as
     /// little-endian f32.
-    pub fn embed_cached(&self, path: &Path, texts: &[&str]) -> Result<Vec<[f32; DIM]>, EmbedError> {
-        let cache_err = |e: &dyn std::fmt::Display| EmbedError::Cache {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        };
+    pub fn embed_cached(&self, dir: &Path, texts: &[&str]) -> Result<Vec<[f32; DIM]>, EmbedError> {
         let mut key_text = String::from(WEIGHTS_SHA256);
         for t in texts {
             key_text.push('\0');
             key_text.push_str(t);
         }
         let key = sha256_hex(key_text.as_bytes());
-        if let Some(vectors) = read_cache(path, &key, texts.len()) {
+        let path = dir.join(format!("{key}.f32"));
+        let cache_err = |e: &dyn std::fmt::Display| EmbedError::Cache {
+            path: path.clone(),
+            message: e.to_string(),
+        };
+        if let Some(vectors) = read_cache(&path, &key, texts.len()) {
             return Ok(vectors);
         }
         let vectors = self.embed(texts)?;
@@ -166,12 +168,10 @@ impl Embedder {
                 bytes.extend_from_slice(&x.to_le_bytes());
             }
         }
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| cache_err(&e))?;
-        }
-        let tmp = path.with_extension("tmp");
+        std::fs::create_dir_all(dir).map_err(|e| cache_err(&e))?;
+        let tmp = dir.join(format!("{key}.{}.tmp", std::process::id()));
         std::fs::write(&tmp, bytes).map_err(|e| cache_err(&e))?;
-        std::fs::rename(&tmp, path).map_err(|e| cache_err(&e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| cache_err(&e))?;
         Ok(vectors)
     }
 

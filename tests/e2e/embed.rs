@@ -21,7 +21,9 @@ pub fn embedder() -> &'static Embedder {
 /// The real catalog's title vectors, embedded once per test process.
 fn title_vectors() -> &'static [[f32; recgpt_pipeline::embed::DIM]] {
     static VECTORS: OnceLock<Vec<[f32; recgpt_pipeline::embed::DIM]>> = OnceLock::new();
-    VECTORS.get_or_init(|| embedder().embed_titles(real_store().catalog()).unwrap())
+    VECTORS.get_or_init(|| {
+        recgpt_pipeline::retrieval::title_vectors(&real_store(), embedder()).unwrap()
+    })
 }
 
 /// Categories of the real catalog, built once per test process.
@@ -120,4 +122,35 @@ fn real_catalog_categories_are_deterministic_and_named() {
     let home = crate::common::temp_home();
     c.save(&home).unwrap();
     assert_eq!(Categories::load(&home, &store).unwrap(), *c);
+}
+
+#[test]
+fn cached_embeddings_are_the_computed_ones() {
+    let dir = crate::common::temp_home();
+    let texts = [
+        "jumbo bag red retrospot",
+        "t-light holder",
+        "vintage enamel coffee mugs",
+    ];
+    let fresh = embedder().embed(&texts).unwrap();
+    let first = embedder().embed_cached(&dir, &texts).unwrap();
+    assert_eq!(first, fresh);
+    let files: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+    assert_eq!(files.len(), 1, "one file per text list");
+    // a hit reads the file: a corrupted body is a miss and is recomputed, not returned
+    let path = files[0].as_ref().unwrap().path();
+    assert_eq!(embedder().embed_cached(&dir, &texts).unwrap(), fresh);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let whole = bytes.len();
+    bytes.truncate(whole - 4);
+    std::fs::write(&path, bytes).unwrap();
+    assert_eq!(embedder().embed_cached(&dir, &texts).unwrap(), fresh);
+    assert_eq!(
+        std::fs::read(&path).unwrap().len(),
+        whole,
+        "rewritten whole"
+    );
+    // other texts, another file
+    embedder().embed_cached(&dir, &texts[..2]).unwrap();
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 2);
 }

@@ -15,7 +15,7 @@ pub fn build(home: &Path, config: &Config, embedder: Option<&Path>, json: bool) 
     let store = Store::open(home)?;
     let embedder = Embedder::load(&embedder.map_or_else(default_embedder_dir, Path::to_path_buf))?;
     let started = std::time::Instant::now();
-    let vectors = embedder.embed_titles(store.catalog())?;
+    let vectors = recgpt_pipeline::retrieval::title_vectors(&store, &embedder)?;
     let embedded = started.elapsed().as_secs_f64();
     let categories = Categories::build(&store, &vectors, &config.categories);
     let path = categories.save(home)?;

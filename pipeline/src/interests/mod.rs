@@ -286,7 +286,10 @@ impl InterestMiner<'_> {
             };
             match answer {
                 Some(a) => proposed.extend(a.into_interests()),
-                None => counts.unparsable += 1,
+                None => {
+                    tracing::debug!(finish = ?generation.finish, text = %generation.text, "unparsable interests answer");
+                    counts.unparsable += 1;
+                }
             }
         }
         let grounder = Grounder::new(

@@ -88,7 +88,17 @@ impl MistralRsBackend {
             builder.set_deterministic_sampler()
         };
         if let Some(schema) = &request.schema {
-            builder = builder.set_constraint(Constraint::JsonSchema(schema.clone()));
+            // llguidance lets JSON take any whitespace by default, and a small model can fill
+            // its whole budget with it; compact separators as llama.cpp's grammar has them
+            let mut schema = schema.clone();
+            if let Some(object) = schema.as_object_mut() {
+                object.entry("x-guidance").or_insert(serde_json::json!({
+                    "whitespace_flexible": false,
+                    "item_separator": ", ",
+                    "key_separator": ": ",
+                }));
+            }
+            builder = builder.set_constraint(Constraint::JsonSchema(schema));
         }
         builder
     }
