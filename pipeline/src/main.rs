@@ -292,7 +292,8 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("RECGPT_LOG")
-                .unwrap_or_else(|_| "warn".into()),
+                // Qdrant Edge warns about server feature flags an embedded shard never sets
+                .unwrap_or_else(|_| "warn,qdrant_edge=error".into()),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -48,6 +48,9 @@ impl ItemTags {
 /// Words that only carry a quantity or packaging when next to a number.
 const PACKAGING: [&str; 8] = ["set", "sets", "pack", "box", "bag", "of", "pcs", "pk"];
 
+/// Words that join the core word to its modifier.
+const JOINERS: [&str; 6] = ["and", "of", "with", "for", "in", "the"];
+
 /// Up to two tags of a title, lower case, most specific first.
 pub fn title_tags(title: &str) -> Vec<String> {
     let words: Vec<String> = title
@@ -81,7 +84,16 @@ pub fn title_tags(title: &str) -> Vec<String> {
         tags.push(clean.join(" "));
     }
     if clean.len() >= 3 {
-        tags.push(clean[clean.len() - 2..].join(" "));
+        // the last two words, or three when the first of them only joins ("teacup and saucer")
+        let n = clean.len();
+        let start = if JOINERS.contains(&clean[n - 2]) {
+            n - 3
+        } else {
+            n - 2
+        };
+        if start > 0 {
+            tags.push(clean[start..].join(" "));
+        }
     }
     tags
 }
@@ -105,6 +117,11 @@ mod tests {
             ["retrospot cake cases", "cake cases"]
         );
         assert_eq!(title_tags("JUMBO BAG"), ["jumbo bag"]);
+        assert_eq!(
+            title_tags("ROSES REGENCY TEACUP AND SAUCER"),
+            ["roses regency teacup and saucer", "teacup and saucer"]
+        );
+        assert_eq!(title_tags("TEACUP AND SAUCER"), ["teacup and saucer"]);
         assert_eq!(title_tags("12"), Vec::<String>::new());
     }
 }

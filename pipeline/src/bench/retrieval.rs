@@ -3,9 +3,8 @@
 //!
 //! Each user sends one user query and `tags` tag queries (h = β·h_user + (1−β)·h_tag, tags
 //! drawn from the catalog's title tags), as the retrieve stage does. A synthetic catalog of
-//! `scale`× keeps the real vectors and adds `scale − 1` jittered copies of each: the real
-//! vector plus Gaussian noise of half the real vectors' per-dimension standard deviation,
-//! made unit length again.
+//! `scale`× keeps the real vectors and adds `(scale − 1)·n` vectors drawn from a Gaussian with
+//! the real vectors' mean and full covariance, made unit length like them.
 
 use std::path::Path;
 use std::time::Instant;
@@ -57,34 +56,42 @@ fn unit(mut v: Vec<f32>) -> Vec<f32> {
     v
 }
 
-/// The real vectors followed by `scale − 1` jittered copies of each.
+/// The real vectors followed by `(scale − 1)·n` draws from a Gaussian with their mean and
+/// covariance, made unit length like the real ones.
 pub fn synthetic(vectors: &[Vec<f32>], scale: usize, seed: u64) -> Vec<Vec<f32>> {
     let dim = vectors.first().map_or(0, Vec::len);
-    let n = vectors.len() as f32;
-    let mean: Vec<f32> = (0..dim)
-        .map(|d| vectors.iter().map(|v| v[d]).sum::<f32>() / n)
+    let n = vectors.len().max(1) as f64;
+    let mean: Vec<f64> = (0..dim)
+        .map(|d| vectors.iter().map(|v| f64::from(v[d])).sum::<f64>() / n)
         .collect();
-    let std: Vec<f32> = (0..dim)
-        .map(|d| {
-            (vectors
-                .iter()
-                .map(|v| (v[d] - mean[d]).powi(2))
-                .sum::<f32>()
-                / n)
-                .sqrt()
-        })
-        .collect();
+    let mut cov = vec![0f64; dim * dim];
+    for v in vectors {
+        for i in 0..dim {
+            for j in 0..=i {
+                cov[i * dim + j] += (f64::from(v[i]) - mean[i]) * (f64::from(v[j]) - mean[j]) / n;
+            }
+        }
+    }
+    // Cholesky factor L (lower), with a small ridge so a flat direction cannot break it
+    let mut l = vec![0f64; dim * dim];
+    for i in 0..dim {
+        for j in 0..=i {
+            let s: f64 = (0..j).map(|k| l[i * dim + k] * l[j * dim + k]).sum();
+            if i == j {
+                l[i * dim + i] = (cov[i * dim + i] + 1e-9 - s).max(1e-12).sqrt();
+            } else {
+                l[i * dim + j] = (cov[i * dim + j] - s) / l[j * dim + j];
+            }
+        }
+    }
     let mut rng = SplitMix64::new(seed);
     let mut out = vectors.to_vec();
-    for _ in 1..scale {
-        for v in vectors {
-            let jittered = v
-                .iter()
-                .zip(&std)
-                .map(|(x, s)| x + 0.5 * s * gaussian(&mut rng))
-                .collect();
-            out.push(unit(jittered));
-        }
+    for _ in 0..(scale.max(1) - 1) * vectors.len() {
+        let z: Vec<f64> = (0..dim).map(|_| f64::from(gaussian(&mut rng))).collect();
+        let x = (0..dim)
+            .map(|i| (mean[i] + (0..=i).map(|k| l[i * dim + k] * z[k]).sum::<f64>()) as f32)
+            .collect();
+        out.push(unit(x));
     }
     out
 }
