@@ -2,6 +2,8 @@
 //!
 //! - [`EdgeIndex`]: Qdrant Edge (`qdrant-edge`), Qdrant's in-process engine: HNSW, payload
 //!   filters, persistence under the data home. The embedded default.
+//! - [`QdrantServerIndex`]: a collection on a Qdrant server or cluster over gRPC
+//!   (`qdrant-client`), for when the catalog outgrows one machine.
 //! - [`ExactIndex`]: brute-force dot products over every point; the reference that the
 //!   HNSW index's recall is measured against.
 //!
@@ -9,6 +11,7 @@
 //! a payload of item id, title and category; scores are dot products of unit vectors.
 
 mod edge;
+mod server;
 
 use std::collections::HashSet;
 
@@ -16,6 +19,7 @@ use recgpt_data::ItemIx;
 use serde::{Deserialize, Serialize};
 
 pub use edge::EdgeIndex;
+pub use server::QdrantServerIndex;
 
 use crate::metrics::top_k;
 
