@@ -127,9 +127,6 @@ fn edge_index_persists_filters_and_finds_the_exact_neighbours() {
         recall >= 0.9,
         "HNSW recall@10 against exact search: {recall}"
     );
-    for (w, g) in want.iter().zip(&got).take(20) {
-        assert!((w[0].score - g[0].score).abs() < 1e-3 || g[0].score <= w[0].score);
-    }
 
     // a filter keeps excluded items out
     let exclude: HashSet<u32> = want[0].iter().take(5).map(|h| h.item).collect();
