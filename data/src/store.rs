@@ -127,6 +127,14 @@ impl Store {
         TimeWindow::resolve(until, as_of, self.manifest.last_event)
     }
 
+    /// Whether the store holds `user`.
+    pub fn has_user(&self, user: &str) -> Result<bool, DataError> {
+        let err = |e: &dyn std::fmt::Display| DataError::store(&self.path, e);
+        let txn = self.db.begin_read().map_err(|e| err(&e))?;
+        let table = txn.open_table(HISTORIES).map_err(|e| err(&e))?;
+        Ok(table.get(user).map_err(|e| err(&e))?.is_some())
+    }
+
     /// One user's history inside `window`.
     pub fn history(&self, user: &str, window: &TimeWindow) -> Result<History, DataError> {
         let err = |e: &dyn std::fmt::Display| DataError::store(&self.path, e);

@@ -8,10 +8,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::categories::CategoriesConfig;
 use crate::compress::CompressConfig;
+use crate::explain::ExplainConfig;
 use crate::interests::InterestsConfig;
 use crate::llm::LlamaCppConfig;
 pub use crate::llm::{BackendConfig, LlmConfig};
 use crate::retrieval::EvalConfig;
+use crate::serve::ServeConfig;
 use crate::tags::TagsConfig;
 use recgpt_retrieval::index::IndexConfig;
 use recgpt_retrieval::retrieve::RetrieveConfig;
@@ -39,6 +41,10 @@ pub struct Config {
     pub retrieve: RetrieveConfig,
     /// `recgpt eval`.
     pub eval: EvalConfig,
+    /// Stage `explain`.
+    pub explain: ExplainConfig,
+    /// `recgpt serve`.
+    pub serve: ServeConfig,
 }
 
 /// Errors reading the configuration: the caller's fault.

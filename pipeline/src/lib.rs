@@ -10,17 +10,25 @@
 //! - [`model`]: where the model file is found.
 //! - [`embed`], [`categories`]: re-exported from `recgpt-retrieval`.
 //! - [`retrieval`]: the three-tower model, index and evaluation wired to the store.
+//! - [`explain`]: explanations per (interest, item) pair and their cache.
+//! - [`recommend`]: the whole chain for a group of users, stored in [`results`].
+//! - [`serve`]: the HTTP endpoint.
 
 pub mod bench;
 pub mod compress;
 pub mod config;
+pub mod explain;
+pub mod hash;
 pub mod interests;
 pub mod llm;
 pub mod model;
 pub mod prompts;
 pub mod reason;
+pub mod recommend;
 pub mod regression;
+pub mod results;
 pub mod retrieval;
+pub mod serve;
 pub mod stage;
 pub mod stats;
 pub mod tags;

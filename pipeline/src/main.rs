@@ -104,6 +104,37 @@ enum Command {
         #[command(flatten)]
         embedder: EmbedderArgs,
     },
+    /// The whole chain for users: interests and tags (LLM), retrieval with those tags, and an
+    /// explanation per recommended item (cached per interest and item); stored in
+    /// `results.sqlite` in the data home, where `recgpt serve` reads it.
+    Recommend {
+        /// User ids.
+        #[arg(required = true)]
+        users: Vec<String>,
+        /// Recommendations per user (config `retrieve.k`).
+        #[arg(long)]
+        k: Option<usize>,
+        #[command(flatten)]
+        history: HistoryArgs,
+        #[command(flatten)]
+        llm: LlmArgs,
+        #[command(flatten)]
+        embedder: EmbedderArgs,
+    },
+    /// Serve recommendations and explanations over HTTP (see README: HTTP endpoint).
+    Serve {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        addr: std::net::SocketAddr,
+        /// Answer from the cache only: do not load the model to generate missing explanations.
+        #[arg(long)]
+        no_generate: bool,
+        /// Required API key (x-api-key or Authorization: Bearer); none when unset.
+        #[arg(long, env = "RECGPT_API_KEY", hide_env_values = true)]
+        api_key: Option<String>,
+        #[command(flatten)]
+        llm: LlmArgs,
+    },
     /// Train every method on events before --split and score it on the users present on both
     /// sides (full ranking over the catalog); writes `eval/eval-SPLIT.json` and a Recall@K chart.
     Eval {

@@ -9,13 +9,14 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use recgpt_data::{DataError, ItemIx, Store, Timestamp};
+use recgpt_data::{BehaviorKind, DataError, History, ItemIx, Store, Timestamp};
 use recgpt_retrieval::baselines::{Ease, ItemKnn, MostPopular, Scorer};
 use recgpt_retrieval::categories::Categories;
 use recgpt_retrieval::embed::{EmbedError, Embedder, DIM};
 use recgpt_retrieval::eval::{self, EvalSet, MethodReport, ThreeTower, UserTower};
-use recgpt_retrieval::index::{EdgeIndex, IndexError, IndexPoint};
+use recgpt_retrieval::index::{EdgeIndex, IndexError, IndexPoint, SearchFilter};
 use recgpt_retrieval::interactions::{Interactions, UserItems};
+use recgpt_retrieval::retrieve::TagQuery;
 use recgpt_retrieval::title_tags::ItemTags;
 use recgpt_retrieval::tower::{self, EpochLoss, ItemFeatures, Progress, TowerError, TowerModel};
 use serde::{Deserialize, Serialize};
@@ -132,6 +133,44 @@ impl Prepared {
             .take(n)
             .collect()
     }
+
+    /// The index queries of [`Self::user_title_tags`]: each tag's text and tag-tower vector.
+    pub fn user_title_tag_queries(
+        &self,
+        model: &TowerModel,
+        user: &UserItems,
+        n: usize,
+    ) -> Result<Vec<TagQuery>, TowerError> {
+        let ids = self.user_title_tags(user, n);
+        let texts: Vec<[f32; DIM]> = ids.iter().map(|&t| self.tag_vectors[t as usize]).collect();
+        Ok(ids
+            .iter()
+            .zip(model.tag_vectors(&texts)?)
+            .map(|(&t, vector)| TagQuery {
+                tag: self.item_tags.texts[t as usize].clone(),
+                vector,
+            })
+            .collect())
+    }
+}
+
+/// The filter that leaves out what `history`'s user bought in the `days` days before `as_of`
+/// (nothing when `days` is 0).
+pub fn recently_bought(history: &History, as_of: chrono::NaiveDate, days: u32) -> SearchFilter {
+    let mut exclude = HashSet::new();
+    if days > 0 {
+        let since = as_of
+            .checked_sub_days(chrono::Days::new(days.into()))
+            .map_or(Timestamp(i64::MIN), Timestamp::from_date);
+        exclude.extend(
+            history
+                .events
+                .iter()
+                .filter(|e| e.at >= since && e.kind == BehaviorKind::Purchase)
+                .filter_map(|e| e.item),
+        );
+    }
+    SearchFilter { exclude }
 }
 
 /// Trains the three-tower model on purchases before `until` (all when `None`). Returns the
@@ -290,7 +329,7 @@ pub fn evaluate_trained(
     let user_tower = UserTower::new(model, &set, &prepared.features)?;
     run(&user_tower, &mut methods);
     timed(&mut seconds, "UserTower", started);
-    seconds.insert("UserTower".into(), seconds["UserTower"] + tower_train);
+    *seconds.get_mut("UserTower").expect("just timed") += tower_train;
 
     progress("ThreeTower");
     let started = std::time::Instant::now();
@@ -299,23 +338,26 @@ pub fn evaluate_trained(
     let mut tag_categories = HashMap::new();
     for (before, _) in &set.users {
         let ids = prepared.user_title_tags(before, config.eval.tags_per_user);
-        let texts: Vec<[f32; DIM]> = ids
-            .iter()
-            .map(|&t| prepared.tag_vectors[t as usize])
-            .collect();
         tag_categories.insert(
             before.user.clone(),
-            texts
-                .iter()
-                .map(|v| prepared.categories.nearest(v) as u32)
+            ids.iter()
+                .map(|&t| {
+                    prepared
+                        .categories
+                        .nearest(&prepared.tag_vectors[t as usize]) as u32
+                })
                 .collect::<Vec<_>>(),
         );
-        tag_vectors.insert(before.user.clone(), model.tag_vectors(&texts)?);
+        let queries = prepared.user_title_tag_queries(model, before, config.eval.tags_per_user)?;
+        tag_vectors.insert(
+            before.user.clone(),
+            queries.into_iter().map(|q| q.vector).collect::<Vec<_>>(),
+        );
     }
     let three = ThreeTower::new(model, &user_tower, &tag_vectors, "ThreeTower".into());
     run(&three, &mut methods);
     timed(&mut seconds, "ThreeTower", started);
-    seconds.insert("ThreeTower".into(), seconds["ThreeTower"] + tower_train);
+    *seconds.get_mut("ThreeTower").expect("just timed") += tower_train;
 
     let n = config.eval.tag_hr_n;
     let (value, users) = eval::tag_hit_rate(&set, &tag_categories, category, n);

@@ -9,6 +9,7 @@ mod cli;
 mod common;
 mod compress;
 mod embed;
+mod explain;
 mod import;
 mod interests;
 mod llm;

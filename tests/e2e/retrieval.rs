@@ -11,13 +11,13 @@ use recgpt_retrieval::index::{
     recall_against, EdgeIndex, ExactIndex, IndexConfig, SearchFilter, VectorIndex,
 };
 use recgpt_retrieval::interactions::Interactions;
-use recgpt_retrieval::retrieve::{retrieve, RetrieveConfig, TagQuery};
+use recgpt_retrieval::retrieve::{retrieve, RetrieveConfig};
 use recgpt_retrieval::tower::TowerModel;
 
 use crate::common::{real_import, real_store, temp_home};
 use crate::embed::embedder;
 
-const SPLIT: &str = "2011-11-01";
+pub const SPLIT: &str = "2011-11-01";
 
 /// Short training for tests: the full settings run in `make demo` and `recgpt eval`.
 fn test_config() -> Config {
@@ -28,7 +28,7 @@ fn test_config() -> Config {
 }
 
 /// Catalog inputs of the real data, prepared once per test process.
-fn prepared() -> &'static Prepared {
+pub fn prepared() -> &'static Prepared {
     static PREPARED: OnceLock<Prepared> = OnceLock::new();
     PREPARED.get_or_init(|| {
         Prepared::load(&real_import().0, &real_store(), &test_config(), embedder())
@@ -37,7 +37,7 @@ fn prepared() -> &'static Prepared {
 }
 
 /// A model trained on purchases before the split, once per test process.
-fn model() -> &'static (TowerModel, Interactions, Interactions) {
+pub fn model() -> &'static (TowerModel, Interactions, Interactions) {
     static MODEL: OnceLock<(TowerModel, Interactions, Interactions)> = OnceLock::new();
     MODEL.get_or_init(|| {
         retrieval::train(
@@ -144,19 +144,7 @@ fn edge_index_persists_filters_and_finds_the_exact_neighbours() {
 
     // per-user retrieval: candidates found by a tag query keep that tag
     let user = &before.users[0];
-    let ids = prepared().user_title_tags(user, 5);
-    let texts: Vec<_> = ids
-        .iter()
-        .map(|&t| prepared().tag_vectors[t as usize])
-        .collect();
-    let tags: Vec<TagQuery> = ids
-        .iter()
-        .zip(model.tag_vectors(&texts).unwrap())
-        .map(|(&t, vector)| TagQuery {
-            tag: prepared().item_tags.texts[t as usize].clone(),
-            vector,
-        })
-        .collect();
+    let tags = prepared().user_title_tag_queries(model, user, 5).unwrap();
     let config = RetrieveConfig::default();
     let candidates =
         retrieve(&index, model, &model.user_vectors[0], &tags, &none, &config).unwrap();

@@ -5,6 +5,7 @@ mod categories;
 mod import;
 mod interests;
 mod narrative;
+mod recommend;
 mod retrieval;
 mod stats;
 
@@ -122,6 +123,27 @@ pub fn run(cli: Cli) -> Result<()> {
                 config.eval.ks = k;
             }
             retrieval::eval(&home, &config, split, &embedder, cli.json)
+        }
+        Command::Recommend {
+            users,
+            k,
+            history,
+            llm,
+            embedder,
+        } => {
+            let mut config = config.with_history(&history).with_llm(&llm);
+            config.retrieve.k = k.unwrap_or(config.retrieve.k);
+            recommend::recommend(&home, config, &users, &history, &embedder, cli.json)
+        }
+        Command::Serve {
+            addr,
+            no_generate,
+            api_key,
+            llm,
+        } => {
+            let mut config = config.with_llm(&llm);
+            config.serve.generate &= !no_generate;
+            recommend::serve(&home, config, addr, api_key)
         }
         Command::Users { limit, history } => narrative::users(&home, limit, &history, cli.json),
         Command::Stats(StatsCommand::Narratives { history, split }) => stats::narratives(

@@ -1,26 +1,25 @@
 //! `recgpt train`, `recgpt index build`, `recgpt retrieve`, `recgpt eval`.
 
-use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use anyhow::{Context, Result};
-use chrono::{Days, NaiveDate};
+use anyhow::Result;
+use chrono::NaiveDate;
 use indicatif::{ProgressBar, ProgressStyle};
-use recgpt_data::{Store, Timestamp};
+use recgpt_data::Store;
 use recgpt_pipeline::config::Config;
 use recgpt_pipeline::embed::Embedder;
 use recgpt_pipeline::model::default_embedder_dir;
 use recgpt_pipeline::retrieval::{self, EvalReport, Prepared};
-use recgpt_retrieval::index::{EdgeIndex, SearchFilter, VectorIndex};
+use recgpt_retrieval::index::{EdgeIndex, VectorIndex};
 use recgpt_retrieval::interactions::UserItems;
-use recgpt_retrieval::retrieve::{retrieve as retrieve_user, TagQuery};
+use recgpt_retrieval::retrieve::retrieve as retrieve_user;
 use recgpt_retrieval::tower::{Progress, TowerModel};
 
 use super::print_json;
 use crate::EmbedderArgs;
 
-fn open(home: &Path, config: &Config, args: &EmbedderArgs) -> Result<(Store, Prepared)> {
+pub(super) fn open(home: &Path, config: &Config, args: &EmbedderArgs) -> Result<(Store, Prepared)> {
     let store = Store::open(home)?;
     let dir = args.embedder.clone().unwrap_or_else(default_embedder_dir);
     let embedder = Embedder::load(&dir)?;
@@ -141,38 +140,9 @@ pub fn retrieve(
         "user {user} bought nothing before {}",
         window.as_of
     );
-    let days = config.retrieve.exclude_bought_days;
-    let filter = SearchFilter {
-        exclude: if days == 0 {
-            HashSet::new()
-        } else {
-            let since = Timestamp::from_date(
-                window
-                    .as_of
-                    .checked_sub_days(Days::new(days.into()))
-                    .context("date out of range")?,
-            );
-            history
-                .events
-                .iter()
-                .filter(|e| e.at >= since && e.kind == recgpt_data::BehaviorKind::Purchase)
-                .filter_map(|e| e.item)
-                .collect()
-        },
-    };
-    let tag_ids = prepared.user_title_tags(&items, config.eval.tags_per_user);
-    let texts: Vec<_> = tag_ids
-        .iter()
-        .map(|&t| prepared.tag_vectors[t as usize])
-        .collect();
-    let tags: Vec<TagQuery> = tag_ids
-        .iter()
-        .zip(model.tag_vectors(&texts)?)
-        .map(|(&t, vector)| TagQuery {
-            tag: prepared.item_tags.texts[t as usize].clone(),
-            vector,
-        })
-        .collect();
+    let filter =
+        retrieval::recently_bought(&history, window.as_of, config.retrieve.exclude_bought_days);
+    let tags = prepared.user_title_tag_queries(&model, &items, config.eval.tags_per_user)?;
     let user_vector = model.user_vector(&items, &prepared.features)?;
     let candidates = retrieve_user(
         &index,

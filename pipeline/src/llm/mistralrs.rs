@@ -118,19 +118,25 @@ impl LlmBackend for MistralRsBackend {
         ));
         answers
             .into_iter()
-            .map(|answer| {
+            .zip(requests)
+            .map(|(answer, request)| {
                 let answer = answer.map_err(|e| LlmError::Backend(format!("mistral.rs: {e}")))?;
                 let choice = answer
                     .choices
                     .first()
                     .ok_or_else(|| LlmError::Backend("mistral.rs: no choice".into()))?;
+                let text = choice.message.content.clone().unwrap_or_default();
+                // mistral.rs 0.8 reports "length" when llguidance ends the answer because the
+                // schema's grammar is complete; a complete JSON document was not cut short
+                let complete = request.schema.is_some()
+                    && serde_json::from_str::<serde_json::Value>(&text).is_ok();
                 Ok(Generation {
-                    text: choice.message.content.clone().unwrap_or_default(),
-                    finish: if choice.finish_reason == "length" {
+                    finish: if choice.finish_reason == "length" && !complete {
                         Finish::Length
                     } else {
                         Finish::Stop
                     },
+                    text,
                     prompt_tokens: answer.usage.prompt_tokens,
                     shared_prompt_tokens: 0,
                     generated_tokens: answer.usage.completion_tokens,

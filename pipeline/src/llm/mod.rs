@@ -157,11 +157,7 @@ impl Default for Sampling {
 impl Sampling {
     /// The seed of one user's requests (FNV-1a of the base seed and the user id).
     pub fn seed_for(&self, user: &str) -> u32 {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in self.seed.to_le_bytes().iter().chain(user.as_bytes()) {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
+        let h = crate::hash::fnv1a([&self.seed.to_le_bytes()[..], user.as_bytes()]);
         (h ^ (h >> 32)) as u32
     }
 }
@@ -314,5 +310,24 @@ pub trait LlmBackend: Send + Sync {
             answers[i] = Some(g);
         }
         Ok(firsts.into_iter().zip(answers).collect())
+    }
+}
+
+/// A shared backend is a backend (one loaded model serving several owners).
+impl<T: LlmBackend + ?Sized> LlmBackend for &T {
+    fn model_id(&self) -> &str {
+        (**self).model_id()
+    }
+
+    fn generate(&self, requests: &[GenerateRequest]) -> Result<Vec<Generation>, LlmError> {
+        (**self).generate(requests)
+    }
+
+    fn generate_with_follow_up(
+        &self,
+        requests: &[GenerateRequest],
+        follow_up: &mut FollowUpFn<'_>,
+    ) -> Result<Vec<(Generation, Option<Generation>)>, LlmError> {
+        (**self).generate_with_follow_up(requests, follow_up)
     }
 }

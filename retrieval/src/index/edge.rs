@@ -181,12 +181,12 @@ impl VectorIndex for EdgeIndex {
                     .map_err(|e| IndexError::Search(e.to_string()))?;
                 points
                     .into_iter()
-                    .map(|p| match p.id {
-                        PointId::NumId(n) => Ok(Hit {
-                            item: n as u32,
-                            score: p.score,
-                        }),
-                        other => Err(IndexError::Search(format!("unexpected point id {other}"))),
+                    .map(|p| {
+                        let n = match p.id {
+                            PointId::NumId(n) => Some(n),
+                            _ => None,
+                        };
+                        Hit::from_point_id(n, || p.id.to_string(), p.score)
                     })
                     .collect()
             })

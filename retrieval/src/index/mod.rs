@@ -30,6 +30,20 @@ pub struct Hit {
     pub score: f32,
 }
 
+impl Hit {
+    /// A hit from an engine's point id: the item index as a numeric id, anything else (a
+    /// UUID, a number past the catalog's index range) is an error naming the id.
+    fn from_point_id(
+        id: Option<u64>,
+        describe: impl Fn() -> String,
+        score: f32,
+    ) -> Result<Self, IndexError> {
+        id.and_then(|n| ItemIx::try_from(n).ok())
+            .map(|item| Hit { item, score })
+            .ok_or_else(|| IndexError::Search(format!("unexpected point id {}", describe())))
+    }
+}
+
 /// A point to index.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IndexPoint {

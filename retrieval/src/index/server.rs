@@ -166,12 +166,13 @@ impl VectorIndex for QdrantServerIndex {
                 batch
                     .result
                     .into_iter()
-                    .map(|p| match p.id.and_then(|id| id.point_id_options) {
-                        Some(PointIdOptions::Num(n)) => Ok(Hit {
-                            item: n as u32,
-                            score: p.score,
-                        }),
-                        other => Err(IndexError::Search(format!("unexpected point id {other:?}"))),
+                    .map(|p| {
+                        let id = p.id.and_then(|id| id.point_id_options);
+                        let n = match id {
+                            Some(PointIdOptions::Num(n)) => Some(n),
+                            _ => None,
+                        };
+                        Hit::from_point_id(n, || format!("{id:?}"), p.score)
                     })
                     .collect()
             })

@@ -339,19 +339,12 @@ impl UserBatch {
                 .copied()
                 .filter(|&i| Some(i) != *leave_out)
                 .collect();
-            mean_into(
-                &kept,
-                f,
-                &mut history[r * n_items..(r + 1) * n_items],
-                &mut titles[r * DIM..(r + 1) * DIM],
-            );
-            let mut unused = vec![0f32; n_items];
-            mean_into(
-                &items.returned,
-                f,
-                &mut unused,
-                &mut returned[r * DIM..(r + 1) * DIM],
-            );
+            let rows_history = &mut history[r * n_items..(r + 1) * n_items];
+            for &i in &kept {
+                rows_history[i as usize] = 1.0 / kept.len() as f32;
+            }
+            mean_title_into(&kept, f, &mut titles[r * DIM..(r + 1) * DIM]);
+            mean_title_into(&items.returned, f, &mut returned[r * DIM..(r + 1) * DIM]);
         }
         let ids = if rows.iter().all(|r| r.0.is_some()) {
             let ids: Vec<u32> = rows.iter().map(|r| r.0.expect("checked")).collect();
@@ -369,14 +362,10 @@ impl UserBatch {
     }
 }
 
-/// Writes 1/n at each of `items` in `history` and their mean title vector in `titles`.
-fn mean_into(items: &[ItemIx], f: &ItemFeatures, history: &mut [f32], titles: &mut [f32]) {
-    if items.is_empty() {
-        return;
-    }
+/// Adds the mean title vector of `items` to `titles` (left as is when `items` is empty).
+fn mean_title_into(items: &[ItemIx], f: &ItemFeatures, titles: &mut [f32]) {
     let w = 1.0 / items.len() as f32;
     for &i in items {
-        history[i as usize] = w;
         for (t, x) in titles.iter_mut().zip(&f.titles[i as usize]) {
             *t += w * x;
         }

@@ -1,0 +1,256 @@
+//! Explanation rules (RecGPT report: relevance, factuality, clarity, safety), each a named
+//! rejection reason, checked in this order:
+//! - `length`: fewer than `min_words` or more than `max_words` words;
+//! - `unsafe`: a word of [`UNSAFE_WORDS`];
+//! - `hype`: an exclamation mark, or a slogan / exaggeration word of [`HYPE_WORDS`];
+//! - `title_copy`: adds fewer than [`MIN_NEW_WORDS`] content words to the item's title (a
+//!   near-copy of the title says nothing about why);
+//! - `irrelevant`: shares no (stemmed) content word with the interest (name, description) nor
+//!   with the item (title, category);
+//! - `invented_attribute`: names a colour, material or pattern ([`ATTRIBUTE_WORDS`]) or a
+//!   number that is in neither the item's title and category nor the interest's text.
+
+use std::collections::BTreeSet;
+
+use crate::interests::validate::{stem, words, STOP_WORDS};
+use crate::tags::validate::stems;
+
+/// Slogans and exaggeration: an explanation states a reason, it does not sell.
+pub const HYPE_WORDS: &[&str] = &[
+    "amazing",
+    "awesome",
+    "best",
+    "breathtaking",
+    "exclusive",
+    "fantastic",
+    "greatest",
+    "guaranteed",
+    "hurry",
+    "incredible",
+    "must-have",
+    "must-haves",
+    "perfect",
+    "perfectly",
+    "revolutionary",
+    "spectacular",
+    "stunning",
+    "ultimate",
+    "unbeatable",
+    "unmissable",
+    "wow",
+];
+
+/// Words an explanation shown to customers never uses.
+pub const UNSAFE_WORDS: &[&str] = &[
+    "idiot", "stupid", "hate", "kill", "sexy", "drunk", "drugs", "weapon", "ugly", "fat",
+];
+
+/// Attributes checked for factuality: colours, materials and patterns. An explanation may name
+/// one only when the item's catalog text or the interest's text does.
+pub const ATTRIBUTE_WORDS: &[&str] = &[
+    // colours
+    "red",
+    "blue",
+    "green",
+    "yellow",
+    "pink",
+    "purple",
+    "orange",
+    "black",
+    "white",
+    "grey",
+    "gray",
+    "brown",
+    "gold",
+    "golden",
+    "silver",
+    "cream",
+    "ivory",
+    "turquoise",
+    "teal",
+    "navy",
+    "beige",
+    "lilac",
+    "violet",
+    "crimson",
+    // materials
+    "wood",
+    "wooden",
+    "glass",
+    "ceramic",
+    "porcelain",
+    "metal",
+    "tin",
+    "zinc",
+    "iron",
+    "steel",
+    "enamel",
+    "cotton",
+    "linen",
+    "wool",
+    "felt",
+    "silk",
+    "leather",
+    "paper",
+    "cardboard",
+    "plastic",
+    "bamboo",
+    "wicker",
+    "rattan",
+    "velvet",
+    "lace",
+    "crystal",
+    "marble",
+    "stone",
+    "copper",
+    "brass",
+    "bone",
+    "china",
+    // patterns
+    "polka",
+    "dotty",
+    "spotty",
+    "striped",
+    "stripe",
+    "floral",
+    "paisley",
+    "tartan",
+    "gingham",
+];
+
+/// Content words an explanation must add to the title.
+pub const MIN_NEW_WORDS: usize = 3;
+
+/// What an explanation is checked against.
+#[derive(Debug, Clone)]
+pub struct Facts {
+    /// Stems of the item's title and category.
+    pub item: BTreeSet<String>,
+    /// Stems of the interest's name and description.
+    pub interest: BTreeSet<String>,
+    /// Lower-case words (unstemmed) of both, for attribute and number checks.
+    pub known_words: BTreeSet<String>,
+}
+
+impl Facts {
+    pub fn new(title: &str, category: Option<&str>, interest: &str, description: &str) -> Self {
+        let item_text = format!("{title} {}", category.unwrap_or(""));
+        let interest_text = format!("{interest} {description}");
+        let known_words = words(&item_text)
+            .into_iter()
+            .chain(words(&interest_text))
+            .flat_map(|w| [stem(&w), w])
+            .collect();
+        Self {
+            item: stems(&item_text),
+            interest: stems(&interest_text),
+            known_words,
+        }
+    }
+}
+
+/// The first rule `text` breaks, or `None` when it passes them all.
+pub fn rejection(
+    text: &str,
+    title: &str,
+    facts: &Facts,
+    min_words: usize,
+    max_words: usize,
+) -> Option<&'static str> {
+    let all = words(text);
+    if all.len() < min_words || all.len() > max_words {
+        return Some("length");
+    }
+    if all.iter().any(|w| UNSAFE_WORDS.contains(&w.as_str())) {
+        return Some("unsafe");
+    }
+    let lower = text.to_lowercase();
+    if text.contains('!')
+        || all.iter().any(|w| HYPE_WORDS.contains(&w.as_str()))
+        || lower.contains("must-have")
+        || lower.contains("must have")
+    {
+        return Some("hype");
+    }
+    let own = stems(text);
+    let title_stems = stems(title);
+    let added = own
+        .iter()
+        .filter(|w| !title_stems.contains(*w) && !STOP_WORDS.contains(&w.as_str()))
+        .count();
+    if added < MIN_NEW_WORDS {
+        return Some("title_copy");
+    }
+    if own.is_disjoint(&facts.item) && own.is_disjoint(&facts.interest) {
+        return Some("irrelevant");
+    }
+    let invented = all.iter().any(|w| {
+        let attribute =
+            ATTRIBUTE_WORDS.contains(&w.as_str()) || w.chars().all(|c| c.is_ascii_digit());
+        attribute && !facts.known_words.contains(w) && !facts.known_words.contains(&stem(w))
+    });
+    if invented {
+        return Some("invented_attribute");
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TITLE: &str = "REGENCY CAKESTAND 3 TIER";
+
+    fn check(text: &str) -> Option<&'static str> {
+        let facts = Facts::new(
+            TITLE,
+            Some("cakestand regency"),
+            "Regency tea parties",
+            "Serving cakes and tea in regency style",
+        );
+        rejection(text, TITLE, &facts, 6, 30)
+    }
+
+    #[test]
+    fn each_rule_rejects_its_case_and_a_good_explanation_passes() {
+        assert_eq!(
+            check("A three tier regency cakestand suits your afternoon tea parties."),
+            None
+        );
+        assert_eq!(check("Regency cakestand."), Some("length"));
+        assert_eq!(check(&"tea ".repeat(31)), Some("length"));
+        assert_eq!(
+            check("The perfect cakestand for your regency tea parties at home."),
+            Some("hype")
+        );
+        assert_eq!(
+            check("A regency cakestand for your tea parties, order today!"),
+            Some("hype")
+        );
+        assert_eq!(
+            check("Regency cakestand with 3 tier, a regency cakestand."),
+            Some("title_copy")
+        );
+        assert_eq!(
+            check("Something lovely that many happy people enjoy every single day."),
+            Some("irrelevant")
+        );
+        assert_eq!(
+            check("A pink porcelain regency cakestand for your tea parties."),
+            Some("invented_attribute")
+        );
+        assert_eq!(
+            check("A regency cakestand with 5 tiers for your tea parties."),
+            Some("invented_attribute")
+        );
+        // a number the title holds is a fact
+        assert_eq!(
+            check("Its 3 tiers hold cakes for your regency tea parties."),
+            None
+        );
+        assert_eq!(
+            check("A stupid regency cakestand for your tea parties and more."),
+            Some("unsafe")
+        );
+    }
+}

@@ -1,0 +1,276 @@
+//! The whole chain for a group of users: interests and tags (the LLM), retrieval with those
+//! tags (three towers + vector index), the interest behind each retrieved item, and its
+//! explanation; stored per user in the results store.
+//!
+//! The interest behind an item is the interest of the tag whose query retrieved it. An item
+//! found by the user-only query takes the user's interest nearest its title (cosine of the
+//! MiniLM embeddings of the interest's "name: description" and the item's title).
+
+use std::collections::HashMap;
+
+use recgpt_data::History;
+use recgpt_retrieval::index::{IndexError, VectorIndex};
+use recgpt_retrieval::interactions::UserItems;
+use recgpt_retrieval::retrieve::{retrieve, TagQuery};
+use recgpt_retrieval::tower::{TowerError, TowerModel};
+use serde::Serialize;
+
+use crate::compress::Narrative;
+use crate::config::Config;
+use crate::embed::{cosine, EmbedError, Embedder};
+use crate::explain::keys::{InterestKeys, KeyError};
+use crate::explain::{ExplainCounts, ExplainError, Explainer, Pair};
+use crate::interests::Interest;
+use crate::prompts::Task;
+use crate::reason::{Reasoner, StageError, TokenUse, UserReasoning};
+use crate::results::{Recommendation, ResultStore, ResultsError, UserResult};
+use crate::retrieval::{recently_bought, Prepared};
+
+/// Errors of the chain.
+#[derive(Debug, thiserror::Error)]
+pub enum RecommendError {
+    #[error(transparent)]
+    Stage(#[from] StageError),
+    #[error(transparent)]
+    Explain(#[from] ExplainError),
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+    #[error(transparent)]
+    Embed(#[from] EmbedError),
+    #[error(transparent)]
+    Tower(#[from] TowerError),
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    #[error(transparent)]
+    Results(#[from] ResultsError),
+}
+
+/// What a call did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ChainCounts {
+    pub users: usize,
+    pub tokens: TokenUse,
+    pub explain: ExplainCounts,
+    /// Seconds per stage: `reason` (interests + tags), `retrieve`, `explain`.
+    pub seconds: HashMap<String, f64>,
+}
+
+/// Everything the chain reads.
+pub struct Recommender<'a> {
+    pub config: &'a Config,
+    pub reasoner: Reasoner<'a>,
+    pub explainer: Explainer<'a>,
+    pub prepared: &'a Prepared,
+    pub model: &'a TowerModel,
+    pub index: &'a dyn VectorIndex,
+    pub embedder: &'a Embedder,
+    pub results: &'a ResultStore,
+}
+
+impl std::fmt::Debug for Recommender<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recommender")
+            .field("index", &self.index.kind())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Recommender<'_> {
+    /// Runs the chain for `users` (histories and their narratives), stores each user's result
+    /// and returns them in order.
+    pub fn run(
+        &self,
+        llm: &dyn crate::llm::LlmBackend,
+        keys: &mut InterestKeys,
+        users: &[(&History, &Narrative)],
+    ) -> Result<(Vec<UserResult>, ChainCounts), RecommendError> {
+        let mut counts = ChainCounts {
+            users: users.len(),
+            ..ChainCounts::default()
+        };
+        let mut clock = std::time::Instant::now();
+        let mut lap = |counts: &mut ChainCounts, stage: &str| {
+            counts
+                .seconds
+                .insert(stage.to_string(), clock.elapsed().as_secs_f64());
+            clock = std::time::Instant::now();
+        };
+        let (reasoning, tokens) = self.reasoner.run(llm, users)?;
+        counts.tokens = tokens;
+        lap(&mut counts, "reason");
+
+        let mut candidates = Vec::with_capacity(users.len());
+        for ((history, narrative), r) in users.iter().zip(&reasoning) {
+            candidates.push(self.retrieve(history, narrative, r)?);
+        }
+        lap(&mut counts, "retrieve");
+
+        // one pair per candidate with an interest, all users in one explain call
+        let names: Vec<&str> = reasoning
+            .iter()
+            .flat_map(|r| r.interests.interests.iter().map(|i| i.name.as_str()))
+            .collect();
+        let resolved = keys.resolve(self.results, self.embedder, &names)?;
+        let key_of: HashMap<String, String> =
+            names.iter().map(|n| n.to_string()).zip(resolved).collect();
+        let mut pair_list = Vec::new();
+        for (r, found) in reasoning.iter().zip(&candidates) {
+            for (c, interest) in found {
+                if let Some(i) = interest {
+                    let i: &Interest = &r.interests.interests[*i];
+                    pair_list.push(Pair {
+                        interest: i.name.clone(),
+                        description: i.description.clone(),
+                        key: key_of[&i.name].clone(),
+                        item: c.item,
+                    });
+                }
+            }
+        }
+        let (explanations, explain) = self.explainer.explain(llm, self.results, &pair_list)?;
+        counts.explain = explain;
+        let mut explanations = explanations.into_iter();
+        lap(&mut counts, "explain");
+
+        let catalog = self.explainer.catalog;
+        let mut out = Vec::with_capacity(users.len());
+        for (((history, narrative), r), found) in users.iter().zip(reasoning).zip(candidates) {
+            let recommendations = found
+                .into_iter()
+                .map(|(c, interest)| {
+                    let item = catalog.get(c.item);
+                    let (interest, interest_key, explanation, explanation_source) = match interest {
+                        Some(i) => {
+                            let e = explanations.next().expect("one explanation per pair");
+                            (
+                                Some(r.interests.interests[i].name.clone()),
+                                Some(e.key.interest_key),
+                                Some(e.text),
+                                Some(e.source),
+                            )
+                        }
+                        None => (None, None, None, None),
+                    };
+                    Recommendation {
+                        item: item.id.clone(),
+                        title: item.title.clone(),
+                        category: self.explainer.category(c.item).map(str::to_string),
+                        score: c.score,
+                        tag: c.tag,
+                        interest,
+                        interest_key,
+                        explanation,
+                        explanation_source,
+                    }
+                })
+                .collect();
+            let interest_keys = r
+                .interests
+                .interests
+                .iter()
+                .map(|i| key_of[&i.name].clone())
+                .collect();
+            let result = UserResult {
+                user: history.user.clone(),
+                interest_keys,
+                as_of: narrative.as_of.to_string(),
+                fingerprint: self.fingerprint(narrative, llm.model_id()),
+                interests: r.interests,
+                tags: r.tags,
+                recommendations,
+            };
+            self.results.put_user(&result)?;
+            out.push(result);
+        }
+        Ok((out, counts))
+    }
+
+    /// A user's candidates, each with the index of the interest behind it (`None` when the
+    /// user has no interest).
+    fn retrieve(
+        &self,
+        history: &History,
+        narrative: &Narrative,
+        r: &UserReasoning,
+    ) -> Result<Vec<(recgpt_retrieval::retrieve::Candidate, Option<usize>)>, RecommendError> {
+        let events: Vec<_> = history.events.iter().collect();
+        let items = UserItems::from_events(&history.user, &events);
+        let user = self.model.user_vector(&items, &self.prepared.features)?;
+        let texts: Vec<&str> = r.tags.tags.iter().map(|t| t.tag.as_str()).collect();
+        let tag_vectors = self.model.tag_vectors(&self.embedder.embed(&texts)?)?;
+        let queries: Vec<TagQuery> = texts
+            .iter()
+            .zip(tag_vectors)
+            .map(|(t, vector)| TagQuery {
+                tag: t.to_string(),
+                vector,
+            })
+            .collect();
+        let filter = recently_bought(
+            history,
+            narrative.as_of,
+            self.config.retrieve.exclude_bought_days,
+        );
+        let found = retrieve(
+            self.index,
+            self.model,
+            &user,
+            &queries,
+            &filter,
+            &self.config.retrieve,
+        )?;
+        let interests = &r.interests.interests;
+        let by_name: HashMap<&str, usize> = interests
+            .iter()
+            .enumerate()
+            .map(|(i, x)| (x.name.as_str(), i))
+            .collect();
+        let interest_texts: Vec<String> = interests
+            .iter()
+            .map(|i| format!("{}: {}", i.name, i.description))
+            .collect();
+        let refs: Vec<&str> = interest_texts.iter().map(String::as_str).collect();
+        let interest_vectors = self.embedder.embed(&refs)?;
+        let tag_interest: HashMap<&str, &str> = r
+            .tags
+            .tags
+            .iter()
+            .map(|t| (t.tag.as_str(), t.interest.as_str()))
+            .collect();
+        Ok(found
+            .into_iter()
+            .map(|c| {
+                let through_tag = c
+                    .tag
+                    .as_deref()
+                    .and_then(|t| tag_interest.get(t))
+                    .and_then(|name| by_name.get(name).copied());
+                let interest = through_tag.or_else(|| {
+                    let title = &self.prepared.features.titles[c.item as usize];
+                    interest_vectors
+                        .iter()
+                        .enumerate()
+                        .max_by(|a, b| cosine(a.1, title).total_cmp(&cosine(b.1, title)))
+                        .map(|(i, _)| i)
+                });
+                (c, interest)
+            })
+            .collect())
+    }
+
+    /// Hash of a user's inputs: narrative, prompt versions, model and configuration.
+    pub fn fingerprint(&self, narrative: &Narrative, model_id: &str) -> String {
+        let prompts = self.explainer.prompts;
+        let config = serde_json::to_string(self.config).unwrap_or_default();
+        let parts = [
+            narrative.text.as_str(),
+            &prompts.version(Task::Interests),
+            &prompts.version(Task::Tags),
+            &prompts.version(Task::Explain),
+            model_id,
+            &config,
+        ];
+        let bytes = parts.iter().flat_map(|p| [p.as_bytes(), b"\x1f"]);
+        format!("{:016x}", crate::hash::fnv1a(bytes))
+    }
+}

@@ -1,0 +1,350 @@
+//! The results store: stage outputs per user and the explanation cache, in one SQLite file
+//! under the data home (`results.sqlite`).
+//!
+//! SQLite in WAL mode because several processes share it: a batch job (or several shards)
+//! writes while `recgpt serve` reads, and readers never wait for a writer. Every write is one
+//! transaction, so a killed writer leaves either the old row or the new one.
+//!
+//! Tables:
+//! - `users`: user id → [`UserResult`] as JSON, with its inputs' fingerprint.
+//! - `interest_keys`: normalised interest key → its text embedding (little-endian f32), so that
+//!   near-duplicate interests of other users map to the same key (see `explain::keys`).
+//! - `explanations`: (interest key, item id, prompt version, model id) → [`Explanation`]. A
+//!   prompt or model change makes new keys; old rows stay and are simply not looked up.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use serde::{Deserialize, Serialize};
+
+use crate::interests::UserInterests;
+use crate::tags::UserTags;
+
+/// File name of the results store under the data home.
+pub const RESULTS_FILE: &str = "results.sqlite";
+
+/// How long a writer waits for another process's write transaction.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Errors of the results store.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {message}", path.display())]
+pub struct ResultsError {
+    pub path: PathBuf,
+    pub message: String,
+}
+
+/// The key of one cached explanation.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ExplanationKey {
+    /// Normalised interest (see `explain::keys`).
+    pub interest_key: String,
+    /// Catalog item id.
+    pub item: String,
+    pub prompt_version: String,
+    pub model_id: String,
+}
+
+/// An explanation of why an item suits an interest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Explanation {
+    #[serde(flatten)]
+    pub key: ExplanationKey,
+    /// The interest's name as the generating user's model wrote it.
+    pub interest: String,
+    pub text: String,
+    /// `model`, or `fallback` (the template, after every model answer was rejected).
+    pub source: String,
+    /// Why earlier answers were rejected, one reason per rejected answer.
+    #[serde(default)]
+    pub rejected: Vec<String>,
+}
+
+/// One recommended item with what produced it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Recommendation {
+    pub item: String,
+    pub title: String,
+    pub category: Option<String>,
+    pub score: f32,
+    /// The tag whose query retrieved it; `None` for the user-only query.
+    pub tag: Option<String>,
+    /// The interest it serves (through the tag, else the nearest interest); `None` when the
+    /// user has no interest.
+    pub interest: Option<String>,
+    pub interest_key: Option<String>,
+    pub explanation: Option<String>,
+    /// `model` or `fallback`.
+    pub explanation_source: Option<String>,
+}
+
+/// One user's whole chain, as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserResult {
+    pub user: String,
+    /// The day the narrative was written as of.
+    pub as_of: String,
+    /// Hash of the inputs (narrative, prompt versions, model, config).
+    pub fingerprint: String,
+    pub interests: UserInterests,
+    /// The explanation-cache key of each interest, in the order of `interests.interests`.
+    pub interest_keys: Vec<String>,
+    pub tags: UserTags,
+    pub recommendations: Vec<Recommendation>,
+}
+
+/// Row counts, for reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ResultCounts {
+    pub users: u64,
+    pub interest_keys: u64,
+    pub explanations: u64,
+}
+
+/// An open results store. One connection behind a mutex: SQLite serialises writers anyway,
+/// and reads are short.
+#[derive(Debug)]
+pub struct ResultStore {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+}
+
+impl ResultStore {
+    /// Path of the results store under a data home.
+    pub fn path_in(home: &Path) -> PathBuf {
+        home.join(RESULTS_FILE)
+    }
+
+    /// Opens (creating when missing) the results store under `home`.
+    pub fn open(home: &Path) -> Result<Self, ResultsError> {
+        let path = Self::path_in(home);
+        let err = |e: &dyn std::fmt::Display| ResultsError {
+            path: path.clone(),
+            message: e.to_string(),
+        };
+        std::fs::create_dir_all(home).map_err(|e| err(&e))?;
+        let conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| err(&e))?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| err(&e))?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(|e| err(&e))?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(|e| err(&e))?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS users (
+                 user TEXT PRIMARY KEY,
+                 fingerprint TEXT NOT NULL,
+                 result TEXT NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS interest_keys (
+                 key TEXT PRIMARY KEY,
+                 vector BLOB NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS explanations (
+                 interest_key TEXT NOT NULL,
+                 item TEXT NOT NULL,
+                 prompt_version TEXT NOT NULL,
+                 model_id TEXT NOT NULL,
+                 explanation TEXT NOT NULL,
+                 PRIMARY KEY (interest_key, item, prompt_version, model_id)
+             );",
+        )
+        .map_err(|e| err(&e))?;
+        Ok(Self {
+            path,
+            conn: Mutex::new(conn),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn err(&self, e: impl std::fmt::Display) -> ResultsError {
+        ResultsError {
+            path: self.path.clone(),
+            message: e.to_string(),
+        }
+    }
+
+    /// The cached explanation under `key`.
+    pub fn explanation(&self, key: &ExplanationKey) -> Result<Option<Explanation>, ResultsError> {
+        let json: Option<String> = self
+            .conn()
+            .query_row(
+                "SELECT explanation FROM explanations
+                 WHERE interest_key = ?1 AND item = ?2 AND prompt_version = ?3 AND model_id = ?4",
+                params![key.interest_key, key.item, key.prompt_version, key.model_id],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        json.map(|j| serde_json::from_str(&j).map_err(|e| self.err(e)))
+            .transpose()
+    }
+
+    /// Stores `explanation` unless its key is already there (another writer got there first),
+    /// and returns the stored one, so every reader sees the same text for a key.
+    pub fn put_explanation(&self, explanation: &Explanation) -> Result<Explanation, ResultsError> {
+        let json = serde_json::to_string(explanation).map_err(|e| self.err(e))?;
+        let k = &explanation.key;
+        self.conn()
+            .execute(
+                "INSERT OR IGNORE INTO explanations
+                 (interest_key, item, prompt_version, model_id, explanation)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![k.interest_key, k.item, k.prompt_version, k.model_id, json],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(self.explanation(k)?.unwrap_or_else(|| explanation.clone()))
+    }
+
+    /// Every interest key with its embedding.
+    pub fn interest_keys(&self) -> Result<Vec<(String, Vec<f32>)>, ResultsError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT key, vector FROM interest_keys ORDER BY key")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |row| {
+                let key: String = row.get(0)?;
+                let blob: Vec<u8> = row.get(1)?;
+                Ok((key, blob))
+            })
+            .map_err(|e| self.err(e))?;
+        rows.map(|r| {
+            let (key, blob) = r.map_err(|e| self.err(e))?;
+            let vector = blob
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            Ok((key, vector))
+        })
+        .collect()
+    }
+
+    /// Adds an interest key (kept as is when already there).
+    pub fn put_interest_key(&self, key: &str, vector: &[f32]) -> Result<(), ResultsError> {
+        let blob: Vec<u8> = vector.iter().flat_map(|x| x.to_le_bytes()).collect();
+        self.conn()
+            .execute(
+                "INSERT OR IGNORE INTO interest_keys (key, vector) VALUES (?1, ?2)",
+                params![key, blob],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Stores a user's result, replacing the previous one in one transaction.
+    pub fn put_user(&self, result: &UserResult) -> Result<(), ResultsError> {
+        let json = serde_json::to_string(result).map_err(|e| self.err(e))?;
+        self.conn()
+            .execute(
+                "INSERT INTO users (user, fingerprint, result) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (user) DO UPDATE SET fingerprint = ?2, result = ?3",
+                params![result.user, result.fingerprint, json],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// A user's stored result.
+    pub fn user(&self, user: &str) -> Result<Option<UserResult>, ResultsError> {
+        let json: Option<String> = self
+            .conn()
+            .query_row(
+                "SELECT result FROM users WHERE user = ?1",
+                params![user],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        json.map(|j| serde_json::from_str(&j).map_err(|e| self.err(e)))
+            .transpose()
+    }
+
+    /// The stored user ids, in order.
+    pub fn users(&self) -> Result<Vec<String>, ResultsError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT user FROM users ORDER BY user")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |row| row.get(0))
+            .map_err(|e| self.err(e))?;
+        rows.map(|r| r.map_err(|e| self.err(e))).collect()
+    }
+
+    pub fn counts(&self) -> Result<ResultCounts, ResultsError> {
+        let conn = self.conn();
+        let count = |table: &str| -> Result<u64, ResultsError> {
+            conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |row| {
+                row.get::<_, i64>(0)
+            })
+            .map(|n| n as u64)
+            .map_err(|e| self.err(e))
+        };
+        Ok(ResultCounts {
+            users: count("users")?,
+            interest_keys: count("interest_keys")?,
+            explanations: count("explanations")?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn explanation(text: &str) -> Explanation {
+        Explanation {
+            key: ExplanationKey {
+                interest_key: "vintage teacup".into(),
+                item: "22423".into(),
+                prompt_version: "explain@1".into(),
+                model_id: "m".into(),
+            },
+            interest: "Vintage teacups".into(),
+            text: text.into(),
+            source: "model".into(),
+            rejected: vec![],
+        }
+    }
+
+    #[test]
+    fn first_writer_wins_and_keys_separate_versions() {
+        let home = tempfile::tempdir().unwrap();
+        let store = ResultStore::open(home.path()).unwrap();
+        let first = explanation("A regency cake stand for your vintage tea parties.");
+        assert_eq!(store.put_explanation(&first).unwrap(), first);
+        let second = explanation("Another text.");
+        assert_eq!(store.put_explanation(&second).unwrap(), first);
+        let mut other = second.clone();
+        other.key.prompt_version = "explain@2".into();
+        assert_eq!(store.put_explanation(&other).unwrap(), other);
+        assert_eq!(store.counts().unwrap().explanations, 2);
+
+        // a second handle (another process in production) reads the same rows
+        let again = ResultStore::open(home.path()).unwrap();
+        assert_eq!(again.explanation(&first.key).unwrap(), Some(first));
+        store
+            .put_interest_key("vintage teacup", &[0.5, -1.0])
+            .unwrap();
+        assert_eq!(
+            again.interest_keys().unwrap(),
+            vec![("vintage teacup".to_string(), vec![0.5, -1.0])]
+        );
+        assert_eq!(again.user("12347").unwrap(), None);
+    }
+}

@@ -1,0 +1,373 @@
+//! The handlers, their request and response types, and the OpenAPI document built from them.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, OpenApi, ToSchema};
+
+use super::error::{body_too_large, ErrorBody, ErrorDetail};
+use super::{ApiError, AppState};
+
+/// Longest id accepted.
+pub const MAX_ID_BYTES: usize = 64;
+
+/// Ids are 1 to 64 characters of letters, digits, `-`, `_` and `.`; anything else is 400
+/// `invalid_id` before any lookup.
+pub fn check_id(field: &str, id: &str) -> Result<(), ApiError> {
+    let ok = !id.is_empty()
+        && id.len() <= MAX_ID_BYTES
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
+            "invalid_id",
+            format!("{field} must be 1 to {MAX_ID_BYTES} letters, digits, '-', '_' or '.'"),
+        ))
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct InterestOut {
+    pub name: String,
+    pub description: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RecommendationOut {
+    pub item_id: String,
+    pub title: String,
+    pub category: Option<String>,
+    pub score: f32,
+    /// The tag whose query retrieved the item (none: the user-only query).
+    pub tag: Option<String>,
+    /// The interest behind the item.
+    pub interest: Option<String>,
+    pub explanation: Option<String>,
+    /// `model` or `fallback` (the labelled template).
+    pub explanation_source: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RecommendationsOut {
+    pub user_id: String,
+    /// The day the recommendations were computed as of.
+    pub as_of: String,
+    pub interests: Vec<InterestOut>,
+    pub recommendations: Vec<RecommendationOut>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ExplanationOut {
+    pub user_id: String,
+    pub item_id: String,
+    pub interest: String,
+    pub explanation: String,
+    /// `model` or `fallback`.
+    pub source: String,
+    /// False when generated for this request.
+    pub cached: bool,
+}
+
+impl ExplanationOut {
+    pub fn new(
+        user_id: &str,
+        item_id: &str,
+        interest: &str,
+        explanation: String,
+        source: String,
+        cached: bool,
+    ) -> Self {
+        Self {
+            user_id: user_id.to_string(),
+            item_id: item_id.to_string(),
+            interest: interest.to_string(),
+            explanation,
+            source,
+            cached,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct RecommendationsQuery {
+    /// Items to return (1 to `[serve] max_k`, default `[serve] default_k`).
+    pub k: Option<usize>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct PairQuery {
+    pub user_id: Option<String>,
+    pub item_id: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PairIn {
+    pub user_id: String,
+    pub item_id: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchIn {
+    /// At most `[serve] max_batch` pairs.
+    pub pairs: Vec<PairIn>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct BatchItem {
+    pub user_id: String,
+    pub item_id: String,
+    pub explanation: Option<ExplanationOut>,
+    pub error: Option<ErrorDetail>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct BatchOut {
+    /// One per pair, in request order.
+    pub results: Vec<BatchItem>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct HealthOut {
+    pub status: String,
+    pub users: u64,
+    pub explanations: u64,
+    /// The model that generates missing explanations, when on.
+    pub model: Option<String>,
+}
+
+fn query_error(e: QueryRejection) -> ApiError {
+    ApiError::bad_request("invalid_query", e.body_text())
+}
+
+/// A user's stored recommendations with their explanations.
+#[utoipa::path(
+    get,
+    path = "/v1/users/{user_id}/recommendations",
+    params(("user_id" = String, Path, description = "user id"), RecommendationsQuery),
+    responses(
+        (status = 200, body = RecommendationsOut),
+        (status = 400, body = ErrorBody, description = "invalid_id, invalid_query"),
+        (status = 404, body = ErrorBody, description = "unknown_user, not_computed"),
+    )
+)]
+pub async fn recommendations(
+    State(state): State<Arc<AppState>>,
+    user: Result<Path<String>, PathRejection>,
+    query: Result<Query<RecommendationsQuery>, QueryRejection>,
+) -> Result<Json<RecommendationsOut>, ApiError> {
+    let Path(user) = user.map_err(|e| ApiError::bad_request("invalid_id", e.body_text()))?;
+    let Query(query) = query.map_err(query_error)?;
+    let serve = &state.config.serve;
+    let k = query.k.unwrap_or(serve.default_k);
+    if k == 0 || k > serve.max_k {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("k must be 1 to {}", serve.max_k),
+        ));
+    }
+    let result = state.user(&user)?;
+    Ok(Json(RecommendationsOut {
+        user_id: result.user,
+        as_of: result.as_of,
+        interests: result
+            .interests
+            .interests
+            .into_iter()
+            .map(|i| InterestOut {
+                name: i.name,
+                description: i.description,
+            })
+            .collect(),
+        recommendations: result
+            .recommendations
+            .into_iter()
+            .take(k)
+            .map(|r| RecommendationOut {
+                item_id: r.item,
+                title: r.title,
+                category: r.category,
+                score: r.score,
+                tag: r.tag,
+                interest: r.interest,
+                explanation: r.explanation,
+                explanation_source: r.explanation_source,
+            })
+            .collect(),
+    }))
+}
+
+/// The explanation for one (user, item) pair; generated on a cache miss when the server has a
+/// model (bounded: 503 `busy` with `Retry-After` beyond the queue).
+#[utoipa::path(
+    get,
+    path = "/v1/explanations",
+    params(PairQuery),
+    responses(
+        (status = 200, body = ExplanationOut),
+        (status = 400, body = ErrorBody, description = "invalid_id, invalid_query"),
+        (status = 404, body = ErrorBody, description = "unknown_user, unknown_item, not_computed, no_link, not_cached"),
+        (status = 503, body = ErrorBody, description = "busy (with Retry-After), timeout, generation_failed"),
+    )
+)]
+pub async fn explanation(
+    State(state): State<Arc<AppState>>,
+    query: Result<Query<PairQuery>, QueryRejection>,
+) -> Result<Json<ExplanationOut>, ApiError> {
+    let Query(query) = query.map_err(query_error)?;
+    let (Some(user), Some(item)) = (query.user_id, query.item_id) else {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "user_id and item_id are required",
+        ));
+    };
+    let mut out = state.explanations(&[(user, item)]).await;
+    out.remove(0).map(Json)
+}
+
+/// Many pairs at once (at most `[serve] max_batch`); each result holds its explanation or its
+/// error.
+#[utoipa::path(
+    post,
+    path = "/v1/explanations:batch",
+    request_body = BatchIn,
+    responses(
+        (status = 200, body = BatchOut),
+        (status = 400, body = ErrorBody, description = "invalid_body"),
+        (status = 413, body = ErrorBody, description = "body_too_large, batch_too_large"),
+    )
+)]
+pub async fn explanations_batch(
+    State(state): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<BatchOut>, ApiError> {
+    let serve = &state.config.serve;
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            body_too_large(serve.max_body_bytes)
+        } else {
+            ApiError::bad_request("invalid_body", e.body_text())
+        }
+    })?;
+    let batch: BatchIn = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request("invalid_body", format!("{e}")))?;
+    if batch.pairs.len() > serve.max_batch {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "batch_too_large",
+            format!(
+                "{} pairs; at most {} per request",
+                batch.pairs.len(),
+                serve.max_batch
+            ),
+        ));
+    }
+    let pairs: Vec<(String, String)> = batch
+        .pairs
+        .into_iter()
+        .map(|p| (p.user_id, p.item_id))
+        .collect();
+    let answers = state.explanations(&pairs).await;
+    Ok(Json(BatchOut {
+        results: pairs
+            .into_iter()
+            .zip(answers)
+            .map(|((user_id, item_id), a)| {
+                let (explanation, error) = match a {
+                    Ok(e) => (Some(e), None),
+                    Err(e) => (None, Some(e.detail())),
+                };
+                BatchItem {
+                    user_id,
+                    item_id,
+                    explanation,
+                    error,
+                }
+            })
+            .collect(),
+    }))
+}
+
+/// Liveness and what the store holds.
+#[utoipa::path(get, path = "/healthz", responses((status = 200, body = HealthOut)))]
+pub async fn healthz(State(state): State<Arc<AppState>>) -> Result<Json<HealthOut>, ApiError> {
+    let counts = state.results.counts().map_err(ApiError::internal)?;
+    Ok(Json(HealthOut {
+        status: "ok".into(),
+        users: counts.users,
+        explanations: counts.explanations,
+        model: state
+            .generator
+            .as_ref()
+            .map(|g| g.llm.model_id().to_string()),
+    }))
+}
+
+/// Prometheus text format.
+#[utoipa::path(get, path = "/metrics", responses((status = 200, body = String)))]
+pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", responses((status = 200, body = Object)))]
+pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::not_found("not_found", "no such route")
+}
+
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "method not allowed on this route",
+    )
+}
+
+/// The OpenAPI document of the routes above.
+#[derive(Debug, OpenApi)]
+#[openapi(
+    info(title = "recgpt", description = "Recommendations with explanations"),
+    paths(
+        recommendations,
+        explanation,
+        explanations_batch,
+        healthz,
+        metrics,
+        openapi
+    ),
+    components(schemas(
+        RecommendationsOut,
+        RecommendationOut,
+        InterestOut,
+        ExplanationOut,
+        BatchIn,
+        PairIn,
+        BatchOut,
+        BatchItem,
+        HealthOut,
+        ErrorBody,
+        ErrorDetail
+    ))
+)]
+pub struct ApiDoc;
