@@ -13,6 +13,7 @@ export RECGPT_LLAMA_SERVER ?= $(CACHE)/llama-server/bin/llama-server
 export RECGPT_HOME ?= $(CACHE)/demo-home
 DEMO_USERS ?= 3
 BUDGET ?= 1024
+DEMO_PORT ?= 18080
 
 RECGPT := $(CARGO_TARGET_DIR)/release/recgpt
 
@@ -43,10 +44,12 @@ demo: model embedder build
 		$(RECGPT) narrative $$user --budget $(BUDGET); \
 	done; \
 	user=$${users%% *}; \
-	echo; echo "== interests and tags of user $$user (SmolLM2-135M on CPU) =="; \
-	$(RECGPT) tags $$user --budget $(BUDGET); \
-	echo; echo "== three-tower model, Qdrant Edge index, retrieval for user $$user =="; \
-	$(RECGPT) train && $(RECGPT) index build && $(RECGPT) retrieve $$user --k 15
+	echo; echo "== three-tower model and Qdrant Edge index =="; \
+	$(RECGPT) train && $(RECGPT) index build && \
+	echo && echo "== user $$user: interests, tags, retrieval by tags, explanations (SmolLM2-135M on CPU) ==" && \
+	$(RECGPT) recommend $$user --k 10 --budget $(BUDGET) && \
+	echo && echo "== recgpt serve: real requests and responses ==" && \
+	scripts/demo-serve.sh $(RECGPT) $$user $(DEMO_PORT)
 
 # The evaluation harness at the default settings (every method, split 2011-11-01).
 eval: model embedder build
@@ -77,6 +80,9 @@ bench: model embedder build
 	$(RECGPT) bench embed
 	$(RECGPT) train --until 2011-11-01
 	$(RECGPT) bench retrieval
+	$(RECGPT) train && $(RECGPT) index build
+	$(RECGPT) recommend 12347 13018 --k 20
+	$(RECGPT) bench serve
 
 # The mistral.rs backend (GPU path): a long build (~40 min on 2 cores), in its own target
 # directory, with AVX2/FMA kernels (mistral.rs is far slower on x86 without them). Add

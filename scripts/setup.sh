@@ -27,8 +27,9 @@ uci_url=https://archive.ics.uci.edu/static/public/352/online+retail.zip
 log() { printf 'setup: %s\n' "$*" >&2; }
 
 deps() {
-    # cmake and libclang build llama.cpp and its bindings; the rest fetch and unpack files.
-    local want=(cmake libclang-dev clang pkg-config curl unzip ca-certificates)
+    # cmake and libclang build llama.cpp and its bindings; wrk drives the HTTP benchmark; the
+    # rest fetch and unpack files.
+    local want=(cmake libclang-dev clang pkg-config curl unzip ca-certificates wrk)
     local missing=()
     python3 -m pip --version >/dev/null 2>&1 || want+=(python3-pip)
     for p in "${want[@]}"; do

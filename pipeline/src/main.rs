@@ -271,6 +271,17 @@ enum BenchCommand {
         #[command(flatten)]
         embedder: EmbedderArgs,
     },
+    /// HTTP throughput and latency with wrk on loopback: cached explanation and
+    /// recommendation lookups next to a hello-world route of the same server (needs stored
+    /// results: `recgpt recommend USER`).
+    Serve {
+        /// Seconds per route.
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+        /// Open connections.
+        #[arg(long, default_value_t = 16)]
+        connections: usize,
+    },
     /// Compression throughput and peak memory, on the store and on a scaled copy.
     Compress {
         #[command(flatten)]

@@ -69,7 +69,10 @@ pub fn stages_work_with(llm: &dyn recgpt_pipeline::llm::LlmBackend) {
         assert!(!i.evidence.is_empty(), "{i:?}");
     }
     let t = &r.tags;
-    assert!(t.counts.from_model > 0, "{:?}", t.counts);
+    // the backend delivered tags the stage could parse; whether the rules keep them is the
+    // model's quality (measured by the prompt regression's floors), not the backend's
+    assert!(t.counts.unparsable < t.counts.answers, "{:?}", t.counts);
+    assert!(t.counts.proposed > 0, "{:?}", t.counts);
     assert_eq!(t.counts.from_model + t.counts.from_fallback, t.tags.len());
     assert!(
         t.tags.len() >= TagsConfig::default().target,

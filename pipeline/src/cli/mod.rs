@@ -172,6 +172,10 @@ pub fn run(cli: Cli) -> Result<()> {
             tags,
             embedder,
         }) => retrieval::bench(&home, &config, &scale, users, tags, &embedder, cli.json),
+        Command::Bench(BenchCommand::Serve {
+            seconds,
+            connections,
+        }) => recommend::bench_serve(&home, config, seconds, connections, cli.json),
         Command::Bench(BenchCommand::Compress { history, scale }) => bench::compress(
             &home,
             config.with_history(&history),

@@ -332,6 +332,11 @@ pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())
 }
 
+/// A hello-world route: the reference the HTTP benchmark compares the real routes with.
+pub async fn hello() -> &'static str {
+    "hello"
+}
+
 pub async fn not_found() -> ApiError {
     ApiError::not_found("not_found", "no such route")
 }

@@ -5,6 +5,7 @@
 //! - `GET /v1/explanations?user_id=…&item_id=…`
 //! - `POST /v1/explanations:batch` with `{"pairs": [{"user_id": …, "item_id": …}, …]}`
 //! - `GET /healthz`, `GET /metrics` (Prometheus), `GET /openapi.json`
+//! - `GET /bench/hello`: a plain hello-world route, the reference of `recgpt bench serve`
 //!
 //! It reads what `recgpt recommend` (and the batch job) stored in the results store, which a
 //! running job may be writing at the same time (SQLite WAL: readers never wait). An
@@ -392,6 +393,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/explanations", get(api::explanation))
         .route("/v1/explanations:batch", post(api::explanations_batch))
         .route("/healthz", get(api::healthz))
+        .route("/bench/hello", get(api::hello))
         .route("/metrics", get(api::metrics))
         .route("/openapi.json", get(api::openapi))
         .fallback(api::not_found)
