@@ -266,7 +266,7 @@ impl Recommender<'_> {
             narrative.text.as_str(),
             &prompts.version(Task::Interests),
             &prompts.version(Task::Tags),
-            &prompts.version(Task::Explain),
+            &self.explainer.version(),
             model_id,
             &config,
         ];

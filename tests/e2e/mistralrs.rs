@@ -28,7 +28,9 @@ fn schema_constrained_answers_parse_and_greedy_decoding_repeats() {
         ],
         schema: Some(json!({
             "type": "object",
-            "properties": {"items": {"type": "array", "items": {"type": "string"},
+            // bounded like every schema of the stages: the grammar itself ends the answer
+            "properties": {"items": {"type": "array",
+                                      "items": {"type": "string", "minLength": 3, "maxLength": 30},
                                       "minItems": 2, "maxItems": 4}},
             "required": ["items"],
         })),

@@ -143,12 +143,22 @@ impl Explainer<'_> {
         categories.of_item(id).map(|c| categories.name(c))
     }
 
+    /// The prompt's version id with the rules' version (`explain@…+rules2`): what an
+    /// explanation's text depends on besides the model.
+    pub fn version(&self) -> String {
+        format!(
+            "{}+rules{}",
+            self.prompts.version(Task::Explain),
+            validate::RULES_VERSION
+        )
+    }
+
     /// The cache key of `pair` for `model_id`.
     pub fn key(&self, pair: &Pair, model_id: &str) -> ExplanationKey {
         ExplanationKey {
             interest_key: pair.key.clone(),
             item: self.catalog.get(pair.item).id.clone(),
-            prompt_version: self.prompts.version(Task::Explain),
+            prompt_version: self.version(),
             model_id: model_id.to_string(),
         }
     }

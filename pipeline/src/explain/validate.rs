@@ -3,12 +3,19 @@
 //! - `length`: fewer than `min_words` or more than `max_words` words;
 //! - `unsafe`: a word of [`UNSAFE_WORDS`];
 //! - `hype`: an exclamation mark, or a slogan / exaggeration word of [`HYPE_WORDS`];
+//! - `unfinished`: does not end with a full stop (the answer was cut off);
+//! - `off_message`: talks about "the customer" instead of to them, echoes the prompt, talks
+//!   about price, or is off message ([`OFF_MESSAGE`]);
 //! - `title_copy`: adds fewer than [`MIN_NEW_WORDS`] content words to the item's title (a
 //!   near-copy of the title says nothing about why);
-//! - `irrelevant`: shares no (stemmed) content word with the interest (name, description) nor
-//!   with the item (title, category);
+//! - `irrelevant`: shares no (stemmed) content word with the interest's name nor with the item
+//!   (title, category); the description is not used here, its words are too generic ("buys
+//!   … items such as …");
 //! - `invented_attribute`: names a colour, material or pattern ([`ATTRIBUTE_WORDS`]) or a
-//!   number that is in neither the item's title and category nor the interest's text.
+//!   word with a digit ("5", "200g") that is in neither the item's title and category nor the
+//!   interest's text;
+//! - `invented_name`: a capitalised word after the first (a name: a brand, a place, a product
+//!   line) that is in neither; the prompt gives every fact in lower case.
 
 use std::collections::BTreeSet;
 
@@ -20,7 +27,14 @@ pub const HYPE_WORDS: &[&str] = &[
     "amazing",
     "awesome",
     "best",
+    "bespoke",
     "breathtaking",
+    "exquisite",
+    "finest",
+    "high-quality",
+    "luxurious",
+    "unique",
+    "wonderful",
     "exclusive",
     "fantastic",
     "greatest",
@@ -118,6 +132,34 @@ pub const ATTRIBUTE_WORDS: &[&str] = &[
     "gingham",
 ];
 
+/// Phrases of an answer that speaks about the customer, repeats the prompt, or goes off
+/// message.
+pub const OFF_MESSAGE: &[&str] = &[
+    "the customer",
+    "customer's",
+    "customers",
+    "we recommend",
+    "why we recommend",
+    "of the kind",
+    "this product to",
+    "colours, materials",
+    "not suitable",
+    "troubleshooting",
+    "as an ai",
+    // prices are not ours to state
+    "price",
+    "expensive",
+    "cheap",
+    "budget",
+    "£",
+    "$",
+];
+
+/// Version of these rules: part of every explanation's cache key (with the prompt version), so
+/// changing a rule or a word list regenerates instead of serving answers checked by old rules.
+/// Bump it with any change to this file's rules or lists.
+pub const RULES_VERSION: u32 = 2;
+
 /// Content words an explanation must add to the title.
 pub const MIN_NEW_WORDS: usize = 3;
 
@@ -126,7 +168,7 @@ pub const MIN_NEW_WORDS: usize = 3;
 pub struct Facts {
     /// Stems of the item's title and category.
     pub item: BTreeSet<String>,
-    /// Stems of the interest's name and description.
+    /// Stems of the interest's name.
     pub interest: BTreeSet<String>,
     /// Lower-case words (unstemmed) of both, for attribute and number checks.
     pub known_words: BTreeSet<String>,
@@ -143,7 +185,7 @@ impl Facts {
             .collect();
         Self {
             item: stems(&item_text),
-            interest: stems(&interest_text),
+            interest: stems(interest),
             known_words,
         }
     }
@@ -172,6 +214,12 @@ pub fn rejection(
     {
         return Some("hype");
     }
+    if !text.trim_end().ends_with('.') {
+        return Some("unfinished");
+    }
+    if OFF_MESSAGE.iter().any(|p| lower.contains(p)) {
+        return Some("off_message");
+    }
     let own = stems(text);
     let title_stems = stems(title);
     let added = own
@@ -186,11 +234,20 @@ pub fn rejection(
     }
     let invented = all.iter().any(|w| {
         let attribute =
-            ATTRIBUTE_WORDS.contains(&w.as_str()) || w.chars().all(|c| c.is_ascii_digit());
+            ATTRIBUTE_WORDS.contains(&w.as_str()) || w.chars().any(|c| c.is_ascii_digit());
         attribute && !facts.known_words.contains(w) && !facts.known_words.contains(&stem(w))
     });
     if invented {
         return Some("invented_attribute");
+    }
+    let named = text
+        .split_whitespace()
+        .skip(1)
+        .filter(|w| w.starts_with(|c: char| c.is_uppercase()))
+        .flat_map(words)
+        .any(|w| !facts.known_words.contains(&w) && !facts.known_words.contains(&stem(&w)));
+    if named {
+        return Some("invented_name");
     }
     None
 }
@@ -218,6 +275,23 @@ mod tests {
             None
         );
         assert_eq!(check("Regency cakestand."), Some("length"));
+        assert_eq!(
+            check("A three tier regency cakestand suits your afternoon tea parties and"),
+            Some("unfinished")
+        );
+        assert_eq!(
+            check("The customer likes regency tea parties, so this cakestand fits."),
+            Some("off_message")
+        );
+        assert_eq!(
+            check("A three tier Italian cakestand for your regency tea parties."),
+            Some("invented_name")
+        );
+        // a capitalised word the title holds is no invention
+        assert_eq!(
+            check("A three tier Regency cakestand for your afternoon tea parties."),
+            None
+        );
         assert_eq!(check(&"tea ".repeat(31)), Some("length"));
         assert_eq!(
             check("The perfect cakestand for your regency tea parties at home."),
@@ -242,6 +316,14 @@ mod tests {
         assert_eq!(
             check("A regency cakestand with 5 tiers for your tea parties."),
             Some("invented_attribute")
+        );
+        assert_eq!(
+            check("A regency cakestand holding 200g of cake for your tea parties."),
+            Some("invented_attribute")
+        );
+        assert_eq!(
+            check("A regency cakestand at a low price for your tea parties."),
+            Some("off_message")
         );
         // a number the title holds is a fact
         assert_eq!(
