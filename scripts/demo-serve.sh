@@ -15,7 +15,9 @@ done
 
 show() {
     echo "\$ curl $*"
-    curl -s "$@" | python3 -m json.tool --no-ensure-ascii | head -n 40
+    curl -s "$@" | python3 -c 'import json, sys
+lines = json.dumps(json.load(sys.stdin), indent=2, ensure_ascii=False).splitlines()
+print("\n".join(lines[:40] + (["  …"] if len(lines) > 40 else [])))'
     echo
 }
 show "$base/healthz"
