@@ -40,9 +40,30 @@ pub fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// A fresh directory that lives as long as the test process.
+/// A fresh directory that lives as long as the test process. Each process keeps its homes
+/// under `<tmp>/recgpt-e2e-<pid>/`; the first call removes the folders of earlier processes
+/// that are gone, so repeated runs do not fill the disk.
 pub fn temp_home() -> PathBuf {
-    tempfile::tempdir().expect("temp dir").keep()
+    static ROOT: OnceLock<PathBuf> = OnceLock::new();
+    let root = ROOT.get_or_init(|| {
+        let tmp = std::env::temp_dir();
+        if let Ok(entries) = std::fs::read_dir(&tmp) {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let stale = name
+                    .strip_prefix("recgpt-e2e-")
+                    .and_then(|pid| pid.parse::<u32>().ok())
+                    .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists());
+                if stale {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+        }
+        let root = tmp.join(format!("recgpt-e2e-{}", std::process::id()));
+        std::fs::create_dir_all(&root).expect("temp root");
+        root
+    });
+    tempfile::tempdir_in(root).expect("temp dir").keep()
 }
 
 /// The real data imported once per test process.
