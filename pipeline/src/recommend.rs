@@ -133,6 +133,7 @@ impl Recommender<'_> {
         lap(&mut counts, "explain");
 
         let catalog = self.explainer.catalog;
+        let shared = self.shared_inputs(llm.model_id());
         let mut out = Vec::with_capacity(users.len());
         for (((history, narrative), r), found) in users.iter().zip(reasoning).zip(candidates) {
             let recommendations = found
@@ -174,7 +175,10 @@ impl Recommender<'_> {
                 user: history.user.clone(),
                 interest_keys,
                 as_of: narrative.as_of.to_string(),
-                fingerprint: self.fingerprint(narrative, llm.model_id()),
+                fingerprint: format!(
+                    "{:016x}",
+                    crate::hash::fnv1a([narrative.text.as_bytes(), b"\x1f", shared.as_bytes()])
+                ),
                 interests: r.interests,
                 tags: r.tags,
                 recommendations,
@@ -225,26 +229,36 @@ impl Recommender<'_> {
             .enumerate()
             .map(|(i, x)| (x.name.as_str(), i))
             .collect();
-        let interest_texts: Vec<String> = interests
-            .iter()
-            .map(|i| format!("{}: {}", i.name, i.description))
-            .collect();
-        let refs: Vec<&str> = interest_texts.iter().map(String::as_str).collect();
-        let interest_vectors = self.embedder.embed(&refs)?;
         let tag_interest: HashMap<&str, &str> = r
             .tags
             .tags
             .iter()
             .map(|t| (t.tag.as_str(), t.interest.as_str()))
             .collect();
-        Ok(found
-            .into_iter()
+        let through_tag: Vec<Option<usize>> = found
+            .iter()
             .map(|c| {
-                let through_tag = c
-                    .tag
+                c.tag
                     .as_deref()
                     .and_then(|t| tag_interest.get(t))
-                    .and_then(|name| by_name.get(name).copied());
+                    .and_then(|name| by_name.get(name).copied())
+            })
+            .collect();
+        // interests are embedded only when an item came from the user-only query
+        let interest_vectors = if through_tag.iter().any(Option::is_none) && !interests.is_empty() {
+            let texts: Vec<String> = interests
+                .iter()
+                .map(|i| format!("{}: {}", i.name, i.description))
+                .collect();
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            self.embedder.embed(&refs)?
+        } else {
+            Vec::new()
+        };
+        Ok(found
+            .into_iter()
+            .zip(through_tag)
+            .map(|(c, through_tag)| {
                 let interest = through_tag.or_else(|| {
                     let title = &self.prepared.features.titles[c.item as usize];
                     interest_vectors
@@ -258,17 +272,17 @@ impl Recommender<'_> {
             .collect())
     }
 
-    /// Hash of a user's inputs: narrative, prompt versions, model and configuration.
-    pub fn fingerprint(&self, narrative: &Narrative, model_id: &str) -> String {
+    /// Hash of what every user's result depends on besides the narrative: prompt and rules
+    /// versions, model and configuration (computed once per run).
+    fn shared_inputs(&self, model_id: &str) -> String {
         let prompts = self.explainer.prompts;
         let config = serde_json::to_string(self.config).unwrap_or_default();
         let parts = [
-            narrative.text.as_str(),
-            &prompts.version(Task::Interests),
-            &prompts.version(Task::Tags),
-            &self.explainer.version(),
-            model_id,
-            &config,
+            prompts.version(Task::Interests),
+            prompts.version(Task::Tags),
+            self.explainer.version(),
+            model_id.to_string(),
+            config,
         ];
         let bytes = parts.iter().flat_map(|p| [p.as_bytes(), b"\x1f"]);
         format!("{:016x}", crate::hash::fnv1a(bytes))

@@ -96,15 +96,13 @@ fn explainer<'a>(
     prompts: &'a Prompts,
     texts: &'a recgpt_pipeline::compress::ItemTexts,
 ) -> Explainer<'a> {
-    let config = config();
-    Explainer {
+    Explainer::new(
         prompts,
-        catalog: store.catalog(),
+        store.catalog(),
         texts,
-        categories: Some(&prepared().categories),
-        config: config.explain,
-        sampling: config.llm.sampling,
-    }
+        Some(&prepared().categories),
+        &config(),
+    )
 }
 
 #[test]

@@ -117,30 +117,8 @@ fn edge_index_persists_filters_and_finds_the_exact_neighbours() {
         "reopened without a rebuild"
     );
 
-    let queries: Vec<Vec<f32>> = model.user_vectors.iter().take(200).cloned().collect();
-    let exact = ExactIndex::new(model.item_vectors.clone());
+    matches_exact_search_and_filters(&index, model, 200);
     let none = SearchFilter::default();
-    let want = exact.search(&queries, 10, &none).unwrap();
-    let got = index.search(&queries, 10, &none).unwrap();
-    let recall = recall_against(&want, &got);
-    assert!(
-        recall >= 0.9,
-        "HNSW recall@10 against exact search: {recall}"
-    );
-
-    // a filter keeps excluded items out
-    let exclude: HashSet<u32> = want[0].iter().take(5).map(|h| h.item).collect();
-    let filtered = index
-        .search(
-            &queries[..1],
-            10,
-            &SearchFilter {
-                exclude: exclude.clone(),
-            },
-        )
-        .unwrap();
-    assert_eq!(filtered[0].len(), 10);
-    assert!(filtered[0].iter().all(|h| !exclude.contains(&h.item)));
 
     // per-user retrieval: candidates found by a tag query keep that tag
     let user = &before.users[0];
@@ -249,14 +227,25 @@ fn qdrant_server_index_matches_exact_search() {
     )
     .unwrap();
     assert_eq!(index.len(), points.len());
-    let queries: Vec<Vec<f32>> = model.user_vectors.iter().take(50).cloned().collect();
+    matches_exact_search_and_filters(&index, model, 50);
+}
+
+/// What every index owes: recall@10 ≥ 0.9 against exact search over the model's item vectors
+/// for the first `users` user queries, and an exclude filter that keeps the excluded items out.
+fn matches_exact_search_and_filters(index: &dyn VectorIndex, model: &TowerModel, users: usize) {
+    let queries: Vec<Vec<f32>> = model.user_vectors.iter().take(users).cloned().collect();
     let none = SearchFilter::default();
     let want = ExactIndex::new(model.item_vectors.clone())
         .search(&queries, 10, &none)
         .unwrap();
     let got = index.search(&queries, 10, &none).unwrap();
-    assert!(recall_against(&want, &got) >= 0.9);
-    let exclude: HashSet<u32> = want[0].iter().take(3).map(|h| h.item).collect();
+    let recall = recall_against(&want, &got);
+    assert!(
+        recall >= 0.9,
+        "{} recall@10 against exact search: {recall}",
+        index.kind()
+    );
+    let exclude: HashSet<u32> = want[0].iter().take(5).map(|h| h.item).collect();
     let filtered = index
         .search(
             &queries[..1],
@@ -266,5 +255,6 @@ fn qdrant_server_index_matches_exact_search() {
             },
         )
         .unwrap();
+    assert_eq!(filtered[0].len(), 10);
     assert!(filtered[0].iter().all(|h| !exclude.contains(&h.item)));
 }

@@ -52,14 +52,13 @@ pub fn recommend(
         config,
         reasoner: Reasoner::new(&prompts, catalog, compressor.texts(), &themes, config)
             .with_categories(&embedder, &prepared.categories),
-        explainer: Explainer {
-            prompts: &prompts,
+        explainer: Explainer::new(
+            &prompts,
             catalog,
-            texts: compressor.texts(),
-            categories: Some(&prepared.categories),
-            config: config.explain.clone(),
-            sampling: config.llm.sampling,
-        },
+            compressor.texts(),
+            Some(&prepared.categories),
+            config,
+        ),
         prepared: &prepared,
         model: &model,
         index: &index,

@@ -15,7 +15,7 @@
 pub mod keys;
 pub mod validate;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use recgpt_data::{Catalog, ItemIx};
 use serde::{Deserialize, Serialize};
@@ -135,7 +135,25 @@ pub struct Explainer<'a> {
     pub sampling: Sampling,
 }
 
-impl Explainer<'_> {
+impl<'a> Explainer<'a> {
+    /// The stage over one catalog's item texts, with `config`'s `[explain]` and sampling.
+    pub fn new(
+        prompts: &'a Prompts,
+        catalog: &'a Catalog,
+        texts: &'a ItemTexts,
+        categories: Option<&'a Categories>,
+        config: &crate::config::Config,
+    ) -> Self {
+        Self {
+            prompts,
+            catalog,
+            texts,
+            categories,
+            config: config.explain.clone(),
+            sampling: config.llm.sampling,
+        }
+    }
+
     /// The item's category name, when categories are known.
     pub fn category(&self, item: ItemIx) -> Option<&str> {
         let categories = self.categories?;
@@ -155,10 +173,14 @@ impl Explainer<'_> {
 
     /// The cache key of `pair` for `model_id`.
     pub fn key(&self, pair: &Pair, model_id: &str) -> ExplanationKey {
+        self.key_with(pair, model_id, &self.version())
+    }
+
+    fn key_with(&self, pair: &Pair, model_id: &str, version: &str) -> ExplanationKey {
         ExplanationKey {
             interest_key: pair.key.clone(),
             item: self.catalog.get(pair.item).id.clone(),
-            prompt_version: self.version(),
+            prompt_version: version.to_string(),
             model_id: model_id.to_string(),
         }
     }
@@ -255,12 +277,17 @@ impl Explainer<'_> {
             requested: pairs.len(),
             ..ExplainCounts::default()
         };
-        let keys: Vec<ExplanationKey> = pairs.iter().map(|p| self.key(p, llm.model_id())).collect();
+        let version = self.version();
+        let keys: Vec<ExplanationKey> = pairs
+            .iter()
+            .map(|p| self.key_with(p, llm.model_id(), &version))
+            .collect();
         let mut done: HashMap<&ExplanationKey, Explanation> = HashMap::new();
         // the first pair of each missing key, in order
         let mut pending: Vec<usize> = Vec::new();
+        let mut seen: HashSet<&ExplanationKey> = HashSet::new();
         for (i, key) in keys.iter().enumerate() {
-            if done.contains_key(key) || pending.iter().any(|&p| keys[p] == *key) {
+            if !seen.insert(key) {
                 continue;
             }
             match store.explanation(key)? {

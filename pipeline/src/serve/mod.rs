@@ -19,6 +19,7 @@ mod api;
 mod error;
 mod metrics;
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -212,8 +213,16 @@ impl AppState {
     ) -> Vec<Result<api::ExplanationOut, ApiError>> {
         let mut out: Vec<Option<Result<api::ExplanationOut, ApiError>>> = vec![None; pairs.len()];
         let mut misses: Vec<(usize, Pair)> = Vec::new();
+        // a batch often asks for many items of one user: read each user's result once
+        let mut users: HashMap<&str, Result<UserResult, ApiError>> = HashMap::new();
         for (i, (user_id, item_id)) in pairs.iter().enumerate() {
-            let found = self.explanation(user_id, item_id);
+            let user = users
+                .entry(user_id.as_str())
+                .or_insert_with(|| self.user(user_id));
+            let found = match user {
+                Ok(user) => self.explanation(user, item_id),
+                Err(e) => Err(e.clone()),
+            };
             match found {
                 Ok(Lookup::Found(e)) => out[i] = Some(Ok(e)),
                 Ok(Lookup::Miss(pair)) => misses.push((i, pair)),
@@ -250,10 +259,10 @@ impl AppState {
     }
 
     /// A cached (or stored) explanation, or the pair to generate.
-    fn explanation(&self, user_id: &str, item_id: &str) -> Result<Lookup, ApiError> {
-        let user = self.user(user_id)?;
+    fn explanation(&self, user: &UserResult, item_id: &str) -> Result<Lookup, ApiError> {
+        let user_id = user.user.as_str();
         let item = self.item(item_id)?;
-        let link = self.link(&user, item).ok_or_else(|| {
+        let link = self.link(user, item).ok_or_else(|| {
             ApiError::not_found(
                 "no_link",
                 format!("no interest of user {user_id} links them to item {item_id}"),
@@ -315,14 +324,13 @@ impl AppState {
     }
 
     fn explainer<'a>(&'a self, g: &'a Generator) -> Explainer<'a> {
-        Explainer {
-            prompts: &g.prompts,
-            catalog: self.catalog(),
-            texts: &g.texts,
-            categories: self.categories.as_ref(),
-            config: self.config.explain.clone(),
-            sampling: self.config.llm.sampling,
-        }
+        Explainer::new(
+            &g.prompts,
+            self.catalog(),
+            &g.texts,
+            self.categories.as_ref(),
+            &self.config,
+        )
     }
 
     /// Generates `pairs` under the concurrency limit and the bounded queue.
