@@ -10,6 +10,7 @@ use crate::categories::CategoriesConfig;
 use crate::compress::CompressConfig;
 use crate::explain::ExplainConfig;
 use crate::interests::InterestsConfig;
+use crate::job::JobConfig;
 use crate::llm::LlamaCppConfig;
 pub use crate::llm::{BackendConfig, LlmConfig};
 use crate::retrieval::EvalConfig;
@@ -45,6 +46,8 @@ pub struct Config {
     pub explain: ExplainConfig,
     /// `recgpt serve`.
     pub serve: ServeConfig,
+    /// `recgpt run`, the batch job.
+    pub job: JobConfig,
 }
 
 /// Errors reading the configuration: the caller's fault.

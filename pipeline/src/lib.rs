@@ -12,14 +12,17 @@
 //! - [`retrieval`]: the three-tower model, index and evaluation wired to the store.
 //! - [`explain`]: explanations per (interest, item) pair and their cache.
 //! - [`recommend`]: the whole chain for a group of users, stored in [`results`].
+//! - [`job`]: the batch job over the user base (staged workers, resumable, sharded).
 //! - [`serve`]: the HTTP endpoint.
 
 pub mod bench;
 pub mod compress;
 pub mod config;
 pub mod explain;
+pub mod fault;
 pub mod hash;
 pub mod interests;
+pub mod job;
 pub mod llm;
 pub mod model;
 pub mod prompts;

@@ -104,6 +104,45 @@ enum Command {
         #[command(flatten)]
         embedder: EmbedderArgs,
     },
+    /// The batch job: the whole chain for every user (or --users N, or listed users), in
+    /// staged workers; resumable (a rerun skips users already done with the same inputs),
+    /// sharded with --shard i/N. Prints a summary (--json for JSON).
+    Run {
+        /// Only these users (default: every user with an event in the window).
+        users: Vec<String>,
+        /// Only the first N users in user-id order.
+        #[arg(long = "users", value_name = "N", conflicts_with = "users")]
+        first: Option<usize>,
+        /// This process's part of the users: i/N (0-based), by a stable hash of the user id.
+        #[arg(long)]
+        shard: Option<recgpt_pipeline::job::Shard>,
+        /// Recompute users whose stored result is current.
+        #[arg(long)]
+        force: bool,
+        /// Rerun only the users recorded as failed.
+        #[arg(long, conflicts_with = "force")]
+        retry_failed: bool,
+        /// Recommendations per user (config `retrieve.k`).
+        #[arg(long)]
+        k: Option<usize>,
+        #[command(flatten)]
+        history: HistoryArgs,
+        #[command(flatten)]
+        llm: LlmArgs,
+        #[command(flatten)]
+        embedder: EmbedderArgs,
+    },
+    /// Write stored results out.
+    #[command(subcommand)]
+    Export(ExportCommand),
+    /// One user's whole stored chain: narrative, interests with evidence, tags, and each
+    /// recommendation with the tag, interest and explanation behind it.
+    Show {
+        /// User id.
+        user: String,
+        #[command(flatten)]
+        history: HistoryArgs,
+    },
     /// The whole chain for users: interests and tags (LLM), retrieval with those tags, and an
     /// explanation per recommended item (cached per interest and item); stored in
     /// `results.sqlite` in the data home, where `recgpt serve` reads it.
@@ -168,6 +207,25 @@ enum ImportCommand {
         #[arg(long)]
         catalog: PathBuf,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum ExportCommand {
+    /// Every stored user's recommendations with interests, tags and explanations.
+    Recommendations {
+        /// `jsonl` (one user per line) or `csv` (one recommendation per row).
+        #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
+        format: ExportFormat,
+        /// Output file (default: stdout).
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ExportFormat {
+    Jsonl,
+    Csv,
 }
 
 #[derive(Debug, Subcommand)]

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use recgpt_data::History;
 use recgpt_retrieval::index::{IndexError, VectorIndex};
 use recgpt_retrieval::interactions::UserItems;
-use recgpt_retrieval::retrieve::{retrieve, TagQuery};
+use recgpt_retrieval::retrieve::{retrieve, Candidate, TagQuery};
 use recgpt_retrieval::tower::{TowerError, TowerModel};
 use serde::Serialize;
 
@@ -75,6 +75,29 @@ impl std::fmt::Debug for Recommender<'_> {
     }
 }
 
+/// A retrieved candidate and the index of the interest behind it (`None` when the user has
+/// no interest).
+pub type Found = (Candidate, Option<usize>);
+
+/// One user after reasoning and retrieval, ready to be explained.
+#[derive(Debug, Clone)]
+pub struct Retrieved {
+    pub user: String,
+    pub as_of: chrono::NaiveDate,
+    pub fingerprint: String,
+    pub reasoning: UserReasoning,
+    pub found: Vec<Found>,
+}
+
+/// The fingerprint of a user's result: the narrative and the run's shared inputs (see
+/// [`Recommender::shared_inputs`]).
+pub fn fingerprint(narrative: &Narrative, shared: &str) -> String {
+    format!(
+        "{:016x}",
+        crate::hash::fnv1a([narrative.text.as_bytes(), b"\x1f", shared.as_bytes()])
+    )
+}
+
 impl Recommender<'_> {
     /// Runs the chain for `users` (histories and their narratives), stores each user's result
     /// and returns them in order.
@@ -99,25 +122,54 @@ impl Recommender<'_> {
         counts.tokens = tokens;
         lap(&mut counts, "reason");
 
-        let mut candidates = Vec::with_capacity(users.len());
-        for ((history, narrative), r) in users.iter().zip(&reasoning) {
-            candidates.push(self.retrieve(history, narrative, r)?);
+        let shared = self.shared_inputs(llm.model_id());
+        let mut retrieved = Vec::with_capacity(users.len());
+        for ((history, narrative), reasoning) in users.iter().zip(reasoning) {
+            retrieved.push(Retrieved {
+                user: history.user.clone(),
+                as_of: narrative.as_of,
+                fingerprint: fingerprint(narrative, &shared),
+                found: self.retrieve(history, narrative, &reasoning)?,
+                reasoning,
+            });
         }
         lap(&mut counts, "retrieve");
 
-        // one pair per candidate with an interest, all users in one explain call
-        let names: Vec<&str> = reasoning
+        let (out, explain) = self.explain(llm, keys, retrieved)?;
+        counts.explain = explain;
+        for result in &out {
+            self.results.put_user(result)?;
+        }
+        lap(&mut counts, "explain");
+        Ok((out, counts))
+    }
+
+    /// Explains every user's candidates (all pairs in one explain call) and assembles the
+    /// users' results, in order (not stored).
+    pub fn explain(
+        &self,
+        llm: &dyn crate::llm::LlmBackend,
+        keys: &mut InterestKeys,
+        users: Vec<Retrieved>,
+    ) -> Result<(Vec<UserResult>, ExplainCounts), RecommendError> {
+        let names: Vec<&str> = users
             .iter()
-            .flat_map(|r| r.interests.interests.iter().map(|i| i.name.as_str()))
+            .flat_map(|u| {
+                u.reasoning
+                    .interests
+                    .interests
+                    .iter()
+                    .map(|i| i.name.as_str())
+            })
             .collect();
         let resolved = keys.resolve(self.results, self.embedder, &names)?;
         let key_of: HashMap<String, String> =
             names.iter().map(|n| n.to_string()).zip(resolved).collect();
         let mut pair_list = Vec::new();
-        for (r, found) in reasoning.iter().zip(&candidates) {
-            for (c, interest) in found {
+        for u in &users {
+            for (c, interest) in &u.found {
                 if let Some(i) = interest {
-                    let i: &Interest = &r.interests.interests[*i];
+                    let i: &Interest = &u.reasoning.interests.interests[*i];
                     pair_list.push(Pair {
                         interest: i.name.clone(),
                         description: i.description.clone(),
@@ -127,16 +179,15 @@ impl Recommender<'_> {
                 }
             }
         }
-        let (explanations, explain) = self.explainer.explain(llm, self.results, &pair_list)?;
-        counts.explain = explain;
+        let (explanations, counts) = self.explainer.explain(llm, self.results, &pair_list)?;
         let mut explanations = explanations.into_iter();
-        lap(&mut counts, "explain");
 
         let catalog = self.explainer.catalog;
-        let shared = self.shared_inputs(llm.model_id());
         let mut out = Vec::with_capacity(users.len());
-        for (((history, narrative), r), found) in users.iter().zip(reasoning).zip(candidates) {
-            let recommendations = found
+        for u in users {
+            let interests = &u.reasoning.interests.interests;
+            let recommendations = u
+                .found
                 .into_iter()
                 .map(|(c, interest)| {
                     let item = catalog.get(c.item);
@@ -144,7 +195,7 @@ impl Recommender<'_> {
                         Some(i) => {
                             let e = explanations.next().expect("one explanation per pair");
                             (
-                                Some(r.interests.interests[i].name.clone()),
+                                Some(interests[i].name.clone()),
                                 Some(e.key.interest_key),
                                 Some(e.text),
                                 Some(e.source),
@@ -165,38 +216,27 @@ impl Recommender<'_> {
                     }
                 })
                 .collect();
-            let interest_keys = r
-                .interests
-                .interests
-                .iter()
-                .map(|i| key_of[&i.name].clone())
-                .collect();
-            let result = UserResult {
-                user: history.user.clone(),
+            let interest_keys = interests.iter().map(|i| key_of[&i.name].clone()).collect();
+            out.push(UserResult {
+                user: u.user,
                 interest_keys,
-                as_of: narrative.as_of.to_string(),
-                fingerprint: format!(
-                    "{:016x}",
-                    crate::hash::fnv1a([narrative.text.as_bytes(), b"\x1f", shared.as_bytes()])
-                ),
-                interests: r.interests,
-                tags: r.tags,
+                as_of: u.as_of.to_string(),
+                fingerprint: u.fingerprint,
+                interests: u.reasoning.interests,
+                tags: u.reasoning.tags,
                 recommendations,
-            };
-            self.results.put_user(&result)?;
-            out.push(result);
+            });
         }
         Ok((out, counts))
     }
 
-    /// A user's candidates, each with the index of the interest behind it (`None` when the
-    /// user has no interest).
-    fn retrieve(
+    /// A user's candidates, each with the interest behind it.
+    pub fn retrieve(
         &self,
         history: &History,
         narrative: &Narrative,
         r: &UserReasoning,
-    ) -> Result<Vec<(recgpt_retrieval::retrieve::Candidate, Option<usize>)>, RecommendError> {
+    ) -> Result<Vec<Found>, RecommendError> {
         let events: Vec<_> = history.events.iter().collect();
         let items = UserItems::from_events(&history.user, &events);
         let user = self.model.user_vector(&items, &self.prepared.features)?;
@@ -273,16 +313,29 @@ impl Recommender<'_> {
     }
 
     /// Hash of what every user's result depends on besides the narrative: prompt and rules
-    /// versions, model and configuration (computed once per run).
-    fn shared_inputs(&self, model_id: &str) -> String {
+    /// versions, the LLM, the trained towers, and the configuration sections that shape a
+    /// result (not `[serve]`, `[job]` or the backend's batch and thread settings).
+    pub fn shared_inputs(&self, model_id: &str) -> String {
         let prompts = self.explainer.prompts;
-        let config = serde_json::to_string(self.config).unwrap_or_default();
+        let c = self.config;
+        let meta = &self.model.meta;
+        let sections = serde_json::json!({
+            "compress": c.compress,
+            "sampling": c.llm.sampling,
+            "interests": c.interests,
+            "tags": c.tags,
+            "categories": c.categories,
+            "retrieve": c.retrieve,
+            "explain": c.explain,
+            "towers": [&meta.config, &meta.until, &meta.store_fingerprint, &meta.losses],
+            "index": [self.index.kind(), self.index.len()],
+        });
         let parts = [
             prompts.version(Task::Interests),
             prompts.version(Task::Tags),
             self.explainer.version(),
             model_id.to_string(),
-            config,
+            sections.to_string(),
         ];
         let bytes = parts.iter().flat_map(|p| [p.as_bytes(), b"\x1f"]);
         format!("{:016x}", crate::hash::fnv1a(bytes))

@@ -11,7 +11,10 @@
 //!   near-duplicate interests of other users map to the same key (see `explain::keys`).
 //! - `explanations`: (interest key, item id, prompt version, model id) → [`Explanation`]. A
 //!   prompt or model change makes new keys; old rows stay and are simply not looked up.
+//! - `failures`: user id → why the batch job could not finish that user, with the inputs'
+//!   fingerprint; removed when the user's result is stored.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
@@ -95,12 +98,24 @@ pub struct UserResult {
     pub recommendations: Vec<Recommendation>,
 }
 
+/// Why the batch job could not finish a user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    pub user: String,
+    /// Fingerprint of the inputs that failed: an unchanged user is not retried unless asked.
+    pub fingerprint: String,
+    /// The stage that failed (`reason`, `retrieve`, `explain`).
+    pub stage: String,
+    pub reason: String,
+}
+
 /// Row counts, for reports.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct ResultCounts {
     pub users: u64,
     pub interest_keys: u64,
     pub explanations: u64,
+    pub failures: u64,
 }
 
 /// An open results store. One connection behind a mutex: SQLite serialises writers anyway,
@@ -133,30 +148,21 @@ impl ResultStore {
         )
         .map_err(|e| err(&e))?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| err(&e))?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(|e| err(&e))?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(|e| err(&e))?;
-        conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS users (
-                 user TEXT PRIMARY KEY,
-                 fingerprint TEXT NOT NULL,
-                 result TEXT NOT NULL
-             );
-             CREATE TABLE IF NOT EXISTS interest_keys (
-                 key TEXT PRIMARY KEY,
-                 vector BLOB NOT NULL
-             );
-             CREATE TABLE IF NOT EXISTS explanations (
-                 interest_key TEXT NOT NULL,
-                 item TEXT NOT NULL,
-                 prompt_version TEXT NOT NULL,
-                 model_id TEXT NOT NULL,
-                 explanation TEXT NOT NULL,
-                 PRIMARY KEY (interest_key, item, prompt_version, model_id)
-             );",
-        )
-        .map_err(|e| err(&e))?;
+        // another process creating the file at the same moment holds it briefly: SQLite
+        // reports some of these waits at once instead of through the busy timeout
+        let started = std::time::Instant::now();
+        loop {
+            match Self::setup(&conn) {
+                Ok(()) => break,
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.code == rusqlite::ErrorCode::DatabaseBusy
+                        && started.elapsed() < BUSY_TIMEOUT =>
+                {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => return Err(err(&e)),
+            }
+        }
         Ok(Self {
             path,
             conn: Mutex::new(conn),
@@ -165,6 +171,36 @@ impl ResultStore {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    fn setup(conn: &Connection) -> rusqlite::Result<()> {
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS users (
+             user TEXT PRIMARY KEY,
+             fingerprint TEXT NOT NULL,
+             result TEXT NOT NULL
+         );
+         CREATE TABLE IF NOT EXISTS interest_keys (
+             key TEXT PRIMARY KEY,
+             vector BLOB NOT NULL
+         );
+         CREATE TABLE IF NOT EXISTS failures (
+             user TEXT PRIMARY KEY,
+             fingerprint TEXT NOT NULL,
+             stage TEXT NOT NULL,
+             reason TEXT NOT NULL
+         );
+         CREATE TABLE IF NOT EXISTS explanations (
+             interest_key TEXT NOT NULL,
+             item TEXT NOT NULL,
+             prompt_version TEXT NOT NULL,
+             model_id TEXT NOT NULL,
+             explanation TEXT NOT NULL,
+             PRIMARY KEY (interest_key, item, prompt_version, model_id)
+         );",
+        )
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {
@@ -246,16 +282,86 @@ impl ResultStore {
         Ok(())
     }
 
-    /// Stores a user's result, replacing the previous one in one transaction.
+    /// Stores a user's result, replacing the previous one and any recorded failure, in one
+    /// transaction: a reader (or a killed writer's successor) sees the old row or the new one.
     pub fn put_user(&self, result: &UserResult) -> Result<(), ResultsError> {
         let json = serde_json::to_string(result).map_err(|e| self.err(e))?;
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        tx.execute(
+            "INSERT INTO users (user, fingerprint, result) VALUES (?1, ?2, ?3)
+             ON CONFLICT (user) DO UPDATE SET fingerprint = ?2, result = ?3",
+            params![result.user, result.fingerprint, json],
+        )
+        .map_err(|e| self.err(e))?;
+        tx.execute("DELETE FROM failures WHERE user = ?1", params![result.user])
+            .map_err(|e| self.err(e))?;
+        crate::fault::point("put_user");
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// Records why a user could not be finished (replacing an earlier record).
+    pub fn put_failure(&self, failure: &Failure) -> Result<(), ResultsError> {
         self.conn()
             .execute(
-                "INSERT INTO users (user, fingerprint, result) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (user) DO UPDATE SET fingerprint = ?2, result = ?3",
-                params![result.user, result.fingerprint, json],
+                "INSERT INTO failures (user, fingerprint, stage, reason) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (user) DO UPDATE SET fingerprint = ?2, stage = ?3, reason = ?4",
+                params![
+                    failure.user,
+                    failure.fingerprint,
+                    failure.stage,
+                    failure.reason
+                ],
             )
             .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Every recorded failure, by user id.
+    pub fn failures(&self) -> Result<Vec<Failure>, ResultsError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT user, fingerprint, stage, reason FROM failures ORDER BY user")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |row| {
+                Ok(Failure {
+                    user: row.get(0)?,
+                    fingerprint: row.get(1)?,
+                    stage: row.get(2)?,
+                    reason: row.get(3)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.map(|r| r.map_err(|e| self.err(e))).collect()
+    }
+
+    /// The stored users' fingerprints, by user id.
+    pub fn fingerprints(&self) -> Result<HashMap<String, String>, ResultsError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT user, fingerprint FROM users")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .map_err(|e| self.err(e))?;
+        rows.map(|r| r.map_err(|e| self.err(e))).collect()
+    }
+
+    /// Calls `visit` with every stored result in user-id order, one at a time.
+    pub fn for_each_user<E: From<ResultsError>>(
+        &self,
+        mut visit: impl FnMut(UserResult) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT result FROM users ORDER BY user")
+            .map_err(|e| self.err(e))?;
+        let mut rows = stmt.query([]).map_err(|e| self.err(e))?;
+        while let Some(row) = rows.next().map_err(|e| self.err(e))? {
+            let json: String = row.get(0).map_err(|e| self.err(e))?;
+            visit(serde_json::from_str(&json).map_err(|e| self.err(e))?)?;
+        }
         Ok(())
     }
 
@@ -299,6 +405,7 @@ impl ResultStore {
             users: count("users")?,
             interest_keys: count("interest_keys")?,
             explanations: count("explanations")?,
+            failures: count("failures")?,
         })
     }
 }
@@ -346,5 +453,57 @@ mod tests {
             vec![("vintage teacup".to_string(), vec![0.5, -1.0])]
         );
         assert_eq!(again.user("12347").unwrap(), None);
+    }
+
+    #[test]
+    fn a_stored_result_clears_the_users_failure() {
+        let home = tempfile::tempdir().unwrap();
+        let store = ResultStore::open(home.path()).unwrap();
+        let failure = Failure {
+            user: "12347".into(),
+            fingerprint: "f1".into(),
+            stage: "reason".into(),
+            reason: "llama.cpp: out of memory".into(),
+        };
+        store.put_failure(&failure).unwrap();
+        assert_eq!(store.failures().unwrap(), vec![failure]);
+        let result = UserResult {
+            user: "12347".into(),
+            as_of: "2011-11-01".into(),
+            fingerprint: "f2".into(),
+            interests: UserInterests {
+                user: "12347".into(),
+                interests: vec![],
+                counts: Default::default(),
+                prompt_version: "p".into(),
+                model_id: "m".into(),
+                seed: 1,
+                raw: vec![],
+            },
+            interest_keys: vec![],
+            tags: UserTags {
+                user: "12347".into(),
+                tags: vec![],
+                counts: Default::default(),
+                prompt_version: "p".into(),
+                model_id: "m".into(),
+                raw: vec![],
+            },
+            recommendations: vec![],
+        };
+        store.put_user(&result).unwrap();
+        assert!(store.failures().unwrap().is_empty());
+        assert_eq!(
+            store.fingerprints().unwrap(),
+            HashMap::from([("12347".to_string(), "f2".to_string())])
+        );
+        let mut seen = Vec::new();
+        store
+            .for_each_user(|r| {
+                seen.push(r);
+                Ok::<_, ResultsError>(())
+            })
+            .unwrap();
+        assert_eq!(seen, vec![result]);
     }
 }

@@ -12,6 +12,7 @@ mod embed;
 mod explain;
 mod import;
 mod interests;
+mod job;
 mod llm;
 #[cfg(feature = "mistralrs")]
 mod mistralrs;

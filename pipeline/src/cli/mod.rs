@@ -4,6 +4,7 @@ mod bench;
 mod categories;
 mod import;
 mod interests;
+mod job;
 mod narrative;
 mod recommend;
 mod retrieval;
@@ -17,8 +18,8 @@ use recgpt_pipeline::llm::{quantize, GgufTokenizer, LlmBackend, TokenCounter};
 use recgpt_pipeline::model;
 
 use crate::{
-    BenchCommand, Cli, Command, HistoryArgs, ImportCommand, IndexCommand, LlmArgs, ModelCommand,
-    PromptsCommand, StatsCommand,
+    BenchCommand, Cli, Command, ExportCommand, HistoryArgs, ImportCommand, IndexCommand, LlmArgs,
+    ModelCommand, PromptsCommand, StatsCommand,
 };
 
 pub fn date(s: &str) -> Result<chrono::NaiveDate, String> {
@@ -124,6 +125,42 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             retrieval::eval(&home, &config, split, &embedder, cli.json)
         }
+        Command::Run {
+            users,
+            first,
+            shard,
+            force,
+            retry_failed,
+            k,
+            history,
+            llm,
+            embedder,
+        } => {
+            let mut config = config.with_history(&history).with_llm(&llm);
+            config.retrieve.k = k.unwrap_or(config.retrieve.k);
+            let selection = match (first, users.is_empty()) {
+                (Some(n), _) => recgpt_pipeline::job::Selection::First(n),
+                (None, true) => recgpt_pipeline::job::Selection::All,
+                (None, false) => recgpt_pipeline::job::Selection::Users(users),
+            };
+            let options = recgpt_pipeline::job::JobOptions {
+                selection,
+                shard,
+                force,
+                retry_failed,
+            };
+            job::run(&home, config, &options, &history, &embedder, cli.json)
+        }
+        Command::Export(ExportCommand::Recommendations { format, out }) => {
+            job::export(&home, format, out.as_deref())
+        }
+        Command::Show { user, history } => job::show(
+            &home,
+            config.with_history(&history),
+            &user,
+            &history,
+            cli.json,
+        ),
         Command::Recommend {
             users,
             k,

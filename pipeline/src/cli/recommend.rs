@@ -4,11 +4,13 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use recgpt_pipeline::compress::Compressor;
 use recgpt_pipeline::config::Config;
 use recgpt_pipeline::embed::Embedder;
 use recgpt_pipeline::explain::keys::InterestKeys;
 use recgpt_pipeline::explain::Explainer;
 use recgpt_pipeline::interests::ThemeIndex;
+use recgpt_pipeline::llm::GgufTokenizer;
 use recgpt_pipeline::model::default_embedder_dir;
 use recgpt_pipeline::prompts::Prompts;
 use recgpt_pipeline::reason::Reasoner;
@@ -22,6 +24,84 @@ use recgpt_retrieval::tower::TowerModel;
 use super::{print_json, HistoryContext};
 use crate::{EmbedderArgs, HistoryArgs};
 
+/// What the chain reads, opened from a data home.
+pub(super) struct ChainInputs {
+    pub ctx: HistoryContext,
+    pub embedder: Embedder,
+    pub prepared: retrieval::Prepared,
+    pub model: TowerModel,
+    pub index: EdgeIndex,
+    pub results: ResultStore,
+    pub prompts: Prompts,
+}
+
+impl ChainInputs {
+    /// Opens everything; `private_index` searches a private copy of the index, so several
+    /// processes (job shards) can run side by side.
+    pub fn open(
+        home: &Path,
+        config: Config,
+        history: &HistoryArgs,
+        embedder_args: &EmbedderArgs,
+        private_index: bool,
+    ) -> Result<Self> {
+        let ctx = HistoryContext::open(home, config, history)?;
+        let config = &ctx.config;
+        let dir = embedder_args
+            .embedder
+            .clone()
+            .unwrap_or_else(default_embedder_dir);
+        let embedder = Embedder::load(&dir)?;
+        let prepared = retrieval::Prepared::load(home, &ctx.store, config, &embedder)?;
+        let model = TowerModel::load(&TowerModel::dir_in(home), &prepared.features)
+            .context("no trained model: run `recgpt train` first")?;
+        let dir = retrieval::index_dir(home);
+        let index = if private_index {
+            EdgeIndex::open_private(&dir, &config.index)
+        } else {
+            EdgeIndex::open(&dir, &config.index)
+        }
+        .context("no index: run `recgpt index build` first")?;
+        let results = ResultStore::open(home)?;
+        Ok(Self {
+            ctx,
+            embedder,
+            prepared,
+            model,
+            index,
+            results,
+            prompts: Prompts::new(),
+        })
+    }
+
+    /// The chain over these inputs.
+    pub fn recommender<'a>(
+        &'a self,
+        compressor: &'a Compressor<'a, GgufTokenizer>,
+        themes: &'a ThemeIndex,
+    ) -> Recommender<'a> {
+        let config = &self.ctx.config;
+        let catalog = self.ctx.store.catalog();
+        Recommender {
+            config,
+            reasoner: Reasoner::new(&self.prompts, catalog, compressor.texts(), themes, config)
+                .with_categories(&self.embedder, &self.prepared.categories),
+            explainer: Explainer::new(
+                &self.prompts,
+                catalog,
+                compressor.texts(),
+                Some(&self.prepared.categories),
+                config,
+            ),
+            prepared: &self.prepared,
+            model: &self.model,
+            index: &self.index,
+            embedder: &self.embedder,
+            results: &self.results,
+        }
+    }
+}
+
 pub fn recommend(
     home: &Path,
     config: Config,
@@ -30,41 +110,14 @@ pub fn recommend(
     embedder_args: &EmbedderArgs,
     json: bool,
 ) -> Result<()> {
-    let ctx = HistoryContext::open(home, config, history)?;
-    let config = &ctx.config;
-    let dir = embedder_args
-        .embedder
-        .clone()
-        .unwrap_or_else(default_embedder_dir);
-    let embedder = Embedder::load(&dir)?;
-    let prepared = retrieval::Prepared::load(home, &ctx.store, config, &embedder)?;
-    let model = TowerModel::load(&TowerModel::dir_in(home), &prepared.features)
-        .context("no trained model: run `recgpt train` first")?;
-    let index = EdgeIndex::open(&retrieval::index_dir(home), &config.index)
-        .context("no index: run `recgpt index build` first")?;
-    let results = ResultStore::open(home)?;
-    let mut keys = InterestKeys::load(&results, config.explain.key_similarity)?;
+    let inputs = ChainInputs::open(home, config, history, embedder_args, false)?;
+    let ctx = &inputs.ctx;
+    let results = &inputs.results;
+    let mut keys = InterestKeys::load(results, ctx.config.explain.key_similarity)?;
     let llm = ctx.llm()?;
     let compressor = ctx.compressor();
-    let (prompts, themes) = (Prompts::new(), ThemeIndex::of(compressor.texts()));
-    let catalog = ctx.store.catalog();
-    let recommender = Recommender {
-        config,
-        reasoner: Reasoner::new(&prompts, catalog, compressor.texts(), &themes, config)
-            .with_categories(&embedder, &prepared.categories),
-        explainer: Explainer::new(
-            &prompts,
-            catalog,
-            compressor.texts(),
-            Some(&prepared.categories),
-            config,
-        ),
-        prepared: &prepared,
-        model: &model,
-        index: &index,
-        embedder: &embedder,
-        results: &results,
-    };
+    let themes = ThemeIndex::of(compressor.texts());
+    let recommender = inputs.recommender(&compressor, &themes);
     let histories = users
         .iter()
         .map(|u| ctx.store.history(u, &ctx.window))

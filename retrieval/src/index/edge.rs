@@ -25,6 +25,8 @@ pub struct EdgeIndex {
     path: PathBuf,
     ef: usize,
     len: usize,
+    /// The private copy this index was opened from (see [`EdgeIndex::open_private`]).
+    _copy: Option<tempfile::TempDir>,
 }
 
 impl std::fmt::Debug for EdgeIndex {
@@ -110,7 +112,26 @@ impl EdgeIndex {
             shard,
             path: path.to_path_buf(),
             ef: config.ef,
+            _copy: None,
         })
+    }
+
+    /// Opens a private copy of the index at `path` (removed when dropped). An Edge shard
+    /// locks its directory for one process; readers that run side by side (batch-job shards
+    /// on one machine) each search their own copy.
+    pub fn open_private(path: &Path, config: &IndexConfig) -> Result<Self, IndexError> {
+        if !path.join("edge_config.json").exists() {
+            return Err(store_err(path, "no index here (run `recgpt index build`)"));
+        }
+        let copy = tempfile::Builder::new()
+            .prefix("recgpt-index-")
+            .tempdir()
+            .map_err(|e| store_err(path, e))?;
+        copy_dir(path, copy.path()).map_err(|e| store_err(path, e))?;
+        let mut index = Self::open(copy.path(), config)?;
+        index.path = path.to_path_buf();
+        index._copy = Some(copy);
+        Ok(index)
     }
 
     /// Opens an index written by [`EdgeIndex::build`].
@@ -124,6 +145,7 @@ impl EdgeIndex {
             shard,
             path: path.to_path_buf(),
             ef: config.ef,
+            _copy: None,
         })
     }
 
@@ -192,4 +214,20 @@ impl VectorIndex for EdgeIndex {
             })
             .collect()
     }
+}
+
+/// Copies the directory tree `from` into `to` (which exists), skipping lock files.
+fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            std::fs::create_dir(&target)?;
+            copy_dir(&entry.path(), &target)?;
+        } else if kind.is_file() {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
 }

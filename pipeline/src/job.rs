@@ -1,0 +1,702 @@
+//! The batch job (`recgpt run`): every selected user through compress → interests + tags →
+//! retrieve → explain, stored per user in the results store.
+//!
+//! Four workers connected by bounded channels (tokio's `mpsc`, used from blocking threads:
+//! every stage is CPU-bound or calls the blocking LLM backend):
+//!
+//! ```text
+//! prepare ──▶ reason (LLM) ──▶ retrieve ──▶ explain (LLM) + store
+//! ```
+//!
+//! - `prepare` reads histories in user-id order, keeps the selected users of this shard,
+//!   compresses each into its narrative and fingerprints it; users whose stored result has the
+//!   same fingerprint are skipped (unless `--force`).
+//! - `reason` waits for a full group (`job.group_users`) and runs the interests and tags
+//!   conversations of the whole group in the backend's batches.
+//! - `retrieve` embeds tags and searches the index while the LLM works on the next group.
+//! - `explain` takes every retrieved user waiting (up to a group), explains their items in one
+//!   batch and stores each user's result in its own transaction.
+//!
+//! The two LLM stages take turns on the one backend (a lock), so the model is never asked to
+//! run two batches on the same cores at once. Channels hold at most `job.queue_groups` groups,
+//! so memory does not grow with the number of users.
+//!
+//! Safe to kill at any moment: a user's result is one SQLite transaction, written after its
+//! explanations; a rerun skips the users already stored with the same fingerprint and redoes
+//! the rest. A user that fails (a backend error after retries, or no parsable interests
+//! answer) is recorded with its reason and the job goes on; `--retry-failed` reruns those.
+
+use std::collections::{HashMap, HashSet};
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use recgpt_data::{DataError, History, Store, TimeWindow};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::compress::{Compressor, Narrative};
+use crate::explain::keys::InterestKeys;
+use crate::explain::ExplainCounts;
+use crate::llm::{LlmBackend, TokenCount};
+use crate::reason::TokenUse;
+use crate::recommend::{fingerprint, Recommender, Retrieved};
+use crate::results::{Failure, ResultsError};
+
+/// Settings of the batch job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JobConfig {
+    /// Users whose LLM requests are decoded together; 0 fits the backend's batch
+    /// (sequences ÷ interest rounds, at least 1).
+    pub group_users: usize,
+    /// Groups each channel between two stages holds.
+    pub queue_groups: usize,
+    /// Attempts per user when the backend fails (a failed group is retried user by user).
+    pub attempts: usize,
+    /// Seconds between progress log lines when stderr is not a terminal.
+    pub log_every_s: u64,
+}
+
+impl Default for JobConfig {
+    fn default() -> Self {
+        Self {
+            group_users: 0,
+            queue_groups: 2,
+            attempts: 2,
+            log_every_s: 30,
+        }
+    }
+}
+
+/// One of `count` disjoint parts of the user base, by a stable hash of the user id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Shard {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+
+    /// `i/N` with `0 <= i < N`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (i, n) = s
+            .split_once('/')
+            .ok_or_else(|| format!("shard {s:?}: expected i/N, e.g. 0/4"))?;
+        let parse = |x: &str| {
+            x.trim()
+                .parse::<u32>()
+                .map_err(|_| format!("shard {s:?}: {x:?} is not a number"))
+        };
+        let (index, count) = (parse(i)?, parse(n)?);
+        if count == 0 || index >= count {
+            return Err(format!("shard {s:?}: need 0 <= i < N"));
+        }
+        Ok(Self { index, count })
+    }
+}
+
+impl Shard {
+    /// Whether `user` belongs to this shard (FNV-1a of the id, modulo the count).
+    pub fn contains(&self, user: &str) -> bool {
+        crate::hash::fnv1a([user.as_bytes()]) % u64::from(self.count) == u64::from(self.index)
+    }
+}
+
+/// Which users a run covers (before sharding).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selection {
+    /// Every user with an event in the window.
+    All,
+    /// The first `n` such users in user-id order.
+    First(usize),
+    /// These users.
+    Users(Vec<String>),
+}
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct JobOptions {
+    pub selection: Selection,
+    pub shard: Option<Shard>,
+    /// Recompute users whose stored result is current.
+    pub force: bool,
+    /// Rerun only the users recorded as failed.
+    pub retry_failed: bool,
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct JobSummary {
+    pub shard: Option<Shard>,
+    /// Users selected (of this shard).
+    pub selected: usize,
+    /// Results computed and stored in this run.
+    pub done: usize,
+    /// Stored results with an unchanged fingerprint (or, with `--retry-failed`, users that
+    /// had not failed).
+    pub skipped: usize,
+    /// Users that failed in this run.
+    pub failed: usize,
+    /// Users that failed in an earlier run with the same inputs (not retried).
+    pub failed_before: usize,
+    /// Listed users with no event in the window.
+    pub no_history: usize,
+    pub seconds: f64,
+    /// Users done per minute of wall time.
+    pub users_per_min: f64,
+    /// Busy seconds of each stage's worker: `prepare`, `reason`, `retrieve`, `explain`.
+    pub stage_seconds: HashMap<String, f64>,
+    /// Seconds the LLM was busy (reason + explain batches).
+    pub llm_seconds: f64,
+    pub tokens: TokenUse,
+    /// Generated tokens per second of LLM time.
+    pub generated_per_s: f64,
+    pub explain: ExplainCounts,
+    /// This run's failures.
+    pub failures: Vec<Failure>,
+    /// Peak resident memory of the process, MiB (`VmHWM`).
+    pub peak_rss_mib: f64,
+}
+
+/// Errors that stop the job (a user's own failure does not).
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error(transparent)]
+    Data(#[from] DataError),
+    #[error(transparent)]
+    Results(#[from] ResultsError),
+    #[error("unknown user(s): {}", .0.join(", "))]
+    UnknownUsers(Vec<String>),
+    #[error("a job worker panicked")]
+    Panicked,
+    /// A worker's neighbour ended early (it reports the real error).
+    #[error("a job stage ended early")]
+    Closed,
+}
+
+/// A user ready for the LLM.
+struct Work {
+    history: History,
+    narrative: Narrative,
+    fingerprint: String,
+}
+
+/// Shared counters of a run.
+#[derive(Default)]
+struct Tally {
+    summary: JobSummary,
+}
+
+/// Runs the job. `stop` ends it early and cleanly (no new users; groups in flight finish).
+#[allow(clippy::too_many_arguments)]
+pub fn run<T: TokenCount + Sync>(
+    recommender: &Recommender<'_>,
+    llm: &dyn LlmBackend,
+    store: &Store,
+    window: &TimeWindow,
+    compressor: &Compressor<'_, T>,
+    config: &JobConfig,
+    options: &JobOptions,
+    stop: &AtomicBool,
+) -> Result<JobSummary, JobError> {
+    let started = Instant::now();
+    if let Selection::Users(users) = &options.selection {
+        let mut unknown = Vec::new();
+        for u in users {
+            if !store.has_user(u)? {
+                unknown.push(u.clone());
+            }
+        }
+        if !unknown.is_empty() {
+            return Err(JobError::UnknownUsers(unknown));
+        }
+    }
+    let results = recommender.results;
+    let rounds = recommender.config.interests.rounds.max(1);
+    let group = match config.group_users {
+        0 => (recommender.config.llm.backend.batch() / rounds).max(1),
+        n => n,
+    };
+    let capacity = group * config.queue_groups.max(1);
+    let shared = recommender.shared_inputs(llm.model_id());
+    let stored = results.fingerprints()?;
+    let failed: HashMap<String, String> = results
+        .failures()?
+        .into_iter()
+        .map(|f| (f.user, f.fingerprint))
+        .collect();
+    let mut keys =
+        InterestKeys::load(results, recommender.config.explain.key_similarity).map_err(|e| {
+            ResultsError {
+                path: results.path().to_path_buf(),
+                message: e.to_string(),
+            }
+        })?;
+
+    let tally = Mutex::new(Tally::default());
+    let llm_turn = Mutex::new(());
+    let progress = Progress::new(config.log_every_s);
+    let (to_reason, mut reason_in) = mpsc::channel::<Work>(capacity);
+    let (to_retrieve, mut retrieve_in) =
+        mpsc::channel::<(Work, crate::reason::UserReasoning)>(capacity);
+    let (to_explain, mut explain_in) = mpsc::channel::<Retrieved>(capacity);
+
+    let fail = |user: &str, fingerprint: &str, stage: &str, reason: String| {
+        let failure = Failure {
+            user: user.to_string(),
+            fingerprint: fingerprint.to_string(),
+            stage: stage.to_string(),
+            reason,
+        };
+        tracing::warn!(user, stage, reason = %failure.reason, "user failed");
+        let stored = results.put_failure(&failure);
+        let mut t = tally.lock().unwrap_or_else(|p| p.into_inner());
+        t.summary.failed += 1;
+        t.summary.failures.push(failure);
+        progress.finished(1);
+        stored
+    };
+    let busy = |stage: &str, since: Instant| {
+        let mut t = tally.lock().unwrap_or_else(|p| p.into_inner());
+        *t.summary
+            .stage_seconds
+            .entry(stage.to_string())
+            .or_default() += since.elapsed().as_secs_f64();
+    };
+    // a lone user gets `config.attempts`; a group one (its users are then retried one by one)
+    let attempts = |users: usize| {
+        if users == 1 {
+            config.attempts.max(1)
+        } else {
+            1
+        }
+    };
+
+    let outcome: Result<(), JobError> = std::thread::scope(|scope| {
+        // prepare: select, compress, fingerprint, skip
+        let prepare = scope.spawn(|| -> Result<(), JobError> {
+            let to_reason = to_reason; // dropped when done: the next stage then ends
+            let mut visit = |history: History| -> Result<(), JobError> {
+                if stop.load(Ordering::Relaxed) {
+                    return Ok(());
+                }
+                let user = history.user.clone();
+                if options.shard.is_some_and(|s| !s.contains(&user)) {
+                    return Ok(());
+                }
+                let t0 = Instant::now();
+                let narrative = compressor.compress(&history, window);
+                let fp = fingerprint(&narrative, &shared);
+                busy("prepare", t0);
+                let skip = {
+                    let mut t = tally.lock().unwrap_or_else(|p| p.into_inner());
+                    let s = &mut t.summary;
+                    s.selected += 1;
+                    if options.retry_failed {
+                        let skip = !failed.contains_key(&user);
+                        s.skipped += usize::from(skip);
+                        skip
+                    } else if !options.force && stored.get(&user) == Some(&fp) {
+                        s.skipped += 1;
+                        true
+                    } else if !options.force && failed.get(&user) == Some(&fp) {
+                        s.failed_before += 1;
+                        true
+                    } else {
+                        false
+                    }
+                };
+                if skip {
+                    return Ok(());
+                }
+                progress.queued(1);
+                let work = Work {
+                    history,
+                    narrative,
+                    fingerprint: fp,
+                };
+                // a closed channel means a later stage ended (an error): stop reading
+                to_reason.blocking_send(work).map_err(|_| JobError::Closed)
+            };
+            match &options.selection {
+                Selection::All => store.for_each_history(window, &mut visit),
+                Selection::First(n) => {
+                    let mut left = *n;
+                    let mut first = |h: History| {
+                        if left == 0 {
+                            return Ok(());
+                        }
+                        left -= 1;
+                        visit(h)
+                    };
+                    store.for_each_history(window, &mut first)
+                }
+                Selection::Users(users) => {
+                    let mut seen = HashSet::new();
+                    for user in users.iter().filter(|u| seen.insert(u.as_str())) {
+                        let history = store.history(user, window)?;
+                        if history.events.is_empty() {
+                            tally
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .summary
+                                .no_history += 1;
+                            continue;
+                        }
+                        visit(history)?;
+                    }
+                    Ok(())
+                }
+            }
+        });
+
+        // reason: full groups through interests + tags
+        let reason = scope.spawn(|| -> Result<(), JobError> {
+            let to_retrieve = to_retrieve;
+            while let Some(batch) = recv_group(&mut reason_in, group, true) {
+                let mut pending = vec![batch];
+                while let Some(works) = pending.pop() {
+                    let users: Vec<_> = works.iter().map(|w| (&w.history, &w.narrative)).collect();
+                    let outcome = on_llm(
+                        &llm_turn,
+                        attempts(works.len()),
+                        |t0| llm_time(&tally, "reason", t0),
+                        || recommender.reasoner.run(llm, &users),
+                    );
+                    match outcome {
+                        Ok((reasoning, tokens)) => {
+                            add_tokens(&tally, tokens);
+                            for (work, r) in works.into_iter().zip(reasoning) {
+                                if r.interests.counts.answers > 0
+                                    && r.interests.counts.unparsable == r.interests.counts.answers
+                                {
+                                    let reason = format!(
+                                        "invalid output: none of {} interests answers parsed",
+                                        r.interests.counts.answers
+                                    );
+                                    fail(&work.history.user, &work.fingerprint, "reason", reason)?;
+                                    continue;
+                                }
+                                progress.reasoned(1);
+                                if to_retrieve.blocking_send((work, r)).is_err() {
+                                    return Err(JobError::Closed);
+                                }
+                            }
+                        }
+                        Err(_) if works.len() > 1 => {
+                            pending.extend(works.into_iter().rev().map(|w| vec![w]));
+                        }
+                        Err(e) => {
+                            let w = &works[0];
+                            let reason = e.map_or_else(String::new, |e| e.to_string());
+                            fail(&w.history.user, &w.fingerprint, "reason", reason)?;
+                        }
+                    }
+                }
+            }
+            Ok(())
+        });
+
+        // retrieve: towers + index, overlapping the LLM
+        let retrieve = scope.spawn(|| -> Result<(), JobError> {
+            let to_explain = to_explain;
+            while let Some((work, reasoning)) = retrieve_in.blocking_recv() {
+                let t0 = Instant::now();
+                let found = recommender.retrieve(&work.history, &work.narrative, &reasoning);
+                busy("retrieve", t0);
+                match found {
+                    Ok(found) => {
+                        let next = Retrieved {
+                            user: work.history.user,
+                            as_of: work.narrative.as_of,
+                            fingerprint: work.fingerprint,
+                            reasoning,
+                            found,
+                        };
+                        if to_explain.blocking_send(next).is_err() {
+                            return Err(JobError::Closed);
+                        }
+                    }
+                    Err(e) => fail(
+                        &work.history.user,
+                        &work.fingerprint,
+                        "retrieve",
+                        e.to_string(),
+                    )?,
+                }
+            }
+            Ok(())
+        });
+
+        // explain + store: whatever is waiting, up to a group
+        let explain = scope.spawn(|| -> Result<(), JobError> {
+            while let Some(batch) = recv_group(&mut explain_in, group, false) {
+                let mut pending = vec![batch];
+                while let Some(users) = pending.pop() {
+                    let single = users.len() == 1;
+                    let outcome = on_llm(
+                        &llm_turn,
+                        attempts(users.len()),
+                        |t0| llm_time(&tally, "explain", t0),
+                        || recommender.explain(llm, &mut keys, users.clone()),
+                    );
+                    match outcome {
+                        Ok((out, counts)) => {
+                            add_explain(&tally, &counts);
+                            for result in &out {
+                                results.put_user(result)?;
+                                tally.lock().unwrap_or_else(|p| p.into_inner()).summary.done += 1;
+                                progress.finished(1);
+                            }
+                        }
+                        Err(_) if !single => {
+                            pending.extend(users.into_iter().rev().map(|u| vec![u]));
+                        }
+                        Err(e) => {
+                            let u = &users[0];
+                            let reason = e.map_or_else(String::new, |e| e.to_string());
+                            fail(&u.user, &u.fingerprint, "explain", reason)?;
+                        }
+                    }
+                }
+            }
+            Ok(())
+        });
+
+        // the real error, not a neighbour's closed channel
+        let mut errors: Vec<JobError> = [prepare, reason, retrieve, explain]
+            .into_iter()
+            .filter_map(|h| h.join().unwrap_or(Err(JobError::Panicked)).err())
+            .collect();
+        errors.sort_by_key(|e| matches!(e, JobError::Closed));
+        errors.into_iter().next().map_or(Ok(()), Err)
+    });
+    progress.finish();
+    outcome?;
+
+    let mut summary = tally
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+        .summary;
+    summary.shard = options.shard;
+    summary.seconds = started.elapsed().as_secs_f64();
+    summary.users_per_min = summary.done as f64 * 60.0 / summary.seconds.max(1e-9);
+    summary.generated_per_s = summary.tokens.generated as f64 / summary.llm_seconds.max(1e-9);
+    summary.peak_rss_mib = peak_rss_mib().unwrap_or(0.0);
+    Ok(summary)
+}
+
+/// Up to `n` items: waits for the first, then (when `full`) for the rest of a full group
+/// unless the channel closes, else takes only what is already waiting. `None` once the
+/// channel is closed and empty.
+fn recv_group<T>(rx: &mut mpsc::Receiver<T>, n: usize, full: bool) -> Option<Vec<T>> {
+    let mut out = vec![rx.blocking_recv()?];
+    while out.len() < n {
+        let next = if full {
+            rx.blocking_recv()
+        } else {
+            rx.try_recv().ok()
+        };
+        match next {
+            Some(x) => out.push(x),
+            None => break,
+        }
+    }
+    Some(out)
+}
+
+/// Calls an LLM stage on its turn of the backend, up to `attempts` times; `timed` gets each
+/// call's start.
+fn on_llm<T, E: std::fmt::Display>(
+    turn: &Mutex<()>,
+    attempts: usize,
+    mut timed: impl FnMut(Instant),
+    mut call: impl FnMut() -> Result<T, E>,
+) -> Result<T, Option<E>> {
+    let mut last = None;
+    for _ in 0..attempts {
+        let _turn = turn.lock().unwrap_or_else(|p| p.into_inner());
+        let t0 = Instant::now();
+        let r = call();
+        timed(t0);
+        match r {
+            Ok(x) => return Ok(x),
+            Err(e) => {
+                tracing::warn!(error = %e, "LLM stage failed");
+                last = Some(e);
+            }
+        }
+    }
+    Err(last)
+}
+
+/// Adds an LLM call's time to its stage and to the LLM's busy time.
+fn llm_time(tally: &Mutex<Tally>, stage: &str, t0: Instant) {
+    let seconds = t0.elapsed().as_secs_f64();
+    let mut t = tally.lock().unwrap_or_else(|p| p.into_inner());
+    *t.summary
+        .stage_seconds
+        .entry(stage.to_string())
+        .or_default() += seconds;
+    t.summary.llm_seconds += seconds;
+}
+
+fn add_tokens(tally: &Mutex<Tally>, tokens: TokenUse) {
+    let mut t = tally.lock().unwrap_or_else(|p| p.into_inner());
+    let s = &mut t.summary.tokens;
+    s.prompt += tokens.prompt;
+    s.reused += tokens.reused;
+    s.generated += tokens.generated;
+}
+
+fn add_explain(tally: &Mutex<Tally>, counts: &ExplainCounts) {
+    let mut t = tally.lock().unwrap_or_else(|p| p.into_inner());
+    t.summary.explain.add(counts);
+}
+
+/// Peak resident memory of this process in MiB (Linux `VmHWM`).
+pub fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
+}
+
+/// Progress: one bar per stage on a terminal, else a log line every `every` seconds.
+struct Progress {
+    bars: Option<(MultiProgress, [ProgressBar; 3])>,
+    counts: Mutex<(u64, u64, u64, Instant)>,
+    every: Duration,
+    started: Instant,
+}
+
+impl Progress {
+    fn new(every_s: u64) -> Self {
+        let bars = std::io::stderr().is_terminal().then(|| {
+            let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+            let style = ProgressStyle::with_template(
+                "{prefix:>10} [{bar:30}] {pos}/{len} users {per_sec} eta {eta}",
+            )
+            .expect("valid template")
+            .progress_chars("=> ");
+            let bar = |name: &str| {
+                let b = multi.add(ProgressBar::new(0));
+                b.set_style(style.clone());
+                b.set_prefix(name.to_string());
+                b
+            };
+            let bars = [bar("reason"), bar("retrieve"), bar("explain")];
+            (multi, bars)
+        });
+        Self {
+            bars,
+            counts: Mutex::new((0, 0, 0, Instant::now())),
+            every: Duration::from_secs(every_s.max(1)),
+            started: Instant::now(),
+        }
+    }
+
+    fn update(&self, queued: u64, reasoned: u64, finished: u64) {
+        let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        c.0 += queued;
+        c.1 += reasoned;
+        c.2 += finished;
+        match &self.bars {
+            Some((_, [reason, retrieve, explain])) => {
+                for b in [reason, retrieve, explain] {
+                    b.set_length(c.0);
+                }
+                reason.set_position(c.1);
+                retrieve.set_position(c.1);
+                explain.set_position(c.2);
+            }
+            None if c.3.elapsed() >= self.every => {
+                c.3 = Instant::now();
+                let minutes = self.started.elapsed().as_secs_f64() / 60.0;
+                tracing::info!(
+                    queued = c.0,
+                    reasoned = c.1,
+                    finished = c.2,
+                    users_per_min = format!("{:.2}", c.2 as f64 / minutes.max(1e-9)),
+                    "progress"
+                );
+            }
+            None => {}
+        }
+    }
+
+    fn queued(&self, n: u64) {
+        self.update(n, 0, 0);
+    }
+
+    fn reasoned(&self, n: u64) {
+        self.update(0, n, 0);
+    }
+
+    fn finished(&self, n: u64) {
+        self.update(0, 0, n);
+    }
+
+    fn finish(&self) {
+        if let Some((multi, bars)) = &self.bars {
+            for b in bars {
+                b.finish_and_clear();
+            }
+            let _ = multi.clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn shards_parse_and_reject_nonsense() {
+        assert_eq!("1/4".parse(), Ok(Shard { index: 1, count: 4 }));
+        assert!("4/4".parse::<Shard>().is_err());
+        assert!("0/0".parse::<Shard>().is_err());
+        assert!("1".parse::<Shard>().is_err());
+        assert!("a/2".parse::<Shard>().is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn every_user_is_in_exactly_one_shard(user in "[0-9A-Za-z]{1,12}", count in 1u32..16) {
+            let owners = (0..count)
+                .filter(|&index| Shard { index, count }.contains(&user))
+                .count();
+            prop_assert_eq!(owners, 1);
+        }
+    }
+
+    #[test]
+    fn groups_fill_or_take_what_waits() {
+        let (tx, mut rx) = mpsc::channel(8);
+        for i in 0..5 {
+            tx.try_send(i).unwrap();
+        }
+        assert_eq!(recv_group(&mut rx, 2, false), Some(vec![0, 1]));
+        assert_eq!(recv_group(&mut rx, 4, false), Some(vec![2, 3, 4]));
+        tx.try_send(5).unwrap();
+        drop(tx);
+        assert_eq!(recv_group(&mut rx, 4, true), Some(vec![5]));
+        assert_eq!(recv_group(&mut rx, 4, true), None);
+    }
+
+    #[test]
+    fn peak_memory_is_read() {
+        assert!(peak_rss_mib().unwrap() > 1.0);
+    }
+}
