@@ -14,6 +14,8 @@ export RECGPT_HOME ?= $(CACHE)/demo-home
 DEMO_USERS ?= 3
 BUDGET ?= 1024
 DEMO_PORT ?= 18080
+# Users of the demo's batch job (the first N in user-id order), with scripts/quick.toml.
+JOB_USERS ?= 8
 
 RECGPT := $(CARGO_TARGET_DIR)/release/recgpt
 
@@ -48,6 +50,12 @@ demo: model embedder build
 	$(RECGPT) train && $(RECGPT) index build && \
 	echo && echo "== user $$user: interests, tags, retrieval by tags, explanations (SmolLM2-135M on CPU) ==" && \
 	$(RECGPT) recommend $$user --k 10 --budget $(BUDGET) && \
+	echo && echo "== the batch job: recgpt run on the first $(JOB_USERS) users (scripts/quick.toml) ==" && \
+	$(RECGPT) --config scripts/quick.toml run --users $(JOB_USERS) && \
+	$(RECGPT) --config scripts/quick.toml run --users $(JOB_USERS) | head -3 && \
+	job_user=$$($(RECGPT) export recommendations | python3 -c 'import json,sys; print(next(r["user"] for r in map(json.loads, sys.stdin) if r["interests"]["interests"]))') && \
+	echo && echo "== recgpt show $$job_user ==" && \
+	$(RECGPT) --config scripts/quick.toml show $$job_user && \
 	echo && echo "== recgpt serve: real requests and responses ==" && \
 	scripts/demo-serve.sh $(RECGPT) $$user $(DEMO_PORT)
 
@@ -83,6 +91,7 @@ bench: model embedder build
 	$(RECGPT) train && $(RECGPT) index build
 	$(RECGPT) recommend 12347 13018 --k 20
 	$(RECGPT) bench serve
+	$(RECGPT) --config scripts/quick.toml bench job --users 3 --scale 1,10
 
 # The mistral.rs backend (GPU path): a long build (~40 min on 2 cores), in its own target
 # directory, with AVX2/FMA kernels (mistral.rs is far slower on x86 without them). Add

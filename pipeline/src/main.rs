@@ -329,6 +329,25 @@ enum BenchCommand {
         #[command(flatten)]
         embedder: EmbedderArgs,
     },
+    /// The batch job on real users: the raw backend and the chain run stage after stage in
+    /// this process (references), then `recgpt run` as a child process at each scale (fresh
+    /// results each): users/min, where the time goes, LLM tokens/s ÷ the references, peak
+    /// memory.
+    Job {
+        /// Users at scale 1 (the first N in user-id order).
+        #[arg(long, default_value_t = 4)]
+        users: usize,
+        /// Multiples of --users to run the job at.
+        #[arg(long, value_delimiter = ',', default_values_t = [1, 10])]
+        scale: Vec<usize>,
+        /// Recommendations per user (config `retrieve.k`).
+        #[arg(long)]
+        k: Option<usize>,
+        #[command(flatten)]
+        history: HistoryArgs,
+        #[command(flatten)]
+        embedder: EmbedderArgs,
+    },
     /// HTTP throughput and latency with wrk on loopback: cached explanation and
     /// recommendation lookups next to a hello-world route of the same server (needs stored
     /// results: `recgpt recommend USER`).

@@ -105,15 +105,20 @@ pub fn raw_passes(raw: &dyn LlmBackend, prefill_prompt: &str) -> Result<Vec<LlmR
         true,
     )?);
     for n in [1usize, 8, 32] {
-        let requests: Vec<_> = (0..n as u32).map(|s| writing(s, 400)).collect();
-        rows.push(row(
-            &format!("generate, {n} sequence(s)"),
-            n,
-            || raw.generate(&requests),
-            false,
-        )?);
+        rows.push(raw_generate(raw, n)?);
     }
     Ok(rows)
+}
+
+/// Grammar-constrained generation of `n` sequences in one call (400 characters each).
+pub fn raw_generate(raw: &dyn LlmBackend, n: usize) -> Result<LlmRow, LlmError> {
+    let requests: Vec<_> = (0..n as u32).map(|s| writing(s, 400)).collect();
+    row(
+        &format!("generate, {n} sequence(s)"),
+        n,
+        || raw.generate(&requests),
+        false,
+    )
 }
 
 /// Runs the raw passes on `raw` (a backend whose batch allows 32 sequences) and the stages

@@ -262,3 +262,204 @@ pub fn show(
     }
     Ok(())
 }
+
+/// One row of `recgpt bench job`.
+#[derive(Debug, serde::Serialize)]
+struct BenchRow {
+    pass: String,
+    users: usize,
+    seconds: f64,
+    users_per_min: f64,
+    /// Busy share of wall time: reason, retrieve, explain (LLM stages and the CPU stage).
+    busy: std::collections::BTreeMap<String, f64>,
+    generated_tokens: usize,
+    /// Generated tokens per second of wall time.
+    generated_per_s: f64,
+    /// `generated_per_s` ÷ the raw backend's batched rate.
+    vs_raw: f64,
+    /// `generated_per_s` ÷ the stage-after-stage reference's.
+    vs_sequential: f64,
+    peak_rss_mib: f64,
+    explain_hit_rate: f64,
+}
+
+/// A home beside `home` that reads its inputs and has its own results.
+fn scratch_home(home: &Path, config: Option<&Path>) -> Result<tempfile::TempDir> {
+    let dir = tempfile::Builder::new().prefix("recgpt-bench-").tempdir()?;
+    for name in [
+        "events.redb",
+        "categories.json",
+        "model",
+        "index",
+        "recgpt.toml",
+    ] {
+        let from = home.join(name);
+        if from.exists() {
+            std::os::unix::fs::symlink(std::fs::canonicalize(&from)?, dir.path().join(name))?;
+        }
+    }
+    if let Some(c) = config {
+        std::fs::copy(c, dir.path().join("recgpt.toml"))?;
+    }
+    Ok(dir)
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn bench(
+    home: &Path,
+    config: Config,
+    config_file: Option<&Path>,
+    users: usize,
+    scales: &[usize],
+    history: &HistoryArgs,
+    embedder: &EmbedderArgs,
+    json: bool,
+) -> Result<()> {
+    use recgpt_pipeline::bench::llm::raw_generate;
+
+    let k = config.retrieve.k.to_string();
+    let batch = config.llm.backend.batch();
+    // references in this process: the raw backend, then the chain stage after stage
+    let reference_home = scratch_home(home, config_file)?;
+    let inputs = ChainInputs::open(reference_home.path(), config, history, embedder, true)?;
+    let ctx = &inputs.ctx;
+    let llm = ctx.llm()?;
+    let raw = raw_generate(llm.as_ref(), batch)?;
+    let compressor = ctx.compressor();
+    let themes = ThemeIndex::of(compressor.texts());
+    let recommender = inputs.recommender(&compressor, &themes);
+    let mut histories = Vec::new();
+    ctx.store.for_each_history(&ctx.window, |h| {
+        if histories.len() < users {
+            histories.push(h);
+        }
+        Ok::<_, recgpt_data::DataError>(())
+    })?;
+    let narratives: Vec<_> = histories
+        .iter()
+        .map(|h| compressor.compress(h, &ctx.window))
+        .collect();
+    let pairs: Vec<_> = histories.iter().zip(&narratives).collect();
+    let mut keys = recgpt_pipeline::explain::keys::InterestKeys::load(
+        &inputs.results,
+        ctx.config.explain.key_similarity,
+    )?;
+    let started = std::time::Instant::now();
+    let (_, counts) = recommender.run(llm.as_ref(), &mut keys, &pairs)?;
+    let seconds = started.elapsed().as_secs_f64();
+    let sequential_rate = counts.tokens.generated as f64 / seconds;
+    let busy = |pairs: &[(&str, f64)]| {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v / seconds.max(1e-9)))
+            .collect()
+    };
+    let mut rows = vec![BenchRow {
+        pass: "stage after stage (reference)".into(),
+        users,
+        seconds,
+        users_per_min: users as f64 * 60.0 / seconds,
+        busy: busy(&[
+            (
+                "reason",
+                counts.seconds.get("reason").copied().unwrap_or(0.0),
+            ),
+            (
+                "retrieve",
+                counts.seconds.get("retrieve").copied().unwrap_or(0.0),
+            ),
+            (
+                "explain",
+                counts.seconds.get("explain").copied().unwrap_or(0.0),
+            ),
+        ]),
+        generated_tokens: counts.tokens.generated,
+        generated_per_s: sequential_rate,
+        vs_raw: sequential_rate / raw.tokens_per_s,
+        vs_sequential: 1.0,
+        peak_rss_mib: recgpt_pipeline::job::peak_rss_mib().unwrap_or(0.0),
+        explain_hit_rate: counts.explain.hit_rate(),
+    }];
+    drop(llm); // the children load their own
+
+    // the job as a child process per scale, each on fresh results
+    for &scale in scales {
+        let n = users * scale;
+        let dir = scratch_home(home, config_file)?;
+        let out = std::process::Command::new(std::env::current_exe()?)
+            .arg("--home")
+            .arg(dir.path())
+            .args(["--json", "run", "--users", &n.to_string(), "--k", &k])
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .context("run the job")?;
+        anyhow::ensure!(out.status.success(), "recgpt run failed: {:?}", out.status);
+        let s: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        let f = |v: &serde_json::Value| v.as_f64().unwrap_or(0.0);
+        let seconds = f(&s["seconds"]);
+        let generated = s["tokens"]["generated"].as_u64().unwrap_or(0) as usize;
+        let rate = generated as f64 / seconds.max(1e-9);
+        let stage = |name: &'static str| (name, f(&s["stage_seconds"][name]));
+        let hits = f(&s["explain"]["hits"]);
+        let requested = f(&s["explain"]["requested"]);
+        rows.push(BenchRow {
+            pass: format!("recgpt run, {scale}×"),
+            users: s["done"].as_u64().unwrap_or(0) as usize,
+            seconds,
+            users_per_min: f(&s["users_per_min"]),
+            busy: [stage("reason"), stage("retrieve"), stage("explain")]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v / seconds.max(1e-9)))
+                .collect(),
+            generated_tokens: generated,
+            generated_per_s: rate,
+            vs_raw: rate / raw.tokens_per_s,
+            vs_sequential: rate / sequential_rate,
+            peak_rss_mib: f(&s["peak_rss_mib"]),
+            explain_hit_rate: if requested > 0.0 {
+                hits / requested
+            } else {
+                0.0
+            },
+        });
+    }
+    if json {
+        return print_json(&serde_json::json!({"raw": raw, "rows": rows}));
+    }
+    println!(
+        "raw backend: {} sequences under a JSON grammar, {:.1} generated tokens/s ({} tokens in {:.1} s)",
+        raw.sequences, raw.tokens_per_s, raw.generated_tokens, raw.seconds
+    );
+    println!(
+        "{:<30} {:>5} {:>8} {:>9} {:>16} {:>8} {:>8} {:>8} {:>9} {:>7}",
+        "pass",
+        "users",
+        "seconds",
+        "users/min",
+        "busy rsn/ret/exp",
+        "gen t/s",
+        "÷ raw",
+        "÷ seq",
+        "peak MiB",
+        "hits"
+    );
+    for r in &rows {
+        let b = |k: &str| 100.0 * r.busy.get(k).copied().unwrap_or(0.0);
+        println!(
+            "{:<30} {:>5} {:>8.1} {:>9.2} {:>5.0}/{:>3.0}/{:>3.0} % {:>8.1} {:>8.2} {:>8.2} {:>9.0} {:>6.0}%",
+            r.pass,
+            r.users,
+            r.seconds,
+            r.users_per_min,
+            b("reason"),
+            b("retrieve"),
+            b("explain"),
+            r.generated_per_s,
+            r.vs_raw,
+            r.vs_sequential,
+            r.peak_rss_mib,
+            100.0 * r.explain_hit_rate
+        );
+    }
+    Ok(())
+}

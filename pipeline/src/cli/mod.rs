@@ -209,6 +209,26 @@ pub fn run(cli: Cli) -> Result<()> {
             tags,
             embedder,
         }) => retrieval::bench(&home, &config, &scale, users, tags, &embedder, cli.json),
+        Command::Bench(BenchCommand::Job {
+            users,
+            scale,
+            k,
+            history,
+            embedder,
+        }) => {
+            let mut config = config.with_history(&history);
+            config.retrieve.k = k.unwrap_or(config.retrieve.k);
+            job::bench(
+                &home,
+                config,
+                cli.config.as_deref(),
+                users,
+                &scale,
+                &history,
+                &embedder,
+                cli.json,
+            )
+        }
         Command::Bench(BenchCommand::Serve {
             seconds,
             connections,
