@@ -14,12 +14,12 @@
 //! - `reason` waits for a full group (`job.group_users`) and runs the interests and tags
 //!   conversations of the whole group in the backend's batches.
 //! - `retrieve` embeds tags and searches the index while the LLM works on the next group.
-//! - `explain` takes every retrieved user waiting (up to a group), explains their items in one
-//!   batch and stores each user's result in its own transaction.
+//! - `explain` takes a whole group as `reason` made it, explains all its (interest, item) pairs
+//!   in one call (full batches of pairs) and stores each user's result in its own transaction.
 //!
 //! The two LLM stages take turns on the one backend (a lock), so the model is never asked to
-//! run two batches on the same cores at once. Channels hold at most `job.queue_groups` groups,
-//! so memory does not grow with the number of users.
+//! run two batches on the same cores at once. Each channel holds at most `job.queue_groups`
+//! groups, so memory does not grow with the number of users.
 //!
 //! Safe to kill at any moment: a user's result is one SQLite transaction, written after its
 //! explanations; a rerun skips the users already stored with the same fingerprint and redoes
@@ -241,9 +241,11 @@ pub fn run<T: TokenCount + Sync>(
     let llm_turn = Mutex::new(());
     let progress = Progress::new(config.log_every_s);
     let (to_reason, mut reason_in) = mpsc::channel::<Work>(capacity);
+    // after `reason`, whole groups travel together: `explain` then batches a group's pairs
+    let groups = config.queue_groups.max(1);
     let (to_retrieve, mut retrieve_in) =
-        mpsc::channel::<(Work, crate::reason::UserReasoning)>(capacity);
-    let (to_explain, mut explain_in) = mpsc::channel::<Retrieved>(capacity);
+        mpsc::channel::<Vec<(Work, crate::reason::UserReasoning)>>(groups);
+    let (to_explain, mut explain_in) = mpsc::channel::<Vec<Retrieved>>(groups);
 
     let fail = |user: &str, fingerprint: &str, stage: &str, reason: String| {
         let failure = Failure {
@@ -357,8 +359,9 @@ pub fn run<T: TokenCount + Sync>(
         // reason: full groups through interests + tags
         let reason = scope.spawn(|| -> Result<(), JobError> {
             let to_retrieve = to_retrieve;
-            while let Some(batch) = recv_group(&mut reason_in, group, true) {
+            while let Some(batch) = recv_group(&mut reason_in, group) {
                 let mut pending = vec![batch];
+                let mut reasoned = Vec::new();
                 while let Some(works) = pending.pop() {
                     let users: Vec<_> = works.iter().map(|w| (&w.history, &w.narrative)).collect();
                     let outcome = on_llm(
@@ -382,9 +385,7 @@ pub fn run<T: TokenCount + Sync>(
                                     continue;
                                 }
                                 progress.reasoned(1);
-                                if to_retrieve.blocking_send((work, r)).is_err() {
-                                    return Err(JobError::Closed);
-                                }
+                                reasoned.push((work, r));
                             }
                         }
                         Err(_) if works.len() > 1 => {
@@ -397,6 +398,9 @@ pub fn run<T: TokenCount + Sync>(
                         }
                     }
                 }
+                if !reasoned.is_empty() && to_retrieve.blocking_send(reasoned).is_err() {
+                    return Err(JobError::Closed);
+                }
             }
             Ok(())
         });
@@ -404,37 +408,38 @@ pub fn run<T: TokenCount + Sync>(
         // retrieve: towers + index, overlapping the LLM
         let retrieve = scope.spawn(|| -> Result<(), JobError> {
             let to_explain = to_explain;
-            while let Some((work, reasoning)) = retrieve_in.blocking_recv() {
-                let t0 = Instant::now();
-                let found = recommender.retrieve(&work.history, &work.narrative, &reasoning);
-                busy("retrieve", t0);
-                match found {
-                    Ok(found) => {
-                        let next = Retrieved {
+            while let Some(batch) = retrieve_in.blocking_recv() {
+                let mut retrieved = Vec::with_capacity(batch.len());
+                for (work, reasoning) in batch {
+                    let t0 = Instant::now();
+                    let found = recommender.retrieve(&work.history, &work.narrative, &reasoning);
+                    busy("retrieve", t0);
+                    match found {
+                        Ok(found) => retrieved.push(Retrieved {
                             user: work.history.user,
                             as_of: work.narrative.as_of,
                             fingerprint: work.fingerprint,
                             reasoning,
                             found,
-                        };
-                        if to_explain.blocking_send(next).is_err() {
-                            return Err(JobError::Closed);
-                        }
+                        }),
+                        Err(e) => fail(
+                            &work.history.user,
+                            &work.fingerprint,
+                            "retrieve",
+                            e.to_string(),
+                        )?,
                     }
-                    Err(e) => fail(
-                        &work.history.user,
-                        &work.fingerprint,
-                        "retrieve",
-                        e.to_string(),
-                    )?,
+                }
+                if !retrieved.is_empty() && to_explain.blocking_send(retrieved).is_err() {
+                    return Err(JobError::Closed);
                 }
             }
             Ok(())
         });
 
-        // explain + store: whatever is waiting, up to a group
+        // explain + store: a group's pairs in one call
         let explain = scope.spawn(|| -> Result<(), JobError> {
-            while let Some(batch) = recv_group(&mut explain_in, group, false) {
+            while let Some(batch) = explain_in.blocking_recv() {
                 let mut pending = vec![batch];
                 while let Some(users) = pending.pop() {
                     let single = users.len() == 1;
@@ -490,18 +495,12 @@ pub fn run<T: TokenCount + Sync>(
     Ok(summary)
 }
 
-/// Up to `n` items: waits for the first, then (when `full`) for the rest of a full group
-/// unless the channel closes, else takes only what is already waiting. `None` once the
-/// channel is closed and empty.
-fn recv_group<T>(rx: &mut mpsc::Receiver<T>, n: usize, full: bool) -> Option<Vec<T>> {
+/// A full group of `n` items, fewer when the channel closes first; `None` once it is closed
+/// and empty.
+fn recv_group<T>(rx: &mut mpsc::Receiver<T>, n: usize) -> Option<Vec<T>> {
     let mut out = vec![rx.blocking_recv()?];
     while out.len() < n {
-        let next = if full {
-            rx.blocking_recv()
-        } else {
-            rx.try_recv().ok()
-        };
-        match next {
+        match rx.blocking_recv() {
             Some(x) => out.push(x),
             None => break,
         }
@@ -682,17 +681,16 @@ mod tests {
     }
 
     #[test]
-    fn groups_fill_or_take_what_waits() {
+    fn groups_fill_until_the_channel_closes() {
         let (tx, mut rx) = mpsc::channel(8);
         for i in 0..5 {
             tx.try_send(i).unwrap();
         }
-        assert_eq!(recv_group(&mut rx, 2, false), Some(vec![0, 1]));
-        assert_eq!(recv_group(&mut rx, 4, false), Some(vec![2, 3, 4]));
-        tx.try_send(5).unwrap();
+        assert_eq!(recv_group(&mut rx, 2), Some(vec![0, 1]));
+        assert_eq!(recv_group(&mut rx, 2), Some(vec![2, 3]));
         drop(tx);
-        assert_eq!(recv_group(&mut rx, 4, true), Some(vec![5]));
-        assert_eq!(recv_group(&mut rx, 4, true), None);
+        assert_eq!(recv_group(&mut rx, 4), Some(vec![4]));
+        assert_eq!(recv_group(&mut rx, 4), None);
     }
 
     #[test]

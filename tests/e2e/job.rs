@@ -4,7 +4,7 @@
 //! ends; the incremental skip; two concurrent shards on one store; a failed user recorded and
 //! retried; `recgpt show` and `recgpt export`.
 //!
-//! The job runs with short budgets (one interests round, 3 recommendations per user) so that
+//! The job runs with short budgets (one interests round, 2 recommendations per user) so that
 //! a user costs a few seconds on 2 cores; the full settings run in `make demo`.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -29,11 +29,11 @@ budget = 384
 rounds = 1
 max_tokens = 300
 [tags]
-target = 10
-per_round = 10
-max_tokens = 250
+target = 6
+per_round = 6
+max_tokens = 200
 [retrieve]
-k = 3
+k = 2
 [explain]
 attempts = 1
 [job]
@@ -278,7 +278,7 @@ fn two_concurrent_shards_cover_every_user_once() {
                 "--json",
                 "run",
                 "--users",
-                "6",
+                "4",
                 "--shard",
                 i,
                 "--threads",
@@ -300,23 +300,23 @@ fn two_concurrent_shards_cover_every_user_once() {
         })
         .collect();
     let selected: u64 = summaries.iter().map(|s| count(s, "selected")).sum();
-    assert_eq!(selected, 6, "{summaries:?}");
-    assert!(summaries.iter().all(|s| count(s, "selected") < 6));
+    assert_eq!(selected, 4, "{summaries:?}");
+    assert!(summaries.iter().all(|s| count(s, "selected") < 4));
     let finished: u64 = summaries
         .iter()
         .map(|s| count(s, "done") + count(s, "failed"))
         .sum();
-    assert_eq!(finished, 6, "{summaries:?}");
+    assert_eq!(finished, 4, "{summaries:?}");
     let (users, failed) = stored(&home);
-    assert_eq!(users.len() + failed.len(), 6);
+    assert_eq!(users.len() + failed.len(), 4);
     assert!(users.keys().all(|u| !failed.contains(u)));
 
     // the whole user set again, unsharded: nothing left to do
-    let all = run(&home, &["--users", "6"]);
+    let all = run(&home, &["--users", "4"]);
     assert_eq!(count(&all, "done"), 0, "{all}");
     assert_eq!(
         count(&all, "skipped") + count(&all, "failed_before"),
-        6,
+        4,
         "{all}"
     );
 }
