@@ -281,6 +281,8 @@ struct BenchRow {
     vs_sequential: f64,
     peak_rss_mib: f64,
     explain_hit_rate: f64,
+    /// Explanation pairs, cache hits, answers generated, explanations from the template.
+    explain: recgpt_pipeline::explain::ExplainCounts,
 }
 
 /// A home beside `home` that reads its inputs and has its own results.
@@ -379,6 +381,7 @@ pub fn bench(
         vs_sequential: 1.0,
         peak_rss_mib: recgpt_pipeline::job::peak_rss_mib().unwrap_or(0.0),
         explain_hit_rate: counts.explain.hit_rate(),
+        explain: counts.explain.clone(),
     }];
     drop(llm); // the children load their own
 
@@ -421,6 +424,7 @@ pub fn bench(
             } else {
                 0.0
             },
+            explain: serde_json::from_value(s["explain"].clone()).unwrap_or_default(),
         });
     }
     if json {
@@ -459,6 +463,14 @@ pub fn bench(
             r.vs_sequential,
             r.peak_rss_mib,
             100.0 * r.explain_hit_rate
+        );
+    }
+    println!("explanations per pass: pairs, cache hits, answers generated, template fallbacks");
+    for r in &rows {
+        let e = &r.explain;
+        println!(
+            "  {:<30} {:>5} {:>5} {:>6} {:>5}",
+            r.pass, e.requested, e.hits, e.generations, e.fallbacks
         );
     }
     Ok(())
