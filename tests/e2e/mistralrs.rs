@@ -38,10 +38,14 @@ fn schema_constrained_answers_parse_and_greedy_decoding_repeats() {
         temperature: 0.0,
         seed: 1,
     };
-    let answers = llm.generate(&[request.clone(), request]).unwrap();
-    let v: serde_json::Value = serde_json::from_str(&answers[0].text).expect(&answers[0].text);
+    // one call after the other: two identical requests sent at once never finished (mistral.rs
+    // 0.8.1 on CPU kept decoding for over ten minutes)
+    let first = llm.generate(std::slice::from_ref(&request)).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&first[0].text).expect(&first[0].text);
     assert!(v["items"].as_array().is_some_and(|a| a.len() >= 2), "{v}");
-    assert_eq!(answers[0].text, answers[1].text);
+    assert!(first[0].generated_tokens <= 80, "{:?}", first[0]);
+    let again = llm.generate(&[request]).unwrap();
+    assert_eq!(first[0].text, again[0].text);
 }
 
 #[test]

@@ -80,12 +80,14 @@ impl MistralRsBackend {
             builder = builder.add_message(role, content);
         }
         builder = builder.set_sampler_max_len(request.max_tokens);
+        // greedy is top-k 1: mistral.rs 0.8.1's deterministic sampler under an llguidance
+        // constraint did not finish a 80-token answer in minutes on CPU
         builder = if request.temperature > 0.0 {
             builder
                 .set_sampler_temperature(f64::from(request.temperature))
                 .set_sampler_topk(40)
         } else {
-            builder.set_deterministic_sampler()
+            builder.set_sampler_temperature(1.0).set_sampler_topk(1)
         };
         if let Some(schema) = &request.schema {
             // llguidance lets JSON take any whitespace by default, and a small model can fill
