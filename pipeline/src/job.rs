@@ -185,12 +185,6 @@ struct Work {
     fingerprint: String,
 }
 
-/// Shared counters of a run.
-#[derive(Default)]
-struct Tally {
-    summary: JobSummary,
-}
-
 /// Runs the job. `stop` ends it early and cleanly (no new users; groups in flight finish).
 #[allow(clippy::too_many_arguments)]
 pub fn run<T: TokenCount + Sync>(
@@ -223,12 +217,6 @@ pub fn run<T: TokenCount + Sync>(
     };
     let capacity = group * config.queue_groups.max(1);
     let shared = recommender.shared_inputs(llm.model_id());
-    let stored = results.fingerprints()?;
-    let failed: HashMap<String, String> = results
-        .failures()?
-        .into_iter()
-        .map(|f| (f.user, f.fingerprint))
-        .collect();
     let mut keys =
         InterestKeys::load(results, recommender.config.explain.key_similarity).map_err(|e| {
             ResultsError {
@@ -237,7 +225,7 @@ pub fn run<T: TokenCount + Sync>(
             }
         })?;
 
-    let tally = Mutex::new(Tally::default());
+    let tally = Mutex::new(JobSummary::default());
     let llm_turn = Mutex::new(());
     let progress = Progress::new(config.log_every_s);
     let (to_reason, mut reason_in) = mpsc::channel::<Work>(capacity);
@@ -257,17 +245,14 @@ pub fn run<T: TokenCount + Sync>(
         tracing::warn!(user, stage, reason = %failure.reason, "user failed");
         let stored = results.put_failure(&failure);
         let mut t = tally.lock().unwrap_or_else(|p| p.into_inner());
-        t.summary.failed += 1;
-        t.summary.failures.push(failure);
-        progress.finished(1);
+        t.failed += 1;
+        t.failures.push(failure);
+        progress.add(3, 1);
         stored
     };
     let busy = |stage: &str, since: Instant| {
         let mut t = tally.lock().unwrap_or_else(|p| p.into_inner());
-        *t.summary
-            .stage_seconds
-            .entry(stage.to_string())
-            .or_default() += since.elapsed().as_secs_f64();
+        *t.stage_seconds.entry(stage.to_string()).or_default() += since.elapsed().as_secs_f64();
     };
     // a lone user gets `config.attempts`; a group one (its users are then retried one by one)
     let attempts = |users: usize| {
@@ -294,18 +279,22 @@ pub fn run<T: TokenCount + Sync>(
                 let narrative = compressor.compress(&history, window);
                 let fp = fingerprint(&narrative, &shared);
                 busy("prepare", t0);
+                // one primary-key lookup each, so start-up and memory do not grow with the store
+                let failed = results.failure(&user)?.map(|f| f.fingerprint);
+                let stored = match options.retry_failed || options.force {
+                    true => None,
+                    false => results.fingerprint(&user)?,
+                };
                 let skip = {
-                    let mut t = tally.lock().unwrap_or_else(|p| p.into_inner());
-                    let s = &mut t.summary;
+                    let mut s = tally.lock().unwrap_or_else(|p| p.into_inner());
                     s.selected += 1;
                     if options.retry_failed {
-                        let skip = !failed.contains_key(&user);
-                        s.skipped += usize::from(skip);
-                        skip
-                    } else if !options.force && stored.get(&user) == Some(&fp) {
+                        s.skipped += usize::from(failed.is_none());
+                        failed.is_none()
+                    } else if !options.force && stored.as_ref() == Some(&fp) {
                         s.skipped += 1;
                         true
-                    } else if !options.force && failed.get(&user) == Some(&fp) {
+                    } else if !options.force && failed.as_ref() == Some(&fp) {
                         s.failed_before += 1;
                         true
                     } else {
@@ -315,7 +304,7 @@ pub fn run<T: TokenCount + Sync>(
                 if skip {
                     return Ok(());
                 }
-                progress.queued(1);
+                progress.add(0, 1);
                 let work = Work {
                     history,
                     narrative,
@@ -342,11 +331,7 @@ pub fn run<T: TokenCount + Sync>(
                     for user in users.iter().filter(|u| seen.insert(u.as_str())) {
                         let history = store.history(user, window)?;
                         if history.events.is_empty() {
-                            tally
-                                .lock()
-                                .unwrap_or_else(|p| p.into_inner())
-                                .summary
-                                .no_history += 1;
+                            tally.lock().unwrap_or_else(|p| p.into_inner()).no_history += 1;
                             continue;
                         }
                         visit(history)?;
@@ -384,7 +369,7 @@ pub fn run<T: TokenCount + Sync>(
                                     fail(&work.history.user, &work.fingerprint, "reason", reason)?;
                                     continue;
                                 }
-                                progress.reasoned(1);
+                                progress.add(1, 1);
                                 reasoned.push((work, r));
                             }
                         }
@@ -415,13 +400,16 @@ pub fn run<T: TokenCount + Sync>(
                     let found = recommender.retrieve(&work.history, &work.narrative, &reasoning);
                     busy("retrieve", t0);
                     match found {
-                        Ok(found) => retrieved.push(Retrieved {
-                            user: work.history.user,
-                            as_of: work.narrative.as_of,
-                            fingerprint: work.fingerprint,
-                            reasoning,
-                            found,
-                        }),
+                        Ok(found) => {
+                            progress.add(2, 1);
+                            retrieved.push(Retrieved {
+                                user: work.history.user,
+                                as_of: work.narrative.as_of,
+                                fingerprint: work.fingerprint,
+                                reasoning,
+                                found,
+                            });
+                        }
                         Err(e) => fail(
                             &work.history.user,
                             &work.fingerprint,
@@ -454,8 +442,8 @@ pub fn run<T: TokenCount + Sync>(
                             add_explain(&tally, &counts);
                             for result in &out {
                                 results.put_user(result)?;
-                                tally.lock().unwrap_or_else(|p| p.into_inner()).summary.done += 1;
-                                progress.finished(1);
+                                tally.lock().unwrap_or_else(|p| p.into_inner()).done += 1;
+                                progress.add(3, 1);
                             }
                         }
                         Err(_) if !single => {
@@ -483,10 +471,7 @@ pub fn run<T: TokenCount + Sync>(
     progress.finish();
     outcome?;
 
-    let mut summary = tally
-        .into_inner()
-        .unwrap_or_else(|p| p.into_inner())
-        .summary;
+    let mut summary = tally.into_inner().unwrap_or_else(|p| p.into_inner());
     summary.shard = options.shard;
     summary.seconds = started.elapsed().as_secs_f64();
     summary.users_per_min = summary.done as f64 * 60.0 / summary.seconds.max(1e-9);
@@ -534,27 +519,24 @@ fn on_llm<T, E: std::fmt::Display>(
 }
 
 /// Adds an LLM call's time to its stage and to the LLM's busy time.
-fn llm_time(tally: &Mutex<Tally>, stage: &str, t0: Instant) {
+fn llm_time(tally: &Mutex<JobSummary>, stage: &str, t0: Instant) {
     let seconds = t0.elapsed().as_secs_f64();
     let mut t = tally.lock().unwrap_or_else(|p| p.into_inner());
-    *t.summary
-        .stage_seconds
-        .entry(stage.to_string())
-        .or_default() += seconds;
-    t.summary.llm_seconds += seconds;
+    *t.stage_seconds.entry(stage.to_string()).or_default() += seconds;
+    t.llm_seconds += seconds;
 }
 
-fn add_tokens(tally: &Mutex<Tally>, tokens: TokenUse) {
+fn add_tokens(tally: &Mutex<JobSummary>, tokens: TokenUse) {
     let mut t = tally.lock().unwrap_or_else(|p| p.into_inner());
-    let s = &mut t.summary.tokens;
+    let s = &mut t.tokens;
     s.prompt += tokens.prompt;
     s.reused += tokens.reused;
     s.generated += tokens.generated;
 }
 
-fn add_explain(tally: &Mutex<Tally>, counts: &ExplainCounts) {
+fn add_explain(tally: &Mutex<JobSummary>, counts: &ExplainCounts) {
     let mut t = tally.lock().unwrap_or_else(|p| p.into_inner());
-    t.summary.explain.add(counts);
+    t.explain.add(counts);
 }
 
 /// Peak resident memory of this process in MiB (Linux `VmHWM`).
@@ -574,7 +556,8 @@ pub fn peak_rss_mib() -> Option<f64> {
 /// Progress: one bar per stage on a terminal, else a log line every `every` seconds.
 struct Progress {
     bars: Option<(MultiProgress, [ProgressBar; 3])>,
-    counts: Mutex<(u64, u64, u64, Instant)>,
+    /// Users queued, reasoned, retrieved, finished; the last log line's time.
+    counts: Mutex<([u64; 4], Instant)>,
     every: Duration,
     started: Instant,
 }
@@ -599,51 +582,38 @@ impl Progress {
         });
         Self {
             bars,
-            counts: Mutex::new((0, 0, 0, Instant::now())),
+            counts: Mutex::new(([0; 4], Instant::now())),
             every: Duration::from_secs(every_s.max(1)),
             started: Instant::now(),
         }
     }
 
-    fn update(&self, queued: u64, reasoned: u64, finished: u64) {
-        let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        c.0 += queued;
-        c.1 += reasoned;
-        c.2 += finished;
+    /// Adds `n` users to counter `i`: 0 queued, 1 reasoned, 2 retrieved, 3 finished.
+    fn add(&self, i: usize, n: u64) {
+        let mut guard = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let (c, last) = &mut *guard;
+        c[i] += n;
         match &self.bars {
-            Some((_, [reason, retrieve, explain])) => {
-                for b in [reason, retrieve, explain] {
-                    b.set_length(c.0);
+            Some((_, bars)) => {
+                for (bar, done) in bars.iter().zip(&c[1..]) {
+                    bar.set_length(c[0]);
+                    bar.set_position(*done);
                 }
-                reason.set_position(c.1);
-                retrieve.set_position(c.1);
-                explain.set_position(c.2);
             }
-            None if c.3.elapsed() >= self.every => {
-                c.3 = Instant::now();
+            None if last.elapsed() >= self.every => {
+                *last = Instant::now();
                 let minutes = self.started.elapsed().as_secs_f64() / 60.0;
                 tracing::info!(
-                    queued = c.0,
-                    reasoned = c.1,
-                    finished = c.2,
-                    users_per_min = format!("{:.2}", c.2 as f64 / minutes.max(1e-9)),
+                    queued = c[0],
+                    reasoned = c[1],
+                    retrieved = c[2],
+                    finished = c[3],
+                    users_per_min = format!("{:.2}", c[3] as f64 / minutes.max(1e-9)),
                     "progress"
                 );
             }
             None => {}
         }
-    }
-
-    fn queued(&self, n: u64) {
-        self.update(n, 0, 0);
-    }
-
-    fn reasoned(&self, n: u64) {
-        self.update(0, n, 0);
-    }
-
-    fn finished(&self, n: u64) {
-        self.update(0, 0, n);
     }
 
     fn finish(&self) {

@@ -14,7 +14,6 @@
 //! - `failures`: user id → why the batch job could not finish that user, with the inputs'
 //!   fingerprint; removed when the user's result is stored.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
@@ -336,16 +335,35 @@ impl ResultStore {
         rows.map(|r| r.map_err(|e| self.err(e))).collect()
     }
 
-    /// The stored users' fingerprints, by user id.
-    pub fn fingerprints(&self) -> Result<HashMap<String, String>, ResultsError> {
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare("SELECT user, fingerprint FROM users")
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
-            .map_err(|e| self.err(e))?;
-        rows.map(|r| r.map_err(|e| self.err(e))).collect()
+    /// A stored user's fingerprint.
+    pub fn fingerprint(&self, user: &str) -> Result<Option<String>, ResultsError> {
+        self.conn()
+            .query_row(
+                "SELECT fingerprint FROM users WHERE user = ?1",
+                params![user],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    /// A user's recorded failure.
+    pub fn failure(&self, user: &str) -> Result<Option<Failure>, ResultsError> {
+        self.conn()
+            .query_row(
+                "SELECT user, fingerprint, stage, reason FROM failures WHERE user = ?1",
+                params![user],
+                |row| {
+                    Ok(Failure {
+                        user: row.get(0)?,
+                        fingerprint: row.get(1)?,
+                        stage: row.get(2)?,
+                        reason: row.get(3)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(|e| self.err(e))
     }
 
     /// Calls `visit` with every stored result in user-id order, one at a time.
@@ -466,7 +484,8 @@ mod tests {
             reason: "llama.cpp: out of memory".into(),
         };
         store.put_failure(&failure).unwrap();
-        assert_eq!(store.failures().unwrap(), vec![failure]);
+        assert_eq!(store.failures().unwrap(), vec![failure.clone()]);
+        assert_eq!(store.failure("12347").unwrap(), Some(failure));
         let result = UserResult {
             user: "12347".into(),
             as_of: "2011-11-01".into(),
@@ -493,10 +512,9 @@ mod tests {
         };
         store.put_user(&result).unwrap();
         assert!(store.failures().unwrap().is_empty());
-        assert_eq!(
-            store.fingerprints().unwrap(),
-            HashMap::from([("12347".to_string(), "f2".to_string())])
-        );
+        assert_eq!(store.failure("12347").unwrap(), None);
+        assert_eq!(store.fingerprint("12347").unwrap().as_deref(), Some("f2"));
+        assert_eq!(store.fingerprint("12348").unwrap(), None);
         let mut seen = Vec::new();
         store
             .for_each_user(|r| {

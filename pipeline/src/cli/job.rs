@@ -180,9 +180,8 @@ pub fn show(
     json: bool,
 ) -> Result<()> {
     let results = ResultStore::open(home)?;
-    let failure = results.failures()?.into_iter().find(|f| f.user == user);
     let Some(r) = results.user(user)? else {
-        match failure {
+        match results.failure(user)? {
             Some(f) => anyhow::bail!(
                 "user {user} failed at {}: {} (rerun with `recgpt run --retry-failed`)",
                 f.stage,
