@@ -152,6 +152,7 @@ pub struct JobSummary {
     pub stage_seconds: HashMap<String, f64>,
     /// Seconds the LLM was busy (reason + explain batches).
     pub llm_seconds: f64,
+    /// Tokens of every LLM stage (reason and explain; `explain.tokens` is the latter).
     pub tokens: TokenUse,
     /// Generated tokens per second of LLM time.
     pub generated_per_s: f64,
@@ -528,14 +529,12 @@ fn llm_time(tally: &Mutex<JobSummary>, stage: &str, t0: Instant) {
 
 fn add_tokens(tally: &Mutex<JobSummary>, tokens: TokenUse) {
     let mut t = tally.lock().unwrap_or_else(|p| p.into_inner());
-    let s = &mut t.tokens;
-    s.prompt += tokens.prompt;
-    s.reused += tokens.reused;
-    s.generated += tokens.generated;
+    t.tokens.merge(&tokens);
 }
 
 fn add_explain(tally: &Mutex<JobSummary>, counts: &ExplainCounts) {
     let mut t = tally.lock().unwrap_or_else(|p| p.into_inner());
+    t.tokens.merge(&counts.tokens);
     t.explain.add(counts);
 }
 

@@ -7,7 +7,7 @@
 
 use chrono::NaiveDate;
 use recgpt_data::History;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use recgpt_data::Catalog;
 
@@ -42,7 +42,7 @@ pub struct UserReasoning {
 }
 
 /// Token accounting of a run.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenUse {
     pub prompt: usize,
     /// Prompt tokens not evaluated again (shared prefixes, conversation KV reuse).
@@ -51,10 +51,23 @@ pub struct TokenUse {
 }
 
 impl TokenUse {
-    fn add(&mut self, g: &Generation) {
+    /// Counts one answer.
+    pub fn add(&mut self, g: &Generation) {
         self.prompt += g.prompt_tokens;
         self.reused += g.shared_prompt_tokens;
         self.generated += g.generated_tokens;
+    }
+
+    /// Adds another tally.
+    pub fn merge(&mut self, other: &TokenUse) {
+        self.prompt += other.prompt;
+        self.reused += other.reused;
+        self.generated += other.generated;
+    }
+
+    /// Prompt tokens the backend evaluated (not reused).
+    pub fn evaluated(&self) -> usize {
+        self.prompt - self.reused
     }
 }
 

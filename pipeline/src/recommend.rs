@@ -49,6 +49,7 @@ pub enum RecommendError {
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ChainCounts {
     pub users: usize,
+    /// Tokens of every LLM stage (reason and explain; `explain.tokens` is the latter).
     pub tokens: TokenUse,
     pub explain: ExplainCounts,
     /// Seconds per stage: `reason` (interests + tags), `retrieve`, `explain`.
@@ -136,6 +137,7 @@ impl Recommender<'_> {
         lap(&mut counts, "retrieve");
 
         let (out, explain) = self.explain(llm, keys, retrieved)?;
+        counts.tokens.merge(&explain.tokens);
         counts.explain = explain;
         for result in &out {
             self.results.put_user(result)?;

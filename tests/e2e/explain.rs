@@ -183,6 +183,15 @@ fn every_recommendation_has_its_interest_and_a_checked_explanation() {
     // only after all its answers were rejected
     let rejected: usize = e.rejected.values().sum();
     assert_eq!(e.generations, e.generated + rejected, "{e:?}");
+    // explain answers count in the chain's tokens, and the prompts of a batch share the system
+    // prompt and the instructions (and those of one interest its line) as a prefix evaluated once
+    assert!(e.generations > 0 && e.tokens.generated > 0, "{e:?}");
+    assert!(
+        chain.counts.tokens.generated > e.tokens.generated,
+        "{:?}",
+        chain.counts.tokens
+    );
+    assert!(e.tokens.reused * 3 > e.tokens.prompt, "{e:?}");
     let attempts = config.explain.attempts;
     assert!(
         e.generations >= e.generated + attempts * e.fallbacks,

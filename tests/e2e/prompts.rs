@@ -2,6 +2,7 @@
 //! compared with committed snapshots (`tests/e2e/snapshots/`), so any change to a template, to
 //! compression or to theme mining shows up as a reviewed diff (`cargo insta review`).
 
+use recgpt_pipeline::explain::{ExplainConfig, Explainer, Pair};
 use recgpt_pipeline::interests::{
     Evidence, Interest, InterestCounts, InterestMiner, InterestsConfig, ThemeIndex, UserInterests,
 };
@@ -106,6 +107,32 @@ fn golden_prompts_render_as_snapshotted() {
                 "{}\n\n[schema]\n{}",
                 show(&turn.messages),
                 turn.schema.unwrap()
+            )
+        );
+
+        // the explain turn for the top theme and one of its items
+        let explainer = Explainer {
+            prompts: &prompts,
+            catalog: store.catalog(),
+            texts: compressor.texts(),
+            categories: None,
+            config: ExplainConfig::default(),
+            sampling: Sampling::default(),
+        };
+        let top = &user_themes[0];
+        let pair = Pair {
+            interest: top.phrase.clone(),
+            description: format!("Buys {} items.", top.phrase),
+            key: top.phrase.to_lowercase(),
+            item: top.items[0],
+        };
+        let request = explainer.request(&pair, 0).unwrap();
+        insta::assert_snapshot!(
+            format!("explain_{}", case.user),
+            format!(
+                "{}\n\n[schema]\n{}",
+                show(&request.messages),
+                request.schema.unwrap()
             )
         );
     }

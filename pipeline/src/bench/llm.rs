@@ -90,24 +90,28 @@ fn row(
 /// The raw backend passes: prefill of `prefill_prompt`, then grammar-constrained generation at
 /// 1, 8 and 32 sequences.
 pub fn raw_passes(raw: &dyn LlmBackend, prefill_prompt: &str) -> Result<Vec<LlmRow>, LlmError> {
-    let mut rows = Vec::new();
+    let mut rows = vec![raw_prefill(raw, prefill_prompt)?];
+    for n in [1usize, 8, 32] {
+        rows.push(raw_generate(raw, n)?);
+    }
+    Ok(rows)
+}
+
+/// Prefill of `prompt` as one user message (one sequence, one answer token).
+pub fn raw_prefill(raw: &dyn LlmBackend, prompt: &str) -> Result<LlmRow, LlmError> {
     let prefill = GenerateRequest {
-        messages: vec![ChatMessage::user(prefill_prompt)],
+        messages: vec![ChatMessage::user(prompt)],
         schema: None,
         max_tokens: 1,
         temperature: 0.0,
         seed: 0,
     };
-    rows.push(row(
+    row(
         "prefill (one real narrative)",
         1,
         || raw.generate(std::slice::from_ref(&prefill)),
         true,
-    )?);
-    for n in [1usize, 8, 32] {
-        rows.push(raw_generate(raw, n)?);
-    }
-    Ok(rows)
+    )
 }
 
 /// Grammar-constrained generation of `n` sequences in one call (400 characters each).

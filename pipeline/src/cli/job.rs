@@ -278,6 +278,11 @@ struct BenchRow {
     vs_raw: f64,
     /// `generated_per_s` ÷ the stage-after-stage reference's.
     vs_sequential: f64,
+    /// Prompt tokens the backend evaluated (not reused from a shared prefix or conversation).
+    evaluated_prompt_tokens: usize,
+    /// The raw backend's time for this pass's token work (evaluated prompt tokens at the raw
+    /// prefill rate, generated tokens at the raw batched rate) ÷ the pass's wall time.
+    vs_raw_work: f64,
     peak_rss_mib: f64,
     explain_hit_rate: f64,
     /// Explanation pairs, cache hits, answers generated, explanations from the template.
@@ -316,7 +321,7 @@ pub fn bench(
     embedder: &EmbedderArgs,
     json: bool,
 ) -> Result<()> {
-    use recgpt_pipeline::bench::llm::raw_generate;
+    use recgpt_pipeline::bench::llm::{raw_generate, raw_prefill};
 
     let k = config.retrieve.k.to_string();
     let batch = config.llm.backend.batch();
@@ -325,7 +330,6 @@ pub fn bench(
     let inputs = ChainInputs::open(reference_home.path(), config, history, embedder, true)?;
     let ctx = &inputs.ctx;
     let llm = ctx.llm()?;
-    let raw = raw_generate(llm.as_ref(), batch)?;
     let compressor = ctx.compressor();
     let themes = ThemeIndex::of(compressor.texts());
     let recommender = inputs.recommender(&compressor, &themes);
@@ -341,6 +345,15 @@ pub fn bench(
         .map(|h| compressor.compress(h, &ctx.window))
         .collect();
     let pairs: Vec<_> = histories.iter().zip(&narratives).collect();
+    let raw = raw_generate(llm.as_ref(), batch)?;
+    let prefill = match narratives.first() {
+        Some(n) => raw_prefill(llm.as_ref(), &n.text)?,
+        None => anyhow::bail!("no user with history"),
+    };
+    // the raw backend's seconds for a pass's token work
+    let raw_seconds = |t: &recgpt_pipeline::reason::TokenUse| {
+        t.evaluated() as f64 / prefill.tokens_per_s + t.generated as f64 / raw.tokens_per_s
+    };
     let mut keys = recgpt_pipeline::explain::keys::InterestKeys::load(
         &inputs.results,
         ctx.config.explain.key_similarity,
@@ -378,6 +391,8 @@ pub fn bench(
         generated_per_s: sequential_rate,
         vs_raw: sequential_rate / raw.tokens_per_s,
         vs_sequential: 1.0,
+        evaluated_prompt_tokens: counts.tokens.evaluated(),
+        vs_raw_work: raw_seconds(&counts.tokens) / seconds,
         peak_rss_mib: recgpt_pipeline::job::peak_rss_mib().unwrap_or(0.0),
         explain_hit_rate: counts.explain.hit_rate(),
         explain: counts.explain.clone(),
@@ -399,7 +414,9 @@ pub fn bench(
         let s: serde_json::Value = serde_json::from_slice(&out.stdout)?;
         let f = |v: &serde_json::Value| v.as_f64().unwrap_or(0.0);
         let seconds = f(&s["seconds"]);
-        let generated = s["tokens"]["generated"].as_u64().unwrap_or(0) as usize;
+        let tokens: recgpt_pipeline::reason::TokenUse =
+            serde_json::from_value(s["tokens"].clone()).unwrap_or_default();
+        let generated = tokens.generated;
         let rate = generated as f64 / seconds.max(1e-9);
         let stage = |name: &'static str| (name, f(&s["stage_seconds"][name]));
         let hits = f(&s["explain"]["hits"]);
@@ -417,6 +434,8 @@ pub fn bench(
             generated_per_s: rate,
             vs_raw: rate / raw.tokens_per_s,
             vs_sequential: rate / sequential_rate,
+            evaluated_prompt_tokens: tokens.evaluated(),
+            vs_raw_work: raw_seconds(&tokens) / seconds.max(1e-9),
             peak_rss_mib: f(&s["peak_rss_mib"]),
             explain_hit_rate: if requested > 0.0 {
                 hits / requested
@@ -427,14 +446,19 @@ pub fn bench(
         });
     }
     if json {
-        return print_json(&serde_json::json!({"raw": raw, "rows": rows}));
+        return print_json(&serde_json::json!({"raw": raw, "raw_prefill": prefill, "rows": rows}));
     }
     println!(
-        "raw backend: {} sequences under a JSON grammar, {:.1} generated tokens/s ({} tokens in {:.1} s)",
-        raw.sequences, raw.tokens_per_s, raw.generated_tokens, raw.seconds
+        "raw backend: {} sequences under a JSON grammar, {:.1} generated tokens/s ({} tokens in {:.1} s); \
+         prefill of one narrative, {:.1} tokens/s",
+        raw.sequences,
+        raw.tokens_per_s,
+        raw.generated_tokens,
+        raw.seconds,
+        prefill.tokens_per_s
     );
     println!(
-        "{:<30} {:>5} {:>8} {:>9} {:>16} {:>8} {:>8} {:>8} {:>9} {:>7}",
+        "{:<30} {:>5} {:>8} {:>9} {:>16} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9} {:>7}",
         "pass",
         "users",
         "seconds",
@@ -443,13 +467,15 @@ pub fn bench(
         "gen t/s",
         "÷ raw",
         "÷ seq",
+        "prefilled",
+        "÷ raw wk",
         "peak MiB",
         "hits"
     );
     for r in &rows {
         let b = |k: &str| 100.0 * r.busy.get(k).copied().unwrap_or(0.0);
         println!(
-            "{:<30} {:>5} {:>8.1} {:>9.2} {:>5.0}/{:>3.0}/{:>3.0} % {:>8.1} {:>8.2} {:>8.2} {:>9.0} {:>6.0}%",
+            "{:<30} {:>5} {:>8.1} {:>9.2} {:>5.0}/{:>3.0}/{:>3.0} % {:>8.1} {:>8.2} {:>8.2} {:>9} {:>9.2} {:>9.0} {:>6.0}%",
             r.pass,
             r.users,
             r.seconds,
@@ -460,10 +486,17 @@ pub fn bench(
             r.generated_per_s,
             r.vs_raw,
             r.vs_sequential,
+            r.evaluated_prompt_tokens,
+            r.vs_raw_work,
             r.peak_rss_mib,
             100.0 * r.explain_hit_rate
         );
     }
+    println!(
+        "gen t/s: generated tokens per wall second (reason and explain); prefilled: prompt tokens \
+         evaluated (not reused); ÷ raw wk: the raw backend's time for the pass's prefill and \
+         generation ÷ the pass's wall time"
+    );
     println!("explanations per pass: pairs, cache hits, answers generated, template fallbacks");
     for r in &rows {
         let e = &r.explain;

@@ -25,6 +25,7 @@ use crate::categories::Categories;
 use crate::compress::ItemTexts;
 use crate::llm::{GenerateRequest, LlmBackend, LlmError, Sampling};
 use crate::prompts::{PromptError, Prompts, Task};
+use crate::reason::TokenUse;
 use crate::results::{Explanation, ExplanationKey, ResultStore, ResultsError};
 use validate::Facts;
 
@@ -95,6 +96,9 @@ pub struct ExplainCounts {
     pub fallbacks: usize,
     /// Rejected model answers by rule (see [`validate`]; `unparsable` when not JSON).
     pub rejected: BTreeMap<String, usize>,
+    /// Tokens of the generated answers.
+    #[serde(default)]
+    pub tokens: TokenUse,
 }
 
 impl ExplainCounts {
@@ -104,6 +108,7 @@ impl ExplainCounts {
         self.generations += other.generations;
         self.generated += other.generated;
         self.fallbacks += other.fallbacks;
+        self.tokens.merge(&other.tokens);
         for (k, v) in &other.rejected {
             *self.rejected.entry(k.clone()).or_default() += v;
         }
@@ -298,6 +303,12 @@ impl<'a> Explainer<'a> {
             }
         }
         counts.hits = pairs.len() - pending.len();
+        // Pairs of one interest side by side: their prompts then share the instructions and the
+        // interest line, which the backend evaluates once per run of such prompts.
+        pending.sort_by(|&a, &b| {
+            let key = |i: usize| (&pairs[i].interest, &pairs[i].description, &keys[i].item);
+            key(a).cmp(&key(b))
+        });
         let mut rejected: HashMap<usize, Vec<String>> = HashMap::new();
         for attempt in 0..self.config.attempts {
             if pending.is_empty() {
@@ -309,6 +320,9 @@ impl<'a> Explainer<'a> {
                 .collect::<Result<Vec<_>, _>>()?;
             let answers = llm.generate(&requests)?;
             counts.generations += answers.len();
+            for answer in &answers {
+                counts.tokens.add(answer);
+            }
             let mut next = Vec::new();
             for (&i, answer) in pending.iter().zip(&answers) {
                 match self.check(&pairs[i], &answer.text) {
