@@ -292,7 +292,7 @@ pub fn run<T: TokenCount + Sync>(
                     if options.retry_failed {
                         s.skipped += usize::from(failed.is_none());
                         failed.is_none()
-                    } else if !options.force && stored.as_ref() == Some(&fp) {
+                    } else if stored.as_ref() == Some(&fp) {
                         s.skipped += 1;
                         true
                     } else if !options.force && failed.as_ref() == Some(&fp) {

@@ -421,10 +421,10 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         // the reader of our output went away (`recgpt run | head`): not an error of ours
         Err(err)
-            if err.chain().any(|e| {
-                e.downcast_ref::<std::io::Error>()
-                    .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
-            }) =>
+            if err
+                .root_cause()
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
         {
             ExitCode::SUCCESS
         }

@@ -67,7 +67,7 @@ impl TokenUse {
 
     /// Prompt tokens the backend evaluated (not reused).
     pub fn evaluated(&self) -> usize {
-        self.prompt - self.reused
+        self.prompt.saturating_sub(self.reused)
     }
 }
 

@@ -322,16 +322,7 @@ impl ResultStore {
         let mut stmt = conn
             .prepare("SELECT user, fingerprint, stage, reason FROM failures ORDER BY user")
             .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([], |row| {
-                Ok(Failure {
-                    user: row.get(0)?,
-                    fingerprint: row.get(1)?,
-                    stage: row.get(2)?,
-                    reason: row.get(3)?,
-                })
-            })
-            .map_err(|e| self.err(e))?;
+        let rows = stmt.query_map([], failure_row).map_err(|e| self.err(e))?;
         rows.map(|r| r.map_err(|e| self.err(e))).collect()
     }
 
@@ -353,14 +344,7 @@ impl ResultStore {
             .query_row(
                 "SELECT user, fingerprint, stage, reason FROM failures WHERE user = ?1",
                 params![user],
-                |row| {
-                    Ok(Failure {
-                        user: row.get(0)?,
-                        fingerprint: row.get(1)?,
-                        stage: row.get(2)?,
-                        reason: row.get(3)?,
-                    })
-                },
+                failure_row,
             )
             .optional()
             .map_err(|e| self.err(e))
@@ -426,6 +410,16 @@ impl ResultStore {
             failures: count("failures")?,
         })
     }
+}
+
+/// A `failures` row selected as `user, fingerprint, stage, reason`.
+fn failure_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Failure> {
+    Ok(Failure {
+        user: row.get(0)?,
+        fingerprint: row.get(1)?,
+        stage: row.get(2)?,
+        reason: row.get(3)?,
+    })
 }
 
 #[cfg(test)]

@@ -284,7 +284,6 @@ struct BenchRow {
     /// prefill rate, generated tokens at the raw batched rate) ÷ the pass's wall time.
     vs_raw_work: f64,
     peak_rss_mib: f64,
-    explain_hit_rate: f64,
     /// Explanation pairs, cache hits, answers generated, explanations from the template.
     explain: recgpt_pipeline::explain::ExplainCounts,
 }
@@ -394,7 +393,6 @@ pub fn bench(
         evaluated_prompt_tokens: counts.tokens.evaluated(),
         vs_raw_work: raw_seconds(&counts.tokens) / seconds,
         peak_rss_mib: recgpt_pipeline::job::peak_rss_mib().unwrap_or(0.0),
-        explain_hit_rate: counts.explain.hit_rate(),
         explain: counts.explain.clone(),
     }];
     drop(llm); // the children load their own
@@ -415,12 +413,12 @@ pub fn bench(
         let f = |v: &serde_json::Value| v.as_f64().unwrap_or(0.0);
         let seconds = f(&s["seconds"]);
         let tokens: recgpt_pipeline::reason::TokenUse =
-            serde_json::from_value(s["tokens"].clone()).unwrap_or_default();
+            serde_json::from_value(s["tokens"].clone()).context("the job's token counts")?;
+        let explain: recgpt_pipeline::explain::ExplainCounts =
+            serde_json::from_value(s["explain"].clone()).context("the job's explain counts")?;
         let generated = tokens.generated;
         let rate = generated as f64 / seconds.max(1e-9);
         let stage = |name: &'static str| (name, f(&s["stage_seconds"][name]));
-        let hits = f(&s["explain"]["hits"]);
-        let requested = f(&s["explain"]["requested"]);
         rows.push(BenchRow {
             pass: format!("recgpt run, {scale}×"),
             users: s["done"].as_u64().unwrap_or(0) as usize,
@@ -437,12 +435,7 @@ pub fn bench(
             evaluated_prompt_tokens: tokens.evaluated(),
             vs_raw_work: raw_seconds(&tokens) / seconds.max(1e-9),
             peak_rss_mib: f(&s["peak_rss_mib"]),
-            explain_hit_rate: if requested > 0.0 {
-                hits / requested
-            } else {
-                0.0
-            },
-            explain: serde_json::from_value(s["explain"].clone()).unwrap_or_default(),
+            explain,
         });
     }
     if json {
@@ -489,7 +482,7 @@ pub fn bench(
             r.evaluated_prompt_tokens,
             r.vs_raw_work,
             r.peak_rss_mib,
-            100.0 * r.explain_hit_rate
+            100.0 * r.explain.hit_rate()
         );
     }
     println!(
