@@ -107,9 +107,13 @@ fn theme_named_interests_are_grounded_parsed_and_deterministic() {
     for u in 0..users.len() {
         assert!(reused[u * rounds + 1] > 300, "{reused:?}");
     }
+    // (a user mined alone reads its narrative in other llama.cpp batches than beside others,
+    // which rounds differently: compare like with like)
+    let (alone, _, _) = mine(&users[..1], InterestNames::Themes);
     let (again, _, _) = mine(&users[..1], InterestNames::Themes);
+    check_invariants(&alone[0], &items_of(users[0]));
     assert_eq!(
-        again[0], out[0],
+        again[0], alone[0],
         "same input, model and seed give the same interests"
     );
 }

@@ -91,6 +91,51 @@ fn answers_do_not_depend_on_batch_composition() {
     assert_eq!(batched[0].text, other_batch[1].text);
 }
 
+/// More requests than sequences (7 on 4): a slot whose answer is done takes the next request at
+/// once (continuous batching) and copies the cached system prompt from another slot instead of
+/// reading it again; every answer is still the one its request gets alone. Follow-ups are
+/// decided per unit: a run of prompts sharing a long prefix (here two rounds of one question),
+/// once all its answers are in, and every other request alone.
+#[test]
+fn continuous_batching_refills_slots_and_keeps_each_answer() {
+    let _turn = crate::common::model_turn();
+    let questions = [
+        "Which three things go with a picnic basket on a summer day at the beach with the whole family and the dog?",
+        "Name three Christmas decorations.",
+        "What do bakers buy?",
+        "Which three things does someone who bought tea cups need next?",
+        "Name three garden tools.",
+        "What goes in a lunch bag?",
+    ];
+    let mut requests: Vec<_> = questions
+        .iter()
+        .enumerate()
+        .map(|(i, q)| request(q, i as u32 + 10))
+        .collect();
+    requests.insert(1, request(questions[0], 99));
+    let batched = llm().generate(&requests).unwrap();
+    assert_eq!(batched.len(), requests.len());
+    for (r, g) in requests.iter().zip(&batched) {
+        let alone = llm().generate(std::slice::from_ref(r)).unwrap();
+        assert_eq!(g.text, alone[0].text, "{r:?}");
+        assert_eq!(alone[0].shared_prompt_tokens, 0);
+    }
+    for g in &batched[4..] {
+        assert!(g.shared_prompt_tokens > 16, "entered a freed slot: {g:?}");
+    }
+
+    let mut calls = Vec::new();
+    let out = llm()
+        .generate_with_follow_up(&requests, &mut |offset, answers| {
+            calls.push((offset, answers.len()));
+            vec![None; answers.len()]
+        })
+        .unwrap();
+    assert!(out.iter().all(|(_, second)| second.is_none()));
+    calls.sort();
+    assert_eq!(calls, vec![(0, 2), (2, 1), (3, 1), (4, 1), (5, 1), (6, 1)]);
+}
+
 /// The follow-up turn continues the same sequence: everything before it is reused from the KV
 /// cache, and the result is reproducible. (It need not equal a fresh read of the whole
 /// conversation bit for bit: cached cells were computed one token at a time, a fresh read in

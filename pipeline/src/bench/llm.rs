@@ -125,6 +125,34 @@ pub fn raw_generate(raw: &dyn LlmBackend, n: usize) -> Result<LlmRow, LlmError> 
     )
 }
 
+/// Grammar-constrained generation of `n` sequences (400 characters each) after `context`, a
+/// real narrative every prompt starts with (read once, shared): decoding that attends over a
+/// long prompt, as the reason stage's does. The rate is generated tokens per second of
+/// decoding: the pass's time less its prompt tokens at `prefill_rate`.
+pub fn raw_generate_after(
+    raw: &dyn LlmBackend,
+    n: usize,
+    context: &str,
+    prefill_rate: f64,
+) -> Result<LlmRow, LlmError> {
+    let requests: Vec<_> = (0..n as u32)
+        .map(|s| {
+            let mut r = writing(s, 400);
+            r.messages[1].content = format!("{context}\n\n{}", r.messages[1].content);
+            r
+        })
+        .collect();
+    let mut row = row(
+        &format!("generate after a narrative, {n} sequence(s)"),
+        n,
+        || raw.generate(&requests),
+        false,
+    )?;
+    let decoding = row.seconds - row.prompt_tokens as f64 / prefill_rate.max(1e-9);
+    row.tokens_per_s = row.generated_tokens as f64 / decoding.max(1e-9);
+    Ok(row)
+}
+
 /// Runs the raw passes on `raw` (a backend whose batch allows 32 sequences) and the stages
 /// through `stage_llm` on `users`.
 pub fn llm_bench(

@@ -281,7 +281,8 @@ struct BenchRow {
     /// Prompt tokens the backend evaluated (not reused from a shared prefix or conversation).
     evaluated_prompt_tokens: usize,
     /// The raw backend's time for this pass's token work (evaluated prompt tokens at the raw
-    /// prefill rate, generated tokens at the raw batched rate) ÷ the pass's wall time.
+    /// prefill rate; generated tokens at the raw batched rate, after a narrative for the reason
+    /// stage's, after a short prompt for the explain stage's) ÷ the pass's wall time.
     vs_raw_work: f64,
     peak_rss_mib: f64,
     /// Explanation pairs, cache hits, answers generated, explanations from the template.
@@ -320,7 +321,8 @@ pub fn bench(
     embedder: &EmbedderArgs,
     json: bool,
 ) -> Result<()> {
-    use recgpt_pipeline::bench::llm::{raw_generate, raw_prefill};
+    use recgpt_pipeline::bench::llm::{raw_generate, raw_generate_after, raw_prefill};
+    use recgpt_pipeline::reason::TokenUse;
 
     let k = config.retrieve.k.to_string();
     let batch = config.llm.backend.batch();
@@ -349,9 +351,20 @@ pub fn bench(
         Some(n) => raw_prefill(llm.as_ref(), &n.text)?,
         None => anyhow::bail!("no user with history"),
     };
-    // the raw backend's seconds for a pass's token work
-    let raw_seconds = |t: &recgpt_pipeline::reason::TokenUse| {
-        t.evaluated() as f64 / prefill.tokens_per_s + t.generated as f64 / raw.tokens_per_s
+    let raw_long = raw_generate_after(
+        llm.as_ref(),
+        batch,
+        &narratives[0].text,
+        prefill.tokens_per_s,
+    )?;
+    // the raw backend's seconds for a pass's token work: every evaluated prompt token at the
+    // prefill rate, the reason stage's generated tokens (after a narrative) at the rate after a
+    // narrative, the explain stage's (after a short prompt) at the short-prompt rate
+    let raw_seconds = |all: &TokenUse, explain: &TokenUse| {
+        let reason = all.generated.saturating_sub(explain.generated);
+        all.evaluated() as f64 / prefill.tokens_per_s
+            + reason as f64 / raw_long.tokens_per_s
+            + explain.generated as f64 / raw.tokens_per_s
     };
     let mut keys = recgpt_pipeline::explain::keys::InterestKeys::load(
         &inputs.results,
@@ -391,7 +404,7 @@ pub fn bench(
         vs_raw: sequential_rate / raw.tokens_per_s,
         vs_sequential: 1.0,
         evaluated_prompt_tokens: counts.tokens.evaluated(),
-        vs_raw_work: raw_seconds(&counts.tokens) / seconds,
+        vs_raw_work: raw_seconds(&counts.tokens, &counts.explain.tokens) / seconds,
         peak_rss_mib: recgpt_pipeline::job::peak_rss_mib().unwrap_or(0.0),
         explain: counts.explain.clone(),
     }];
@@ -412,7 +425,7 @@ pub fn bench(
         let s: serde_json::Value = serde_json::from_slice(&out.stdout)?;
         let f = |v: &serde_json::Value| v.as_f64().unwrap_or(0.0);
         let seconds = f(&s["seconds"]);
-        let tokens: recgpt_pipeline::reason::TokenUse =
+        let tokens: TokenUse =
             serde_json::from_value(s["tokens"].clone()).context("the job's token counts")?;
         let explain: recgpt_pipeline::explain::ExplainCounts =
             serde_json::from_value(s["explain"].clone()).context("the job's explain counts")?;
@@ -433,21 +446,28 @@ pub fn bench(
             vs_raw: rate / raw.tokens_per_s,
             vs_sequential: rate / sequential_rate,
             evaluated_prompt_tokens: tokens.evaluated(),
-            vs_raw_work: raw_seconds(&tokens) / seconds.max(1e-9),
+            vs_raw_work: raw_seconds(&tokens, &explain.tokens) / seconds.max(1e-9),
             peak_rss_mib: f(&s["peak_rss_mib"]),
             explain,
         });
     }
     if json {
-        return print_json(&serde_json::json!({"raw": raw, "raw_prefill": prefill, "rows": rows}));
+        return print_json(&serde_json::json!({
+            "raw": raw,
+            "raw_after_narrative": raw_long,
+            "raw_prefill": prefill,
+            "rows": rows
+        }));
     }
     println!(
         "raw backend: {} sequences under a JSON grammar, {:.1} generated tokens/s ({} tokens in {:.1} s); \
-         prefill of one narrative, {:.1} tokens/s",
+         the same after a {}-token narrative, {:.1} tokens/s of decoding; prefill of one narrative, {:.1} tokens/s",
         raw.sequences,
         raw.tokens_per_s,
         raw.generated_tokens,
         raw.seconds,
+        prefill.prompt_tokens,
+        raw_long.tokens_per_s,
         prefill.tokens_per_s
     );
     println!(
@@ -488,7 +508,8 @@ pub fn bench(
     println!(
         "gen t/s: generated tokens per wall second (reason and explain); prefilled: prompt tokens \
          evaluated (not reused); ÷ raw wk: the raw backend's time for the pass's prefill and \
-         generation ÷ the pass's wall time"
+         generation (reason tokens at the rate after a narrative, explain tokens at the short-prompt \
+         rate) ÷ the pass's wall time"
     );
     println!("explanations per pass: pairs, cache hits, answers generated, template fallbacks");
     for r in &rows {

@@ -166,7 +166,7 @@ impl<'a> Explainer<'a> {
         categories.of_item(id).map(|c| categories.name(c))
     }
 
-    /// The prompt's version id with the rules' version (`explain@…+rules2`): what an
+    /// The prompt's version id with the rules' version (`explain@…+rules3`): what an
     /// explanation's text depends on besides the model.
     pub fn version(&self) -> String {
         format!(
@@ -190,17 +190,9 @@ impl<'a> Explainer<'a> {
         }
     }
 
-    /// The schema every answer follows.
+    /// The schema every answer follows ([`validate::answer_schema`]).
     pub fn schema(&self) -> serde_json::Value {
-        let max_chars = self.config.max_words * 9;
-        json!({
-            "type": "object",
-            "properties": {
-                "explanation": {"type": "string", "minLength": 20, "maxLength": max_chars}
-            },
-            "required": ["explanation"],
-            "additionalProperties": false
-        })
+        validate::answer_schema(self.config.min_words, self.config.max_words)
     }
 
     /// The request for `pair`'s `attempt`-th answer (0 first).

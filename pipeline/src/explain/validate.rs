@@ -4,18 +4,25 @@
 //! - `unsafe`: a word of [`UNSAFE_WORDS`];
 //! - `hype`: an exclamation mark, or a slogan / exaggeration word of [`HYPE_WORDS`];
 //! - `unfinished`: does not end with a full stop (the answer was cut off);
+//! - `not_addressed`: speaks in the first person ("I", "my") or not to the shopper (no "you",
+//!   "your");
 //! - `off_message`: talks about "the customer" instead of to them, echoes the prompt, talks
 //!   about price, or is off message ([`OFF_MESSAGE`]);
 //! - `title_copy`: adds fewer than [`MIN_NEW_WORDS`] content words to the item's title (a
 //!   near-copy of the title says nothing about why);
+//! - `prompt_copy`: repeats [`COPY_RUN`] consecutive words of the interest's description (the
+//!   model copying its input, "buys … items such as …", instead of saying why);
 //! - `irrelevant`: shares no (stemmed) content word with the interest's name nor with the item
 //!   (title, category); the description is not used here, its words are too generic ("buys
 //!   … items such as …");
-//! - `invented_attribute`: names a colour, material or pattern ([`ATTRIBUTE_WORDS`]) or a
+//! - `invented_attribute`: names a colour, material, pattern or taste ([`ATTRIBUTE_WORDS`]) or a
 //!   word with a digit ("5", "200g") that is in neither the item's title and category nor the
 //!   interest's text;
 //! - `invented_name`: a capitalised word after the first (a name: a brand, a place, a product
 //!   line) that is in neither; the prompt gives every fact in lower case.
+//!
+//! The answer's schema ([`answer_schema`]) already makes it one sentence that ends with a full
+//! stop within the length (a `pattern`), so decoding cannot run past the limit or shout.
 
 use std::collections::BTreeSet;
 
@@ -130,6 +137,20 @@ pub const ATTRIBUTE_WORDS: &[&str] = &[
     "paisley",
     "tartan",
     "gingham",
+    // taste: a cake case or a jam jar is not food
+    "delicious",
+    "tasty",
+    "yummy",
+    "edible",
+    "flavour",
+    "flavor",
+    "flavours",
+    "flavors",
+    "dessert",
+    "desserts",
+    "snack",
+    "snacks",
+    "juicy",
 ];
 
 /// Phrases of an answer that speaks about the customer, repeats the prompt, or goes off
@@ -158,10 +179,41 @@ pub const OFF_MESSAGE: &[&str] = &[
 /// Version of these rules: part of every explanation's cache key (with the prompt version), so
 /// changing a rule or a word list regenerates instead of serving answers checked by old rules.
 /// Bump it with any change to this file's rules or lists.
-pub const RULES_VERSION: u32 = 2;
+pub const RULES_VERSION: u32 = 3;
 
 /// Content words an explanation must add to the title.
 pub const MIN_NEW_WORDS: usize = 3;
+
+/// Consecutive words of the interest's description an explanation may not repeat.
+pub const COPY_RUN: usize = 4;
+
+/// Words that address the shopper; an explanation uses one.
+const SECOND_PERSON: &[&str] = &["you", "your", "yours", "yourself"];
+
+/// First-person singular: the model speaking as itself or as the shopper.
+const FIRST_PERSON: &[&str] = &["i", "me", "my", "mine", "myself"];
+
+/// The JSON schema of an answer: `{"explanation": "..."}`, one sentence of plain ASCII words
+/// and punctuation (no `.`, `!`, `?`, quotes or line breaks) of at most about `max_words`
+/// words (6 characters a word), ending with a full stop. Part of the rules: bump
+/// [`RULES_VERSION`] when changing it.
+pub fn answer_schema(min_words: usize, max_words: usize) -> serde_json::Value {
+    let min_chars = (min_words * 4).max(2);
+    let max_chars = max_words * 6;
+    let pattern = format!(
+        "^[A-Za-z0-9 ,;:'()&/-]{{{},{}}}[.]$",
+        min_chars - 1,
+        max_chars - 1
+    );
+    serde_json::json!({
+        "type": "object",
+        "properties": {
+            "explanation": {"type": "string", "pattern": pattern}
+        },
+        "required": ["explanation"],
+        "additionalProperties": false
+    })
+}
 
 /// What an explanation is checked against.
 #[derive(Debug, Clone)]
@@ -172,6 +224,8 @@ pub struct Facts {
     pub interest: BTreeSet<String>,
     /// Lower-case words (unstemmed) of both, for attribute and number checks.
     pub known_words: BTreeSet<String>,
+    /// The interest's description, word by word, for the copy check.
+    pub description: Vec<String>,
 }
 
 impl Facts {
@@ -187,6 +241,7 @@ impl Facts {
             item: stems(&item_text),
             interest: stems(interest),
             known_words,
+            description: words(description),
         }
     }
 }
@@ -217,6 +272,10 @@ pub fn rejection(
     if !text.trim_end().ends_with('.') {
         return Some("unfinished");
     }
+    let has = |list: &[&str]| all.iter().any(|w| list.contains(&w.as_str()));
+    if has(FIRST_PERSON) || !has(SECOND_PERSON) {
+        return Some("not_addressed");
+    }
     if OFF_MESSAGE.iter().any(|p| lower.contains(p)) {
         return Some("off_message");
     }
@@ -228,6 +287,13 @@ pub fn rejection(
         .count();
     if added < MIN_NEW_WORDS {
         return Some("title_copy");
+    }
+    let copies = facts
+        .description
+        .windows(COPY_RUN)
+        .any(|run| all.windows(COPY_RUN).any(|w| w == run));
+    if copies {
+        return Some("prompt_copy");
     }
     if own.is_disjoint(&facts.item) && own.is_disjoint(&facts.interest) {
         return Some("irrelevant");
@@ -280,7 +346,7 @@ mod tests {
             Some("unfinished")
         );
         assert_eq!(
-            check("The customer likes regency tea parties, so this cakestand fits."),
+            check("We recommend this cakestand to you for regency tea parties."),
             Some("off_message")
         );
         assert_eq!(
@@ -302,11 +368,11 @@ mod tests {
             Some("hype")
         );
         assert_eq!(
-            check("Regency cakestand with 3 tier, a regency cakestand."),
+            check("Your regency cakestand with 3 tier, a regency cakestand."),
             Some("title_copy")
         );
         assert_eq!(
-            check("Something lovely that many happy people enjoy every single day."),
+            check("Something lovely that you and many happy people enjoy every day."),
             Some("irrelevant")
         );
         assert_eq!(
@@ -334,5 +400,31 @@ mod tests {
             check("A stupid regency cakestand for your tea parties and more."),
             Some("unsafe")
         );
+        assert_eq!(
+            check("I want a regency cakestand for my afternoon tea parties."),
+            Some("not_addressed")
+        );
+        assert_eq!(
+            check("A regency cakestand that suits afternoon tea parties at home."),
+            Some("not_addressed")
+        );
+        assert_eq!(
+            check("You enjoy serving cakes and tea in regency style with it."),
+            Some("prompt_copy")
+        );
+        assert_eq!(
+            check("A regency cakestand for your delicious cakes at tea parties."),
+            Some("invented_attribute")
+        );
+    }
+
+    #[test]
+    fn the_schema_asks_for_one_sentence_within_the_length() {
+        let schema = answer_schema(6, 30);
+        assert_eq!(
+            schema["properties"]["explanation"]["pattern"],
+            "^[A-Za-z0-9 ,;:'()&/-]{23,179}[.]$"
+        );
+        assert_eq!(schema["required"][0], "explanation");
     }
 }

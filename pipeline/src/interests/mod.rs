@@ -131,7 +131,10 @@ impl InterestMiner<'_> {
     /// constrained. Theme names: one property per theme, its evidence among its items, the
     /// first theme required and the others optional.
     pub fn schema(&self, choices: &[String], themes: &[Theme]) -> serde_json::Value {
-        let description = json!({"type": "string", "minLength": 8, "maxLength": 90});
+        // words and plain punctuation, no digits: a small model's runaway descriptions are
+        // digit loops ("2011 2011 …", a token per digit) that exhaust the answer budget
+        let description =
+            json!({"type": "string", "pattern": "^[A-Za-z][A-Za-z ,;:'&/()-]{7,89}$"});
         if self.config.names == InterestNames::Themes && !themes.is_empty() {
             // One optional property per theme, in rank order: a theme can be chosen at most
             // once, and the model decides which.

@@ -1,13 +1,17 @@
 //! llama.cpp in-process ([`LlamaCppBackend`]).
 //!
-//! A call to [`LlmBackend::generate`] decodes up to `batch` requests together in one context,
-//! one KV sequence each (`kv_unified(false)`: each sequence attends over its own cells only).
-//! The longest token prefix shared by every prompt of the batch (system prompt, instructions)
-//! is evaluated once and copied to the other sequences. Each sequence samples with its own
-//! seeded sampler chain, behind a grammar compiled from the request's JSON schema.
+//! A call to [`LlmBackend::generate`] decodes its requests in one context of `batch` KV
+//! sequences (slots; `kv_unified(false)`: each sequence attends over its own cells only), with
+//! continuous batching: a slot whose answer is done takes the next request at once, so the
+//! batch stays full while requests remain. A request entering a slot keeps the longest prefix
+//! of its prompt already cached (system prompt, instructions, a user's narrative), from its
+//! own slot or copied from another, and evaluates only the rest. Each sequence samples with
+//! its own seeded sampler chain, behind a grammar compiled from the request's JSON schema.
 
 use std::num::NonZeroU32;
+use std::ops::Range;
 use std::path::Path;
+use std::time::Instant;
 
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::context::LlamaContext;
@@ -134,47 +138,32 @@ impl LlamaCppBackend {
         Ok(SeqSampler { grammar, chain })
     }
 
-    /// Splits requests into batches of at most `batch`, keeping runs of prompts that share a
-    /// long prefix (one user's rounds) in one batch where they fit, so the prefix is read once.
-    fn chunks(
-        &self,
-        requests: &[GenerateRequest],
-    ) -> Result<Vec<std::ops::Range<usize>>, LlmError> {
-        let batch = self.config.batch.max(1);
-        let prompts = requests
-            .iter()
-            .map(|r| self.prompt_tokens(r))
-            .collect::<Result<Vec<_>, _>>()?;
+    /// Units of consecutive requests whose follow-ups are decided together: each run of
+    /// prompts sharing a prefix longer than the one every prompt shares (one user's rounds),
+    /// and every other request alone; a unit never holds more than `slots` requests.
+    fn units(prompts: &[Vec<LlamaToken>], slots: usize) -> Vec<Range<usize>> {
         let shared = if prompts.len() > 1 {
-            common_prefix(&prompts)
+            common_prefix(prompts)
         } else {
             0
         };
-        let groups = prefix_groups(&prompts, shared);
-        // units: each group, and every prompt outside a group, in order
         let mut units = Vec::new();
         let mut next = 0;
-        for g in &groups {
-            units.extend((next..g.start).map(|i| i..i + 1));
-            units.push(g.start..g.end);
+        let mut push = |range: Range<usize>| {
+            let mut start = range.start;
+            while start < range.end {
+                let end = (start + slots).min(range.end);
+                units.push(start..end);
+                start = end;
+            }
+        };
+        for g in prefix_groups(prompts, shared) {
+            (next..g.start).for_each(|i| push(i..i + 1));
+            push(g.start..g.end);
             next = g.end;
         }
-        units.extend((next..prompts.len()).map(|i| i..i + 1));
-        let mut chunks: Vec<std::ops::Range<usize>> = Vec::new();
-        for unit in units {
-            match chunks.last_mut() {
-                Some(last) if last.len() + unit.len() <= batch => last.end = unit.end,
-                _ => {
-                    let mut start = unit.start;
-                    while unit.end - start > batch {
-                        chunks.push(start..start + batch);
-                        start += batch;
-                    }
-                    chunks.push(start..unit.end);
-                }
-            }
-        }
-        Ok(chunks)
+        (next..prompts.len()).for_each(|i| push(i..i + 1));
+        units
     }
 
     fn context(&self, sequences: usize) -> Result<LlamaContext<'_>, LlmError> {
@@ -192,113 +181,232 @@ impl LlamaCppBackend {
             .map_err(|e| LlmError::Backend(e.to_string()))
     }
 
-    /// Runs one batch: first turns, then the follow-up turns `follow_up` asks for, each in the
-    /// sequence of its first turn so that the KV cache of the conversation so far is reused.
-    fn run_batch(
+    fn fits(&self, prompt: &[LlamaToken], max_tokens: usize) -> Result<(), LlmError> {
+        let context = self.config.context as usize;
+        if prompt.is_empty() || prompt.len() + max_tokens > context {
+            return Err(LlmError::ContextOverflow {
+                prompt: prompt.len(),
+                max_tokens,
+                context,
+            });
+        }
+        Ok(())
+    }
+
+    /// Decodes every request with continuous batching: up to `batch` sequences (slots) in one
+    /// context, a slot taking the next request as soon as its own is answered, so the batch
+    /// stays full until the queue runs dry. A request entering a slot reuses the longest
+    /// prompt prefix already in the cache (its slot's own, or another slot's, copied) and
+    /// prefills only the rest. Follow-up turns continue in the slot of their first turn once
+    /// every first answer of their unit (see [`Self::units`]) is in.
+    fn decode_all(
         &self,
         requests: &[GenerateRequest],
-        offset: usize,
-        follow_up: &mut FollowUpFn<'_>,
+        follow_up: Option<&mut FollowUpFn<'_>>,
     ) -> Result<Vec<(Generation, Option<Generation>)>, LlmError> {
         let n = requests.len();
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let started = Instant::now();
         let prompts = requests
             .iter()
             .map(|r| self.prompt_tokens(r))
             .collect::<Result<Vec<_>, _>>()?;
+        for (prompt, request) in prompts.iter().zip(requests) {
+            self.fits(prompt, request.max_tokens)?;
+        }
+        let slots = self.config.batch.max(1).min(n);
+        let units = match follow_up {
+            Some(_) => Self::units(&prompts, slots),
+            None => (0..n).map(|i| i..i + 1).collect(),
+        };
+        let mut unit_of = vec![0; n];
+        for (u, range) in units.iter().enumerate() {
+            range.clone().for_each(|i| unit_of[i] = u);
+        }
+        let mut unit_left: Vec<usize> = units.iter().map(|r| r.len()).collect();
+        let mut follow_up = follow_up;
+
         let mut run = Run {
             backend: self,
-            ctx: self.context(n)?,
-            kv: vec![Vec::new(); n],
+            ctx: self.context(slots)?,
+            kv: vec![Vec::new(); slots],
+            stats: RunStats::default(),
         };
-
-        // Prefixes are evaluated once and copied (a copy between sequences takes a whole KV
-        // stream, so a sequence is copied exactly when it holds the prefix): first the prefix
-        // every prompt shares (system prompt, instructions), then the longer prefix shared by
-        // each run of consecutive prompts (the rounds of one user share their narrative).
-        // Every sequence keeps at least its last prompt token to decode with logits.
-        let shortest = prompts.iter().map(Vec::len).min().unwrap_or(0);
-        let shared = if n > 1 { common_prefix(&prompts) } else { 0 };
-        let shared = if shared >= MIN_SHARED_PREFIX {
-            shared.min(shortest - 1)
-        } else {
-            0
-        };
-        if shared > 0 {
-            run.prefill(&[(0, &prompts[0][..shared])])?;
-            for seq in 1..n {
-                run.copy(0, seq)?;
-            }
-        }
-        let groups = prefix_groups(&prompts, shared);
-        let leaders: Vec<(usize, &[LlamaToken])> = groups
-            .iter()
-            .map(|g| (g.start, &prompts[g.start][shared..g.prefix]))
-            .collect();
-        run.prefill(&leaders)?;
-        for g in &groups {
-            for seq in g.start + 1..g.end {
-                run.copy(g.start, seq)?;
-            }
-        }
-        let reused: Vec<usize> = (0..n)
-            .map(|seq| {
-                let group = groups.iter().find(|g| (g.start..g.end).contains(&seq));
-                match group {
-                    Some(g) if seq != g.start => g.prefix,
-                    _ if seq != 0 => shared,
-                    _ => 0,
-                }
-            })
-            .collect();
-        let turns: Vec<Turn> = requests
-            .iter()
-            .zip(prompts)
-            .enumerate()
-            .map(|(seq, (r, prompt))| Turn {
-                seq,
-                prompt,
-                request: r.clone(),
-            })
-            .collect();
-        let mut firsts = run.generate(&turns)?;
-        for (g, reused) in firsts.iter_mut().zip(reused) {
-            g.shared_prompt_tokens = reused;
-        }
-
+        run.stats.setup_s = started.elapsed().as_secs_f64();
+        let mut state: Vec<Slot> = (0..slots).map(|_| Slot::Free).collect();
+        let mut firsts: Vec<Option<Generation>> = vec![None; n];
         let mut seconds: Vec<Option<Generation>> = vec![None; n];
-        let mut next_turns = Vec::new();
-        for (seq, turn) in follow_up(offset, &firsts).into_iter().enumerate() {
-            if let Some(f) = turn {
-                let first = &firsts[seq];
-                let mut request = requests[seq].clone();
-                request
-                    .messages
-                    .push(ChatMessage::assistant(first.text.clone()));
-                request.messages.extend(f.messages);
-                request.schema = f.schema;
-                request.max_tokens = f.max_tokens;
+        let mut slot_of = vec![0; n];
+        let mut queued = 0;
+        // follow-up turns ready to enter their slot: (request, its conversation)
+        let mut continuing: Vec<(usize, GenerateRequest)> = Vec::new();
+        loop {
+            let mut entering: Vec<(usize, usize, bool, GenerateRequest, Vec<LlamaToken>)> =
+                Vec::new();
+            for (i, request) in continuing.drain(..) {
                 let prompt = self.prompt_tokens(&request)?;
-                next_turns.push(Turn {
-                    seq,
-                    prompt,
-                    request,
-                });
+                self.fits(&prompt, request.max_tokens)?;
+                entering.push((slot_of[i], i, true, request, prompt));
+            }
+            for (slot, s) in state.iter().enumerate() {
+                if queued < n && matches!(s, Slot::Free) {
+                    slot_of[queued] = slot;
+                    entering.push((
+                        slot,
+                        queued,
+                        false,
+                        requests[queued].clone(),
+                        prompts[queued].clone(),
+                    ));
+                    queued += 1;
+                }
+            }
+            if !entering.is_empty() {
+                let entries: Vec<(usize, &[LlamaToken])> = entering
+                    .iter()
+                    .map(|(slot, _, _, _, prompt)| (*slot, prompt.as_slice()))
+                    .collect();
+                let reused = run.enter(&entries)?;
+                for ((slot, request, second, r, prompt), reused) in entering.into_iter().zip(reused)
+                {
+                    let sampler = self.sampler(&r)?;
+                    state[slot] = Slot::Busy(Box::new(Decoding {
+                        request,
+                        second,
+                        sampler,
+                        next: prompt[prompt.len() - 1],
+                        prompt_tokens: prompt.len(),
+                        reused,
+                        max_tokens: r.max_tokens,
+                        output: Vec::new(),
+                        generated: 0,
+                    }));
+                }
+            }
+            let busy: Vec<usize> = (0..slots)
+                .filter(|&s| matches!(state[s], Slot::Busy(_)))
+                .collect();
+            if busy.is_empty() {
+                break;
+            }
+            let inputs: Vec<(usize, LlamaToken)> = busy
+                .iter()
+                .map(|&s| match &state[s] {
+                    Slot::Busy(d) => (s, d.next),
+                    _ => unreachable!("only busy slots decode"),
+                })
+                .collect();
+            run.step(&inputs)?;
+            let vocab = self.model.vocab();
+            for (row, &slot) in busy.iter().enumerate() {
+                let Slot::Busy(d) = &mut state[slot] else {
+                    unreachable!("only busy slots decode")
+                };
+                let sampled = d.sampler.sample(&run.ctx, row as i32);
+                let finish = if vocab.is_eog(sampled) {
+                    Some(Finish::Stop)
+                } else {
+                    d.generated += 1;
+                    d.output
+                        .extend_from_slice(&vocab.token_to_piece(sampled, false, None));
+                    d.next = sampled;
+                    (d.generated >= d.max_tokens).then_some(Finish::Length)
+                };
+                let Some(finish) = finish else { continue };
+                let Slot::Busy(d) = std::mem::replace(&mut state[slot], Slot::Free) else {
+                    unreachable!()
+                };
+                let generation = Generation {
+                    text: String::from_utf8_lossy(&d.output).into_owned(),
+                    finish,
+                    prompt_tokens: d.prompt_tokens,
+                    shared_prompt_tokens: d.reused,
+                    generated_tokens: d.generated,
+                };
+                run.stats.answers += 1;
+                if d.second {
+                    seconds[d.request] = Some(generation);
+                    continue;
+                }
+                let i = d.request;
+                firsts[i] = Some(generation);
+                let Some(follow_up) = follow_up.as_mut() else {
+                    continue;
+                };
+                state[slot] = Slot::Waiting;
+                let u = unit_of[i];
+                unit_left[u] -= 1;
+                if unit_left[u] > 0 {
+                    continue;
+                }
+                let range = units[u].clone();
+                let answers: Vec<Generation> = range
+                    .clone()
+                    .map(|j| firsts[j].clone().expect("the unit's answers are in"))
+                    .collect();
+                let turns = follow_up(range.start, &answers);
+                for (j, turn) in range.zip(turns) {
+                    match turn {
+                        Some(f) => {
+                            let mut request = requests[j].clone();
+                            request.messages.push(ChatMessage::assistant(
+                                firsts[j].as_ref().expect("answered").text.clone(),
+                            ));
+                            request.messages.extend(f.messages);
+                            request.schema = f.schema;
+                            request.max_tokens = f.max_tokens;
+                            continuing.push((j, request));
+                        }
+                        None => state[slot_of[j]] = Slot::Free,
+                    }
+                }
             }
         }
-        if !next_turns.is_empty() {
-            for (turn, g) in next_turns.iter().zip(run.generate(&next_turns)?) {
-                seconds[turn.seq] = Some(g);
-            }
-        }
-        Ok(firsts.into_iter().zip(seconds).collect())
+        let s = &run.stats;
+        tracing::debug!(
+            requests = n,
+            slots,
+            answers = s.answers,
+            setup_s = s.setup_s,
+            prefill_tokens = s.prefill_tokens,
+            prefill_s = s.prefill_s,
+            steps = s.steps,
+            mean_live = s.live as f64 / s.steps.max(1) as f64,
+            decode_s = s.decode_s,
+            total_s = started.elapsed().as_secs_f64(),
+            "llama.cpp decoded"
+        );
+        Ok(firsts
+            .into_iter()
+            .zip(seconds)
+            .map(|(first, second)| (first.expect("every request is answered"), second))
+            .collect())
     }
 }
 
-/// One turn to decode in a sequence.
-struct Turn {
-    seq: usize,
-    prompt: Vec<LlamaToken>,
-    request: GenerateRequest,
+/// What one KV sequence of a run is doing.
+enum Slot {
+    Free,
+    Busy(Box<Decoding>),
+    /// Holds a first answer's conversation until its unit's follow-ups are decided.
+    Waiting,
+}
+
+/// A turn being decoded in a slot.
+struct Decoding {
+    request: usize,
+    /// A follow-up turn (else the first).
+    second: bool,
+    sampler: SeqSampler,
+    /// The token to feed at the next step.
+    next: LlamaToken,
+    prompt_tokens: usize,
+    reused: usize,
+    max_tokens: usize,
+    output: Vec<u8>,
+    generated: usize,
 }
 
 /// One sequence's sampling: the sampler chain, and the grammar checked lazily. Checking the
@@ -335,25 +443,141 @@ impl SeqSampler {
     }
 }
 
+/// Where a run's time went (logged at debug level).
+#[derive(Debug, Default)]
+struct RunStats {
+    setup_s: f64,
+    prefill_tokens: usize,
+    prefill_s: f64,
+    /// Decode calls of one token per busy slot, and the busy slots summed over them.
+    steps: usize,
+    live: usize,
+    decode_s: f64,
+    answers: usize,
+}
+
+/// Where a sequence entering a slot takes its cached prefix from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Source {
+    /// Its slot's own cache.
+    Own,
+    /// A slot not entered in this round, as it is.
+    Slot(usize),
+    /// An earlier entry of this round, once prefilled.
+    Entry(usize),
+}
+
+/// How an entry gets its cached prefix: `keep` tokens from `source`, in prefill `wave` (0, or
+/// one after the wave of the entry it copies).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Plan {
+    source: Source,
+    keep: usize,
+    wave: usize,
+}
+
+/// For each `(slot, prompt)` entering, the longest prefix of its prompt that is or will be
+/// cached: in its own slot, in a slot not entered now (as it is), or in an earlier entry's
+/// prompt (once prefilled), the latter two copied only when that saves at least
+/// [`MIN_SHARED_PREFIX`] tokens over its own. At most all but the prompt's last token, which
+/// is decoded for the first logits (all but the last two when copied). `kv` is what each slot
+/// holds.
+fn plan(kv: &[Vec<LlamaToken>], entries: &[(usize, &[LlamaToken])]) -> Vec<Plan> {
+    let entered: Vec<usize> = entries.iter().map(|&(slot, _)| slot).collect();
+    let mut plans: Vec<Plan> = Vec::with_capacity(entries.len());
+    for &(slot, prompt) in entries {
+        let limit = prompt.len() - 1;
+        let own = common_len(&kv[slot], prompt).min(limit);
+        let mut best = Plan {
+            source: Source::Own,
+            keep: own,
+            wave: 0,
+        };
+        let others = (0..kv.len())
+            .filter(|s| !entered.contains(s))
+            .map(|s| (Source::Slot(s), common_len(&kv[s], prompt), 0));
+        let earlier = plans.iter().enumerate().map(|(j, p)| {
+            let (_, q) = entries[j];
+            (
+                Source::Entry(j),
+                common_len(&q[..q.len() - 1], prompt),
+                p.wave + 1,
+            )
+        });
+        // a copy leaves at least one token to prefill, so the stream copy is applied by a
+        // prefill call: applied by a decode step with logits, it changed the answers of the
+        // sequences being decoded (the source's too)
+        for (source, len, wave) in others.chain(earlier) {
+            let keep = len.min(limit.saturating_sub(1));
+            if keep >= own + MIN_SHARED_PREFIX && keep > best.keep {
+                best = Plan { source, keep, wave };
+            }
+        }
+        plans.push(best);
+    }
+    plans
+}
+
 /// A context being decoded, and the tokens each sequence's KV cache holds.
 struct Run<'a> {
     backend: &'a LlamaCppBackend,
     ctx: LlamaContext<'a>,
     kv: Vec<Vec<LlamaToken>>,
+    stats: RunStats,
 }
 
 impl Run<'_> {
-    /// Copies sequence `from`'s whole KV stream to `to` (applied at the next decode).
-    fn copy(&mut self, from: usize, to: usize) -> Result<(), LlmError> {
+    /// Replaces sequence `to`'s cache with the first `keep` tokens of `from`'s (the stream
+    /// copy is applied at the next decode).
+    fn copy(&mut self, from: usize, to: usize, keep: usize) -> Result<(), LlmError> {
+        self.ctx
+            .kv_cache_seq_rm(to as i32, None, None)
+            .map_err(backend_err)?;
         self.ctx
             .kv_cache_seq_cp(from as i32, to as i32, None, None)
             .map_err(backend_err)?;
         self.kv[to] = self.kv[from].clone();
+        self.truncate(to, keep)
+    }
+
+    /// Drops sequence `seq`'s cached tokens from position `keep` on.
+    fn truncate(&mut self, seq: usize, keep: usize) -> Result<(), LlmError> {
+        if keep < self.kv[seq].len() {
+            self.ctx
+                .kv_cache_seq_rm(seq as i32, Some(keep as u32), None)
+                .map_err(backend_err)?;
+            self.kv[seq].truncate(keep);
+        }
         Ok(())
+    }
+
+    /// Readies `(slot, prompt)` entries to decode: each keeps the prefix [`plan`] finds for it
+    /// and prefills the rest but the last token, wave by wave. Returns each entry's reused
+    /// tokens.
+    fn enter(&mut self, entries: &[(usize, &[LlamaToken])]) -> Result<Vec<usize>, LlmError> {
+        let plan = plan(&self.kv, entries);
+        let waves = plan.iter().map(|p| p.wave).max().unwrap_or(0);
+        for wave in 0..=waves {
+            let mut parts: Vec<(usize, &[LlamaToken])> = Vec::new();
+            for (&(slot, prompt), p) in entries.iter().zip(&plan) {
+                if p.wave != wave {
+                    continue;
+                }
+                match p.source {
+                    Source::Own => self.truncate(slot, p.keep)?,
+                    Source::Slot(from) => self.copy(from, slot, p.keep)?,
+                    Source::Entry(j) => self.copy(entries[j].0, slot, p.keep)?,
+                }
+                parts.push((slot, &prompt[p.keep..prompt.len() - 1]));
+            }
+            self.prefill(&parts)?;
+        }
+        Ok(plan.iter().map(|p| p.keep).collect())
     }
 
     /// Appends tokens to sequences without computing logits, packed into decode calls.
     fn prefill(&mut self, parts: &[(usize, &[LlamaToken])]) -> Result<(), LlmError> {
+        let started = Instant::now();
         let n_batch = self.backend.config.n_batch as usize;
         let tokens: Vec<(usize, i32, LlamaToken)> = parts
             .iter()
@@ -378,89 +602,28 @@ impl Run<'_> {
         for &(seq, tokens) in parts {
             self.kv[seq].extend_from_slice(tokens);
         }
+        self.stats.prefill_tokens += tokens.len();
+        self.stats.prefill_s += started.elapsed().as_secs_f64();
         Ok(())
     }
 
-    /// Decodes `turns` together: reuses each sequence's cached tokens up to where the new
-    /// prompt diverges, prefills the rest, then samples one token per live sequence per call.
-    fn generate(&mut self, turns: &[Turn]) -> Result<Vec<Generation>, LlmError> {
-        let context = self.backend.config.context as usize;
-        let mut reused = Vec::with_capacity(turns.len());
-        for t in turns {
-            if t.prompt.is_empty() || t.prompt.len() + t.request.max_tokens > context {
-                return Err(LlmError::ContextOverflow {
-                    prompt: t.prompt.len(),
-                    max_tokens: t.request.max_tokens,
-                    context,
-                });
-            }
-            let keep =
-                common_prefix(&[t.prompt.clone(), self.kv[t.seq].clone()]).min(t.prompt.len() - 1);
-            if keep < self.kv[t.seq].len() {
-                self.ctx
-                    .kv_cache_seq_rm(t.seq as i32, Some(keep as u32), None)
-                    .map_err(|e| LlmError::Backend(e.to_string()))?;
-                self.kv[t.seq].truncate(keep);
-            }
-            reused.push(keep);
+    /// Feeds one token to each of `inputs`' sequences, with logits (row `i` for input `i`).
+    fn step(&mut self, inputs: &[(usize, LlamaToken)]) -> Result<(), LlmError> {
+        let started = Instant::now();
+        let mut batch = LlamaBatch::new(inputs.len(), self.kv.len() as i32);
+        for &(seq, token) in inputs {
+            batch
+                .add(token, self.kv[seq].len() as i32, &[seq as i32], true)
+                .map_err(backend_err)?;
         }
-        let parts: Vec<(usize, &[LlamaToken])> = turns
-            .iter()
-            .zip(&reused)
-            .map(|(t, &keep)| (t.seq, &t.prompt[keep..t.prompt.len() - 1]))
-            .collect();
-        self.prefill(&parts)?;
-
-        let mut samplers = turns
-            .iter()
-            .map(|t| self.backend.sampler(&t.request))
-            .collect::<Result<Vec<_>, _>>()?;
-        let vocab = self.backend.model.vocab();
-        let mut outputs: Vec<Vec<u8>> = vec![Vec::new(); turns.len()];
-        let mut generated = vec![0usize; turns.len()];
-        let mut finish = vec![Finish::Stop; turns.len()];
-        let mut next: Vec<(usize, LlamaToken)> = turns
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (i, t.prompt[t.prompt.len() - 1]))
-            .collect();
-        let mut batch = LlamaBatch::new(turns.len().max(1), self.kv.len() as i32);
-        while !next.is_empty() {
-            batch.clear();
-            for &(i, token) in &next {
-                let seq = turns[i].seq;
-                batch
-                    .add(token, self.kv[seq].len() as i32, &[seq as i32], true)
-                    .map_err(backend_err)?;
-            }
-            self.ctx.decode(&mut batch).map_err(backend_err)?;
-            let live = std::mem::take(&mut next);
-            for (row, (i, token)) in live.into_iter().enumerate() {
-                self.kv[turns[i].seq].push(token);
-                let sampled = samplers[i].sample(&self.ctx, row as i32);
-                if vocab.is_eog(sampled) {
-                    continue;
-                }
-                generated[i] += 1;
-                outputs[i].extend_from_slice(&vocab.token_to_piece(sampled, false, None));
-                if generated[i] >= turns[i].request.max_tokens {
-                    finish[i] = Finish::Length;
-                    continue;
-                }
-                next.push((i, sampled));
-            }
+        self.ctx.decode(&mut batch).map_err(backend_err)?;
+        for &(seq, token) in inputs {
+            self.kv[seq].push(token);
         }
-        Ok(turns
-            .iter()
-            .enumerate()
-            .map(|(i, t)| Generation {
-                text: String::from_utf8_lossy(&outputs[i]).into_owned(),
-                finish: finish[i],
-                prompt_tokens: t.prompt.len(),
-                shared_prompt_tokens: reused[i],
-                generated_tokens: generated[i],
-            })
-            .collect())
+        self.stats.steps += 1;
+        self.stats.live += inputs.len();
+        self.stats.decode_s += started.elapsed().as_secs_f64();
+        Ok(())
     }
 }
 
@@ -475,7 +638,7 @@ impl LlmBackend for LlamaCppBackend {
 
     fn generate(&self, requests: &[GenerateRequest]) -> Result<Vec<Generation>, LlmError> {
         Ok(self
-            .generate_with_follow_up(requests, &mut |_, answers| vec![None; answers.len()])?
+            .decode_all(requests, None)?
             .into_iter()
             .map(|(first, _)| first)
             .collect())
@@ -486,12 +649,7 @@ impl LlmBackend for LlamaCppBackend {
         requests: &[GenerateRequest],
         follow_up: &mut FollowUpFn<'_>,
     ) -> Result<Vec<(Generation, Option<Generation>)>, LlmError> {
-        let mut out = Vec::with_capacity(requests.len());
-        for range in self.chunks(requests)? {
-            let offset = range.start;
-            out.extend(self.run_batch(&requests[range], offset, follow_up)?);
-        }
-        Ok(out)
+        self.decode_all(requests, Some(follow_up))
     }
 }
 
@@ -527,7 +685,7 @@ fn prefix_groups(prompts: &[Vec<LlamaToken>], shared: usize) -> Vec<PrefixGroup>
         let mut end = start + 1;
         let mut prefix = prompts[start].len().saturating_sub(1);
         while end < prompts.len() {
-            let lcp = common_prefix(&[prompts[start].clone(), prompts[end].clone()])
+            let lcp = common_len(&prompts[start], &prompts[end])
                 .min(prompts[end].len().saturating_sub(1))
                 .min(prefix);
             if lcp < shared + MIN_SHARED_PREFIX {
@@ -547,13 +705,14 @@ fn prefix_groups(prompts: &[Vec<LlamaToken>], shared: usize) -> Vec<PrefixGroup>
 /// Length of the token prefix all prompts share.
 fn common_prefix(prompts: &[Vec<LlamaToken>]) -> usize {
     let first = &prompts[0];
-    prompts[1..].iter().fold(first.len(), |len, p| {
-        first[..len]
-            .iter()
-            .zip(p)
-            .take_while(|(a, b)| a == b)
-            .count()
-    })
+    prompts[1..]
+        .iter()
+        .fold(first.len(), |len, p| common_len(&first[..len], p))
+}
+
+/// Length of the prefix `a` and `b` share.
+fn common_len(a: &[LlamaToken], b: &[LlamaToken]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
 #[cfg(test)]
@@ -597,6 +756,105 @@ mod tests {
                     prefix: 50
                 },
             ]
+        );
+    }
+
+    fn prompt(head: &[i32], user: i32, len: i32) -> Vec<LlamaToken> {
+        let mut t = head.to_vec();
+        t.extend((0..len).map(|i| 1000 * user + i));
+        tokens(&t)
+    }
+
+    #[test]
+    fn entries_copy_the_longest_cached_prefix_in_waves() {
+        let system: Vec<i32> = (0..20).collect();
+        let a = prompt(&system, 1, 30);
+        let a2 = prompt(&system, 1, 30);
+        let b = prompt(&system, 2, 30);
+        let kv = vec![Vec::new(); 3];
+        let plans = plan(&kv, &[(0, &a), (1, &b), (2, &a2)]);
+        let keep_all_but_two = a2.len() - 2;
+        assert_eq!(
+            plans,
+            vec![
+                Plan {
+                    source: Source::Own,
+                    keep: 0,
+                    wave: 0
+                },
+                Plan {
+                    source: Source::Entry(0),
+                    keep: 20,
+                    wave: 1
+                },
+                Plan {
+                    source: Source::Entry(0),
+                    keep: keep_all_but_two,
+                    wave: 1
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_slot_reuses_its_own_cache_or_an_untouched_slot() {
+        let system: Vec<i32> = (0..20).collect();
+        let a = prompt(&system, 1, 30);
+        let b = prompt(&system, 2, 30);
+        // slot 0 holds a's conversation, slot 1 b's; a follow-up of a enters slot 0
+        let mut follow = a.clone();
+        follow.extend(tokens(&[7, 8, 9]));
+        let kv = vec![a.clone(), b.clone(), Vec::new()];
+        let plans = plan(&kv, &[(0, &follow), (2, &b)]);
+        assert_eq!(
+            plans[0],
+            Plan {
+                source: Source::Own,
+                keep: a.len(),
+                wave: 0
+            }
+        );
+        // slot 1 is not entered: b's prompt but its last two tokens is copied from it
+        assert_eq!(
+            plans[1],
+            Plan {
+                source: Source::Slot(1),
+                keep: b.len() - 2,
+                wave: 0
+            }
+        );
+        // a shorter gain than MIN_SHARED_PREFIX over the own cache is not worth a copy
+        let kv = vec![
+            prompt(&system, 3, 5),
+            system.iter().map(|&i| LlamaToken(i)).collect(),
+            Vec::new(),
+        ];
+        let c = prompt(&system, 4, 10);
+        assert_eq!(
+            plan(&kv, &[(0, &c)])[0],
+            Plan {
+                source: Source::Own,
+                keep: 20,
+                wave: 0
+            }
+        );
+    }
+
+    #[test]
+    fn units_keep_a_users_rounds_together_within_the_slots() {
+        let system: Vec<i32> = (0..20).collect();
+        let prompts = vec![
+            prompt(&system, 1, 30),
+            prompt(&system, 1, 30),
+            prompt(&system, 1, 30),
+            prompt(&system, 2, 30),
+            prompt(&system, 3, 30),
+            prompt(&system, 3, 30),
+        ];
+        assert_eq!(LlamaCppBackend::units(&prompts, 8), vec![0..3, 3..4, 4..6]);
+        assert_eq!(
+            LlamaCppBackend::units(&prompts, 2),
+            vec![0..2, 2..3, 3..4, 4..6]
         );
     }
 }

@@ -281,9 +281,11 @@ pub trait LlmBackend: Send + Sync {
     fn generate(&self, requests: &[GenerateRequest]) -> Result<Vec<Generation>, LlmError>;
 
     /// Runs every request, then continues conversations: `follow_up(offset, answers)` gets the
-    /// answers to `requests[offset..offset + answers.len()]` (a batch, or all) and returns, per
-    /// answer, an optional next turn; each is decoded after its conversation so far (request
-    /// messages, the answer, the follow-up messages). Backends that keep state reuse the
+    /// answers to `requests[offset..offset + answers.len()]` and returns, per answer, an
+    /// optional next turn; each is decoded after its conversation so far (request messages,
+    /// the answer, the follow-up messages). A call covers consecutive requests: all of them
+    /// (this default), or, with continuous batching, a run of prompts sharing a long prefix (one
+    /// user's rounds) as soon as its answers are in. Backends that keep state reuse the
     /// conversation's KV cache instead of reading it again; this default re-sends it.
     fn generate_with_follow_up(
         &self,
