@@ -124,9 +124,9 @@ fn print_interests(out: &UserInterests) {
     }
     let c = &out.counts;
     println!(
-        "-- user {} | interests kept {} of {} proposed | rejected: {} ungrounded, {} generic, {} unrelated, {} merged | evidence {} of {} hallucinated | {} of {} answers unparsable | {}",
+        "-- user {} | interests kept {} of {} proposed | rejected: {} ungrounded, {} generic, {} unrelated, {} merged | evidence {} of {} hallucinated | {} of {} answers unparsable, {} cut off and salvaged | {}",
         out.user, c.kept, c.proposed, c.ungrounded, c.generic, c.unrelated, c.merged,
-        c.evidence_hallucinated, c.evidence, c.unparsable, c.answers, out.prompt_version,
+        c.evidence_hallucinated, c.evidence, c.unparsable, c.answers, c.salvaged, out.prompt_version,
     );
 }
 

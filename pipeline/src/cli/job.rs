@@ -222,8 +222,9 @@ pub fn show(
     }
     let c = &r.interests.counts;
     println!(
-        "\n== interests ({} kept of {} proposed; {} ungrounded, {} generic, {} unrelated, {} merged; {}/{} answers unparsable) ==",
-        c.kept, c.proposed, c.ungrounded, c.generic, c.unrelated, c.merged, c.unparsable, c.answers
+        "\n== interests ({} kept of {} proposed; {} ungrounded, {} generic, {} unrelated, {} merged; {}/{} answers unparsable, {} cut off and salvaged) ==",
+        c.kept, c.proposed, c.ungrounded, c.generic, c.unrelated, c.merged, c.unparsable, c.answers,
+        c.salvaged
     );
     for (i, key) in r.interests.interests.iter().zip(&r.interest_keys) {
         println!("  {} [key: {key}] — {}", i.name, i.description);
@@ -347,16 +348,13 @@ pub fn bench(
         .collect();
     let pairs: Vec<_> = histories.iter().zip(&narratives).collect();
     let raw = raw_generate(llm.as_ref(), batch)?;
-    let prefill = match narratives.first() {
-        Some(n) => raw_prefill(llm.as_ref(), &n.text)?,
-        None => anyhow::bail!("no user with history"),
+    // the longest narrative of the sample: prefill and decoding after a prompt of the
+    // reason stage's length
+    let Some(longest) = narratives.iter().max_by_key(|n| n.tokens) else {
+        anyhow::bail!("no user with history");
     };
-    let raw_long = raw_generate_after(
-        llm.as_ref(),
-        batch,
-        &narratives[0].text,
-        prefill.tokens_per_s,
-    )?;
+    let prefill = raw_prefill(llm.as_ref(), &longest.text)?;
+    let raw_long = raw_generate_after(llm.as_ref(), batch, &longest.text, prefill.tokens_per_s)?;
     // the raw backend's seconds for a pass's token work: every evaluated prompt token at the
     // prefill rate, the reason stage's generated tokens (after a narrative) at the rate after a
     // narrative, the explain stage's (after a short prompt) at the short-prompt rate

@@ -39,6 +39,41 @@ pub struct Interest {
     pub evidence: Vec<Evidence>,
 }
 
+/// An answer cut off at the token limit, closed after its last complete interest: the text up
+/// to the last element of the `interests` object or array that closed, and the brackets still
+/// open there. Decoding under the schema's grammar makes the text a valid JSON prefix, so
+/// tracking strings and brackets is enough. `None` when no interest was complete.
+pub fn complete_prefix(text: &str) -> Option<String> {
+    let mut open: Vec<char> = Vec::new();
+    let (mut in_string, mut escaped) = (false, false);
+    let mut last = None;
+    for (i, c) in text.char_indices() {
+        if in_string {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' => in_string = true,
+            '{' => open.push('}'),
+            '[' => open.push(']'),
+            '}' | ']' => {
+                open.pop();
+                if open.len() == 2 {
+                    last = Some((i + 1, open.clone()));
+                }
+            }
+            _ => {}
+        }
+    }
+    let (end, open) = last?;
+    Some(text[..end].to_string() + &open.iter().rev().collect::<String>())
+}
+
 /// What validation kept and rejected.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InterestCounts {
@@ -59,9 +94,13 @@ pub struct InterestCounts {
     pub evidence: usize,
     pub evidence_hallucinated: usize,
     /// Answers (rounds) received, and those that were not valid JSON of the schema
-    /// (truncated at the token limit).
+    /// (truncated at the token limit) with no complete interest to keep.
     pub answers: usize,
     pub unparsable: usize,
+    /// Answers cut off at the token limit whose complete interests were kept
+    /// ([`complete_prefix`]).
+    #[serde(default)]
+    pub salvaged: usize,
 }
 
 /// The stage's output for one user.
@@ -285,7 +324,12 @@ impl InterestMiner<'_> {
         for generation in answers {
             let answer: Option<Answer> = match generation.finish {
                 Finish::Stop => serde_json::from_str(&generation.text).ok(),
-                Finish::Length => None,
+                Finish::Length => {
+                    let salvaged = complete_prefix(&generation.text)
+                        .and_then(|t| serde_json::from_str(&t).ok());
+                    counts.salvaged += usize::from(salvaged.is_some());
+                    salvaged
+                }
             };
             match answer {
                 Some(a) => proposed.extend(a.into_interests()),
@@ -370,5 +414,27 @@ impl InterestMiner<'_> {
             seed: self.sampling.seed_for(&history.user),
             raw: answers.iter().map(|g| g.text.clone()).collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::complete_prefix;
+
+    #[test]
+    fn a_cut_off_answer_keeps_its_complete_interests() {
+        let cut = r#"{"interests": {"tea": {"description": "Tea {time} \"cups\"", "evidence": ["tea cup"]}, "cake": {"description": "Cakes and ca"#;
+        let fixed = complete_prefix(cut).unwrap();
+        assert_eq!(
+            fixed,
+            r#"{"interests": {"tea": {"description": "Tea {time} \"cups\"", "evidence": ["tea cup"]}}}"#
+        );
+        assert!(serde_json::from_str::<serde_json::Value>(&fixed).is_ok());
+        let array = r#"{"interests": [{"name": "tea", "evidence": ["a"]}, {"name": "ca"#;
+        assert_eq!(
+            complete_prefix(array).unwrap(),
+            r#"{"interests": [{"name": "tea", "evidence": ["a"]}]}"#
+        );
+        assert_eq!(complete_prefix(r#"{"interests": {"tea": {"descr"#), None);
     }
 }

@@ -123,8 +123,9 @@ impl EdgeIndex {
         if !path.join("edge_config.json").exists() {
             return Err(store_err(path, "no index here (run `recgpt index build`)"));
         }
+        remove_orphaned_copies();
         let copy = tempfile::Builder::new()
-            .prefix("recgpt-index-")
+            .prefix(&format!("{PRIVATE_PREFIX}{}-", std::process::id()))
             .tempdir()
             .map_err(|e| store_err(path, e))?;
         copy_dir(path, copy.path()).map_err(|e| store_err(path, e))?;
@@ -152,6 +153,36 @@ impl EdgeIndex {
     /// Vectors held in an HNSW graph (the rest are searched exactly).
     pub fn indexed(&self) -> usize {
         self.shard.info().indexed_vectors_count
+    }
+}
+
+/// Name prefix of private copies in the temporary directory: `recgpt-index-<pid>-<random>`.
+const PRIVATE_PREFIX: &str = "recgpt-index-";
+
+/// Removes private copies left by processes that are gone (a job killed with SIGKILL cannot
+/// remove its own; a loaded copy takes about 170 MB). Only where `/proc` tells which processes
+/// live; a copy whose process id is in use again is left alone.
+fn remove_orphaned_copies() {
+    let proc = Path::new("/proc");
+    if !proc.join("self").exists() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(PRIVATE_PREFIX))
+            .and_then(|rest| rest.split_once('-'))
+            .and_then(|(pid, _)| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !proc.join(pid.to_string()).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
     }
 }
 
@@ -230,4 +261,27 @@ fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copies_of_dead_processes_are_removed_and_live_ones_kept() {
+        if !Path::new("/proc/self").exists() {
+            return;
+        }
+        let tmp = std::env::temp_dir();
+        // no process has this id (above any pid_max)
+        let dead = tmp.join(format!("{PRIVATE_PREFIX}4000000000-test"));
+        let live = tmp.join(format!("{PRIVATE_PREFIX}{}-test", std::process::id()));
+        for dir in [&dead, &live] {
+            std::fs::create_dir_all(dir.join("wal")).unwrap();
+        }
+        remove_orphaned_copies();
+        assert!(!dead.exists());
+        assert!(live.exists());
+        std::fs::remove_dir_all(&live).unwrap();
+    }
 }
