@@ -202,10 +202,9 @@ impl LlamaCppBackend {
     fn decode_all(
         &self,
         requests: &[GenerateRequest],
-        follow_up: Option<&mut FollowUpFn<'_>>,
+        mut follow_up: Option<&mut FollowUpFn<'_>>,
     ) -> Result<Vec<(Generation, Option<Generation>)>, LlmError> {
-        let n = requests.len();
-        if n == 0 {
+        if requests.is_empty() {
             return Ok(Vec::new());
         }
         let started = Instant::now();
@@ -216,18 +215,12 @@ impl LlamaCppBackend {
         for (prompt, request) in prompts.iter().zip(requests) {
             self.fits(prompt, request.max_tokens)?;
         }
-        let slots = self.config.batch.max(1).min(n);
+        let slots = self.config.batch.max(1).min(requests.len());
         let units = match follow_up {
             Some(_) => Self::units(&prompts, slots),
-            None => (0..n).map(|i| i..i + 1).collect(),
+            None => (0..requests.len()).map(|i| i..i + 1).collect(),
         };
-        let mut unit_of = vec![0; n];
-        for (u, range) in units.iter().enumerate() {
-            range.clone().for_each(|i| unit_of[i] = u);
-        }
-        let mut unit_left: Vec<usize> = units.iter().map(|r| r.len()).collect();
-        let mut follow_up = follow_up;
-
+        let mut schedule = Schedule::new(requests, prompts, units, slots);
         let mut run = Run {
             backend: self,
             ctx: self.context(slots)?,
@@ -235,138 +228,33 @@ impl LlamaCppBackend {
             stats: RunStats::default(),
         };
         run.stats.setup_s = started.elapsed().as_secs_f64();
-        let mut state: Vec<Slot> = (0..slots).map(|_| Slot::Free).collect();
-        let mut firsts: Vec<Option<Generation>> = vec![None; n];
-        let mut seconds: Vec<Option<Generation>> = vec![None; n];
-        let mut slot_of = vec![0; n];
-        let mut queued = 0;
-        // follow-up turns ready to enter their slot: (request, its conversation)
-        let mut continuing: Vec<(usize, GenerateRequest)> = Vec::new();
         loop {
-            let mut entering: Vec<(usize, usize, bool, GenerateRequest, Vec<LlamaToken>)> =
-                Vec::new();
-            for (i, request) in continuing.drain(..) {
-                let prompt = self.prompt_tokens(&request)?;
-                self.fits(&prompt, request.max_tokens)?;
-                entering.push((slot_of[i], i, true, request, prompt));
-            }
-            for (slot, s) in state.iter().enumerate() {
-                if queued < n && matches!(s, Slot::Free) {
-                    slot_of[queued] = slot;
-                    entering.push((
-                        slot,
-                        queued,
-                        false,
-                        requests[queued].clone(),
-                        prompts[queued].clone(),
-                    ));
-                    queued += 1;
-                }
-            }
+            let entering = schedule.entering(self)?;
             if !entering.is_empty() {
-                let entries: Vec<(usize, &[LlamaToken])> = entering
+                let parts: Vec<(usize, &[LlamaToken])> = entering
                     .iter()
-                    .map(|(slot, _, _, _, prompt)| (*slot, prompt.as_slice()))
+                    .map(|e| (e.slot, e.prompt.as_slice()))
                     .collect();
-                let reused = run.enter(&entries)?;
-                for ((slot, request, second, r, prompt), reused) in entering.into_iter().zip(reused)
-                {
-                    let sampler = self.sampler(&r)?;
-                    state[slot] = Slot::Busy(Box::new(Decoding {
-                        request,
-                        second,
-                        sampler,
-                        next: prompt[prompt.len() - 1],
-                        prompt_tokens: prompt.len(),
-                        reused,
-                        max_tokens: r.max_tokens,
-                        output: Vec::new(),
-                        generated: 0,
-                    }));
+                let reused = run.enter(&parts)?;
+                for (entry, reused) in entering.into_iter().zip(reused) {
+                    schedule.start(self, entry, reused)?;
                 }
             }
-            let busy: Vec<usize> = (0..slots)
-                .filter(|&s| matches!(state[s], Slot::Busy(_)))
-                .collect();
-            if busy.is_empty() {
+            let inputs = schedule.inputs();
+            if inputs.is_empty() {
                 break;
             }
-            let inputs: Vec<(usize, LlamaToken)> = busy
-                .iter()
-                .map(|&s| match &state[s] {
-                    Slot::Busy(d) => (s, d.next),
-                    _ => unreachable!("only busy slots decode"),
-                })
-                .collect();
             run.step(&inputs)?;
-            let vocab = self.model.vocab();
-            for (row, &slot) in busy.iter().enumerate() {
-                let Slot::Busy(d) = &mut state[slot] else {
-                    unreachable!("only busy slots decode")
-                };
-                let sampled = d.sampler.sample(&run.ctx, row as i32);
-                let finish = if vocab.is_eog(sampled) {
-                    Some(Finish::Stop)
-                } else {
-                    d.generated += 1;
-                    d.output
-                        .extend_from_slice(&vocab.token_to_piece(sampled, false, None));
-                    d.next = sampled;
-                    (d.generated >= d.max_tokens).then_some(Finish::Length)
-                };
-                let Some(finish) = finish else { continue };
-                let Slot::Busy(d) = std::mem::replace(&mut state[slot], Slot::Free) else {
-                    unreachable!()
-                };
-                let generation = Generation {
-                    text: String::from_utf8_lossy(&d.output).into_owned(),
-                    finish,
-                    prompt_tokens: d.prompt_tokens,
-                    shared_prompt_tokens: d.reused,
-                    generated_tokens: d.generated,
-                };
-                run.stats.answers += 1;
-                if d.second {
-                    seconds[d.request] = Some(generation);
-                    continue;
-                }
-                let i = d.request;
-                firsts[i] = Some(generation);
-                let Some(follow_up) = follow_up.as_mut() else {
-                    continue;
-                };
-                state[slot] = Slot::Waiting;
-                let u = unit_of[i];
-                unit_left[u] -= 1;
-                if unit_left[u] > 0 {
-                    continue;
-                }
-                let range = units[u].clone();
-                let answers: Vec<Generation> = range
-                    .clone()
-                    .map(|j| firsts[j].clone().expect("the unit's answers are in"))
-                    .collect();
-                let turns = follow_up(range.start, &answers);
-                for (j, turn) in range.zip(turns) {
-                    match turn {
-                        Some(f) => {
-                            let mut request = requests[j].clone();
-                            request.messages.push(ChatMessage::assistant(
-                                firsts[j].as_ref().expect("answered").text.clone(),
-                            ));
-                            request.messages.extend(f.messages);
-                            request.schema = f.schema;
-                            request.max_tokens = f.max_tokens;
-                            continuing.push((j, request));
-                        }
-                        None => state[slot_of[j]] = Slot::Free,
-                    }
+            for (row, &(slot, _)) in inputs.iter().enumerate() {
+                if let Some(generation) = schedule.sample(self, &run.ctx, slot, row) {
+                    run.stats.answers += 1;
+                    schedule.answered(slot, generation, &mut follow_up);
                 }
             }
         }
         let s = &run.stats;
         tracing::debug!(
-            requests = n,
+            requests = requests.len(),
             slots,
             answers = s.answers,
             setup_s = s.setup_s,
@@ -378,11 +266,7 @@ impl LlamaCppBackend {
             total_s = started.elapsed().as_secs_f64(),
             "llama.cpp decoded"
         );
-        Ok(firsts
-            .into_iter()
-            .zip(seconds)
-            .map(|(first, second)| (first.expect("every request is answered"), second))
-            .collect())
+        Ok(schedule.answers())
     }
 }
 
@@ -407,6 +291,220 @@ struct Decoding {
     max_tokens: usize,
     output: Vec<u8>,
     generated: usize,
+}
+
+/// A turn about to enter `slot`.
+struct Entry {
+    slot: usize,
+    request: usize,
+    second: bool,
+    turn: GenerateRequest,
+    prompt: Vec<LlamaToken>,
+}
+
+/// Which turn each slot decodes, what waits, and the answers so far, for one
+/// [`LlamaCppBackend::decode_all`] call.
+struct Schedule<'r> {
+    requests: &'r [GenerateRequest],
+    prompts: Vec<Vec<LlamaToken>>,
+    units: Vec<Range<usize>>,
+    unit_of: Vec<usize>,
+    /// First answers each unit still waits for.
+    unit_left: Vec<usize>,
+    slots: Vec<Slot>,
+    slot_of: Vec<usize>,
+    /// Requests whose first turn has entered a slot (they enter in order).
+    queued: usize,
+    /// Follow-up turns decided, waiting to enter their slot: (request, conversation).
+    continuing: Vec<(usize, GenerateRequest)>,
+    firsts: Vec<Option<Generation>>,
+    seconds: Vec<Option<Generation>>,
+}
+
+impl<'r> Schedule<'r> {
+    fn new(
+        requests: &'r [GenerateRequest],
+        prompts: Vec<Vec<LlamaToken>>,
+        units: Vec<Range<usize>>,
+        slots: usize,
+    ) -> Self {
+        let n = requests.len();
+        let mut unit_of = vec![0; n];
+        for (u, range) in units.iter().enumerate() {
+            range.clone().for_each(|i| unit_of[i] = u);
+        }
+        Self {
+            requests,
+            prompts,
+            unit_left: units.iter().map(|r| r.len()).collect(),
+            units,
+            unit_of,
+            slots: (0..slots).map(|_| Slot::Free).collect(),
+            slot_of: vec![0; n],
+            queued: 0,
+            continuing: Vec::new(),
+            firsts: vec![None; n],
+            seconds: vec![None; n],
+        }
+    }
+
+    /// The turns to enter now: decided follow-ups into their own slots, then the next first
+    /// turns into free slots.
+    fn entering(&mut self, backend: &LlamaCppBackend) -> Result<Vec<Entry>, LlmError> {
+        let mut entering = Vec::new();
+        for (request, turn) in std::mem::take(&mut self.continuing) {
+            let prompt = backend.prompt_tokens(&turn)?;
+            backend.fits(&prompt, turn.max_tokens)?;
+            entering.push(Entry {
+                slot: self.slot_of[request],
+                request,
+                second: true,
+                turn,
+                prompt,
+            });
+        }
+        for slot in 0..self.slots.len() {
+            if self.queued < self.requests.len() && matches!(self.slots[slot], Slot::Free) {
+                let request = self.queued;
+                self.queued += 1;
+                self.slot_of[request] = slot;
+                self.slots[slot] = Slot::Waiting; // reserved until `start`
+                entering.push(Entry {
+                    slot,
+                    request,
+                    second: false,
+                    turn: self.requests[request].clone(),
+                    prompt: self.prompts[request].clone(),
+                });
+            }
+        }
+        Ok(entering)
+    }
+
+    /// `entry` has entered its slot with `reused` prompt tokens from the cache.
+    fn start(
+        &mut self,
+        backend: &LlamaCppBackend,
+        entry: Entry,
+        reused: usize,
+    ) -> Result<(), LlmError> {
+        self.slots[entry.slot] = Slot::Busy(Box::new(Decoding {
+            request: entry.request,
+            second: entry.second,
+            sampler: backend.sampler(&entry.turn)?,
+            next: entry.prompt[entry.prompt.len() - 1],
+            prompt_tokens: entry.prompt.len(),
+            reused,
+            max_tokens: entry.turn.max_tokens,
+            output: Vec::new(),
+            generated: 0,
+        }));
+        Ok(())
+    }
+
+    /// The token each busy slot feeds at the next step, by slot.
+    fn inputs(&self) -> Vec<(usize, LlamaToken)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, s)| match s {
+                Slot::Busy(d) => Some((slot, d.next)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Samples `slot`'s next token from logits row `row`; its answer when that ends the turn
+    /// (the slot is then free).
+    fn sample(
+        &mut self,
+        backend: &LlamaCppBackend,
+        ctx: &LlamaContext<'_>,
+        slot: usize,
+        row: usize,
+    ) -> Option<(usize, bool, Generation)> {
+        let Slot::Busy(d) = &mut self.slots[slot] else {
+            unreachable!("only busy slots decode")
+        };
+        let vocab = backend.model.vocab();
+        let sampled = d.sampler.sample(ctx, row as i32);
+        let finish = if vocab.is_eog(sampled) {
+            Finish::Stop
+        } else {
+            d.generated += 1;
+            d.output
+                .extend_from_slice(&vocab.token_to_piece(sampled, false, None));
+            d.next = sampled;
+            if d.generated < d.max_tokens {
+                return None;
+            }
+            Finish::Length
+        };
+        let Slot::Busy(d) = std::mem::replace(&mut self.slots[slot], Slot::Free) else {
+            unreachable!("checked above")
+        };
+        let generation = Generation {
+            text: String::from_utf8_lossy(&d.output).into_owned(),
+            finish,
+            prompt_tokens: d.prompt_tokens,
+            shared_prompt_tokens: d.reused,
+            generated_tokens: d.generated,
+        };
+        Some((d.request, d.second, generation))
+    }
+
+    /// Records an answer. A first answer, with follow-ups asked for, holds its slot until its
+    /// unit's answers are all in; then `follow_up` decides the unit's next turns, and slots
+    /// without one are freed.
+    fn answered(
+        &mut self,
+        slot: usize,
+        (request, second, generation): (usize, bool, Generation),
+        follow_up: &mut Option<&mut FollowUpFn<'_>>,
+    ) {
+        if second {
+            self.seconds[request] = Some(generation);
+            return;
+        }
+        self.firsts[request] = Some(generation);
+        let Some(follow_up) = follow_up.as_mut() else {
+            return;
+        };
+        self.slots[slot] = Slot::Waiting;
+        let u = self.unit_of[request];
+        self.unit_left[u] -= 1;
+        if self.unit_left[u] > 0 {
+            return;
+        }
+        let range = self.units[u].clone();
+        let answers: Vec<Generation> = range
+            .clone()
+            .map(|j| self.firsts[j].clone().expect("the unit's answers are in"))
+            .collect();
+        let turns = follow_up(range.start, &answers);
+        for ((j, turn), answer) in range.zip(turns).zip(answers) {
+            match turn {
+                Some(f) => {
+                    let mut next = self.requests[j].clone();
+                    next.messages.push(ChatMessage::assistant(answer.text));
+                    next.messages.extend(f.messages);
+                    next.schema = f.schema;
+                    next.max_tokens = f.max_tokens;
+                    self.continuing.push((j, next));
+                }
+                None => self.slots[self.slot_of[j]] = Slot::Free,
+            }
+        }
+    }
+
+    /// Every request's answers, in order.
+    fn answers(self) -> Vec<(Generation, Option<Generation>)> {
+        self.firsts
+            .into_iter()
+            .zip(self.seconds)
+            .map(|(first, second)| (first.expect("every request is answered"), second))
+            .collect()
+    }
 }
 
 /// One sequence's sampling: the sampler chain, and the grammar checked lazily. Checking the
