@@ -408,11 +408,19 @@ struct LlmArgs {
 }
 
 fn main() -> ExitCode {
+    // Qdrant Edge warns about server feature flags an embedded shard never sets; llama.cpp
+    // logs every context it creates at info level: both quiet unless named in RECGPT_LOG
+    let default = "warn,qdrant_edge=error";
+    let mut filter = std::env::var("RECGPT_LOG").unwrap_or_else(|_| "warn".into());
+    for (target, level) in [("qdrant_edge", "error"), ("llama-cpp-2", "warn")] {
+        if !filter.contains(target) {
+            filter.push_str(&format!(",{target}={level}"));
+        }
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("RECGPT_LOG")
-                // Qdrant Edge warns about server feature flags an embedded shard never sets
-                .unwrap_or_else(|_| "warn,qdrant_edge=error".into()),
+            tracing_subscriber::EnvFilter::try_new(filter)
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
         )
         .with_writer(std::io::stderr)
         .init();
