@@ -481,7 +481,8 @@ impl<'r> Schedule<'r> {
             .clone()
             .map(|j| self.firsts[j].clone().expect("the unit's answers are in"))
             .collect();
-        let turns = follow_up(range.start, &answers);
+        let mut turns = follow_up(range.start, &answers);
+        turns.resize(range.len(), None); // a missing decision ends the conversation
         for ((j, turn), answer) in range.zip(turns).zip(answers) {
             match turn {
                 Some(f) => {
