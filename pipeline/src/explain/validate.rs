@@ -137,7 +137,7 @@ pub const ATTRIBUTE_WORDS: &[&str] = &[
     "paisley",
     "tartan",
     "gingham",
-    // taste: a cake case or a jam jar is not food
+    // taste and eating: a cake case or a jam jar is not food
     "delicious",
     "tasty",
     "yummy",
@@ -151,6 +151,11 @@ pub const ATTRIBUTE_WORDS: &[&str] = &[
     "snack",
     "snacks",
     "juicy",
+    "eat",
+    "eating",
+    "eaten",
+    "drink",
+    "drinking",
 ];
 
 /// Phrases of an answer that speaks about the customer, repeats the prompt, or goes off
@@ -179,7 +184,7 @@ pub const OFF_MESSAGE: &[&str] = &[
 /// Version of these rules: part of every explanation's cache key (with the prompt version), so
 /// changing a rule or a word list regenerates instead of serving answers checked by old rules.
 /// Bump it with any change to this file's rules or lists.
-pub const RULES_VERSION: u32 = 3;
+pub const RULES_VERSION: u32 = 4;
 
 /// Content words an explanation must add to the title.
 pub const MIN_NEW_WORDS: usize = 3;
@@ -193,17 +198,18 @@ const SECOND_PERSON: &[&str] = &["you", "your", "yours", "yourself"];
 /// First-person singular: the model speaking as itself or as the shopper.
 const FIRST_PERSON: &[&str] = &["i", "me", "my", "mine", "myself"];
 
-/// The JSON schema of an answer: `{"explanation": "..."}`, one sentence of plain ASCII words
-/// and punctuation (no `.`, `!`, `?`, quotes or line breaks) of at most about `max_words`
-/// words (6 characters a word), ending with a full stop. Part of the rules: bump
-/// [`RULES_VERSION`] when changing it.
+/// The JSON schema of an answer: `{"explanation": "..."}`, one sentence that opens with "You"
+/// or "Your", of plain ASCII words and punctuation (no `.`, `!`, `?`, quotes or line breaks),
+/// at most about `max_words` words (6 characters a word), ending with a full stop. Part of the
+/// rules: bump [`RULES_VERSION`] when changing it.
 pub fn answer_schema(min_words: usize, max_words: usize) -> serde_json::Value {
     let min_chars = (min_words * 4).max(2);
     let max_chars = max_words * 6;
+    // "You " or "Your " opens the sentence, so it speaks to the shopper
     let pattern = format!(
-        "^[A-Za-z0-9 ,;:'()&/-]{{{},{}}}[.]$",
-        min_chars - 1,
-        max_chars - 1
+        "^Your? [A-Za-z0-9 ,;:'()&/-]{{{},{}}}[.]$",
+        min_chars - 5,
+        max_chars - 5
     );
     serde_json::json!({
         "type": "object",
@@ -416,6 +422,10 @@ mod tests {
             check("A regency cakestand for your delicious cakes at tea parties."),
             Some("invented_attribute")
         );
+        assert_eq!(
+            check("You can eat cakes from this regency cakestand at tea parties."),
+            Some("invented_attribute")
+        );
     }
 
     #[test]
@@ -423,7 +433,7 @@ mod tests {
         let schema = answer_schema(6, 30);
         assert_eq!(
             schema["properties"]["explanation"]["pattern"],
-            "^[A-Za-z0-9 ,;:'()&/-]{23,179}[.]$"
+            "^Your? [A-Za-z0-9 ,;:'()&/-]{19,175}[.]$"
         );
         assert_eq!(schema["required"][0], "explanation");
     }
