@@ -166,7 +166,7 @@ impl<'a> Explainer<'a> {
         categories.of_item(id).map(|c| categories.name(c))
     }
 
-    /// The prompt's version id with the rules' version (`explain@…+rules4`): what an
+    /// The prompt's version id with the rules' version (`explain@…+rules5`): what an
     /// explanation's text depends on besides the model.
     pub fn version(&self) -> String {
         format!(

@@ -18,6 +18,10 @@
 //! - `invented_attribute`: names a colour, material, pattern or taste ([`ATTRIBUTE_WORDS`]) or a
 //!   word with a digit ("5", "200g") that is in neither the item's title and category nor the
 //!   interest's text;
+//! - `ungrounded`: more than [`MAX_UNGROUNDED`] words found in neither the item's title and
+//!   category, the interest's text, nor [`REASON_WORDS`] (the words a reason is made of): the
+//!   sentence talks about things the catalog does not say ("skulls on the shelves of the
+//!   store", "a popular item for pickpockets");
 //! - `invented_name`: a capitalised word after the first (a name: a brand, a place, a product
 //!   line) that is in neither; the prompt gives every fact in lower case.
 //!
@@ -184,10 +188,225 @@ pub const OFF_MESSAGE: &[&str] = &[
 /// Version of these rules: part of every explanation's cache key (with the prompt version), so
 /// changing a rule or a word list regenerates instead of serving answers checked by old rules.
 /// Bump it with any change to this file's rules or lists.
-pub const RULES_VERSION: u32 = 4;
+pub const RULES_VERSION: u32 = 5;
 
 /// Content words an explanation must add to the title.
 pub const MIN_NEW_WORDS: usize = 3;
+
+/// Words outside the item, the interest and [`REASON_WORDS`] an explanation may use.
+pub const MAX_UNGROUNDED: usize = 2;
+
+/// Function words and the words a reason is made of: an explanation may use them whatever the
+/// item.
+pub const REASON_WORDS: &[&str] = &[
+    // pronouns, determiners, auxiliaries, prepositions, conjunctions
+    "a",
+    "an",
+    "the",
+    "this",
+    "that",
+    "these",
+    "those",
+    "it",
+    "its",
+    "it's",
+    "you",
+    "your",
+    "yours",
+    "yourself",
+    "re",
+    "ll",
+    "ve",
+    "d",
+    "s",
+    "t",
+    "they",
+    "them",
+    "their",
+    "one",
+    "ones",
+    "is",
+    "are",
+    "was",
+    "were",
+    "be",
+    "been",
+    "being",
+    "am",
+    "do",
+    "does",
+    "did",
+    "have",
+    "has",
+    "had",
+    "can",
+    "could",
+    "will",
+    "would",
+    "may",
+    "might",
+    "should",
+    "must",
+    "of",
+    "for",
+    "with",
+    "in",
+    "on",
+    "to",
+    "by",
+    "at",
+    "or",
+    "and",
+    "but",
+    "so",
+    "as",
+    "if",
+    "from",
+    "into",
+    "onto",
+    "up",
+    "out",
+    "about",
+    "like",
+    "than",
+    "then",
+    "too",
+    "also",
+    "just",
+    "more",
+    "most",
+    "other",
+    "another",
+    "same",
+    "such",
+    "what",
+    "which",
+    "who",
+    "when",
+    "where",
+    "why",
+    "how",
+    "all",
+    "any",
+    "each",
+    "every",
+    "some",
+    "both",
+    "not",
+    "no",
+    "very",
+    "well",
+    "there",
+    "here",
+    // the reason itself
+    "love",
+    "loves",
+    "loved",
+    "likes",
+    "liked",
+    "enjoy",
+    "enjoys",
+    "enjoyed",
+    "fan",
+    "fond",
+    "interest",
+    "interests",
+    "interested",
+    "choose",
+    "chose",
+    "chosen",
+    "pick",
+    "picked",
+    "buy",
+    "buys",
+    "bought",
+    "purchase",
+    "purchased",
+    "shop",
+    "want",
+    "wants",
+    "need",
+    "needs",
+    "find",
+    "found",
+    "add",
+    "adds",
+    "match",
+    "matches",
+    "matching",
+    "go",
+    "goes",
+    "going",
+    "fit",
+    "fits",
+    "suit",
+    "suits",
+    "suited",
+    "complete",
+    "completes",
+    "collect",
+    "collection",
+    "set",
+    "sets",
+    "range",
+    "kind",
+    "style",
+    "styled",
+    "design",
+    "designs",
+    "piece",
+    "pieces",
+    "item",
+    "items",
+    "product",
+    "products",
+    "favourite",
+    "favourites",
+    "favorite",
+    "favorites",
+    "new",
+    "next",
+    "again",
+    "already",
+    "own",
+    "use",
+    "using",
+    "used",
+    "make",
+    "makes",
+    "making",
+    "keep",
+    "keeps",
+    "home",
+    "house",
+    "gift",
+    "gifts",
+    "give",
+    "friend",
+    "friends",
+    "family",
+    "everyday",
+    "day",
+    "fun",
+    "nice",
+    "lovely",
+    "pretty",
+    "classic",
+    "vintage",
+    "bring",
+    "brings",
+    "look",
+    "looks",
+    "theme",
+    "themed",
+    "part",
+    "lots",
+    "many",
+    "much",
+    "way",
+    "ways",
+    "great",
+];
 
 /// Consecutive words of the interest's description an explanation may not repeat.
 pub const COPY_RUN: usize = 4;
@@ -312,6 +531,15 @@ pub fn rejection(
     if invented {
         return Some("invented_attribute");
     }
+    let known = |w: &String| {
+        facts.known_words.contains(w)
+            || facts.known_words.contains(&stem(w))
+            || REASON_WORDS.contains(&w.as_str())
+            || w.chars().all(|c| c.is_ascii_digit())
+    };
+    if all.iter().filter(|w| !known(w)).count() > MAX_UNGROUNDED {
+        return Some("ungrounded");
+    }
     let named = text
         .split_whitespace()
         .skip(1)
@@ -425,6 +653,10 @@ mod tests {
         assert_eq!(
             check("You can eat cakes from this regency cakestand at tea parties."),
             Some("invented_attribute")
+        );
+        assert_eq!(
+            check("You can find a regency cakestand on the shelves of the local store."),
+            Some("ungrounded")
         );
     }
 
