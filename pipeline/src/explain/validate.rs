@@ -25,8 +25,9 @@
 //! - `invented_name`: a capitalised word after the first (a name: a brand, a place, a product
 //!   line) that is in neither; the prompt gives every fact in lower case.
 //!
-//! The answer's schema ([`answer_schema`]) already makes it one sentence that ends with a full
-//! stop within the length (a `pattern`), so decoding cannot run past the limit or shout.
+//! The answer's schema ([`answer_schema`]) already makes it one sentence that opens with "You"
+//! or "Your" and ends with a full stop within the length (a `pattern`), so decoding cannot run
+//! past the limit, shout, or talk about the shopper instead of to them.
 
 use std::collections::BTreeSet;
 
@@ -469,6 +470,11 @@ impl Facts {
             description: words(description),
         }
     }
+
+    /// Whether the item or the interest holds `word` (as it is or stemmed).
+    fn knows(&self, word: &str) -> bool {
+        self.known_words.contains(word) || self.known_words.contains(&stem(word))
+    }
 }
 
 /// The first rule `text` breaks, or `None` when it passes them all.
@@ -526,14 +532,13 @@ pub fn rejection(
     let invented = all.iter().any(|w| {
         let attribute =
             ATTRIBUTE_WORDS.contains(&w.as_str()) || w.chars().any(|c| c.is_ascii_digit());
-        attribute && !facts.known_words.contains(w) && !facts.known_words.contains(&stem(w))
+        attribute && !facts.knows(w)
     });
     if invented {
         return Some("invented_attribute");
     }
     let known = |w: &String| {
-        facts.known_words.contains(w)
-            || facts.known_words.contains(&stem(w))
+        facts.knows(w)
             || REASON_WORDS.contains(&w.as_str())
             || w.chars().all(|c| c.is_ascii_digit())
     };
@@ -545,7 +550,7 @@ pub fn rejection(
         .skip(1)
         .filter(|w| w.starts_with(|c: char| c.is_uppercase()))
         .flat_map(words)
-        .any(|w| !facts.known_words.contains(&w) && !facts.known_words.contains(&stem(&w)));
+        .any(|w| !facts.knows(&w));
     if named {
         return Some("invented_name");
     }

@@ -8,6 +8,7 @@
 //! own slot or copied from another, and evaluates only the rest. Each sequence samples with
 //! its own seeded sampler chain, behind a grammar compiled from the request's JSON schema.
 
+use std::borrow::Cow;
 use std::num::NonZeroU32;
 use std::ops::Range;
 use std::path::Path;
@@ -293,12 +294,12 @@ struct Decoding {
     generated: usize,
 }
 
-/// A turn about to enter `slot`.
-struct Entry {
+/// A turn about to enter `slot`: a first turn as requested, or a follow-up's conversation.
+struct Entry<'r> {
     slot: usize,
     request: usize,
     second: bool,
-    turn: GenerateRequest,
+    turn: Cow<'r, GenerateRequest>,
     prompt: Vec<LlamaToken>,
 }
 
@@ -350,7 +351,7 @@ impl<'r> Schedule<'r> {
 
     /// The turns to enter now: decided follow-ups into their own slots, then the next first
     /// turns into free slots.
-    fn entering(&mut self, backend: &LlamaCppBackend) -> Result<Vec<Entry>, LlmError> {
+    fn entering(&mut self, backend: &LlamaCppBackend) -> Result<Vec<Entry<'r>>, LlmError> {
         let mut entering = Vec::new();
         for (request, turn) in std::mem::take(&mut self.continuing) {
             let prompt = backend.prompt_tokens(&turn)?;
@@ -359,7 +360,7 @@ impl<'r> Schedule<'r> {
                 slot: self.slot_of[request],
                 request,
                 second: true,
-                turn,
+                turn: Cow::Owned(turn),
                 prompt,
             });
         }
@@ -368,13 +369,13 @@ impl<'r> Schedule<'r> {
                 let request = self.queued;
                 self.queued += 1;
                 self.slot_of[request] = slot;
-                self.slots[slot] = Slot::Waiting; // reserved until `start`
                 entering.push(Entry {
                     slot,
                     request,
                     second: false,
-                    turn: self.requests[request].clone(),
-                    prompt: self.prompts[request].clone(),
+                    turn: Cow::Borrowed(&self.requests[request]),
+                    // a first turn enters once
+                    prompt: std::mem::take(&mut self.prompts[request]),
                 });
             }
         }
@@ -385,7 +386,7 @@ impl<'r> Schedule<'r> {
     fn start(
         &mut self,
         backend: &LlamaCppBackend,
-        entry: Entry,
+        entry: Entry<'_>,
         reused: usize,
     ) -> Result<(), LlmError> {
         self.slots[entry.slot] = Slot::Busy(Box::new(Decoding {
