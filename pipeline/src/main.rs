@@ -287,6 +287,13 @@ enum StatsCommand {
         #[arg(long, value_parser = cli::date)]
         split: Option<chrono::NaiveDate>,
     },
+    /// Explanation cache reuse across the stored users (every run that wrote to the store),
+    /// and the cache's rows, for the current explain prompt version and model.
+    Explanations {
+        /// The LLM whose explanations count (its model id is part of the cache key).
+        #[arg(long, env = "RECGPT_MODEL")]
+        model: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

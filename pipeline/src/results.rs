@@ -97,6 +97,37 @@ pub struct UserResult {
     pub recommendations: Vec<Recommendation>,
 }
 
+#[cfg(test)]
+impl UserResult {
+    /// A result with no interests, tags or recommendations, for tests.
+    pub(crate) fn empty(user: &str, fingerprint: &str) -> Self {
+        Self {
+            user: user.into(),
+            as_of: "2011-11-01".into(),
+            fingerprint: fingerprint.into(),
+            interests: UserInterests {
+                user: user.into(),
+                interests: vec![],
+                counts: Default::default(),
+                prompt_version: "p".into(),
+                model_id: "m".into(),
+                seed: 1,
+                raw: vec![],
+            },
+            interest_keys: vec![],
+            tags: UserTags {
+                user: user.into(),
+                tags: vec![],
+                counts: Default::default(),
+                prompt_version: "p".into(),
+                model_id: "m".into(),
+                raw: vec![],
+            },
+            recommendations: vec![],
+        }
+    }
+}
+
 /// Why the batch job could not finish a user.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Failure {
@@ -227,6 +258,30 @@ impl ResultStore {
             .map_err(|e| self.err(e))?;
         json.map(|j| serde_json::from_str(&j).map_err(|e| self.err(e)))
             .transpose()
+    }
+
+    /// Calls `visit` with every cached explanation under `prompt_version` and `model_id`.
+    pub fn for_each_explanation<E: From<ResultsError>>(
+        &self,
+        prompt_version: &str,
+        model_id: &str,
+        mut visit: impl FnMut(Explanation) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(
+                "SELECT explanation FROM explanations
+                 WHERE prompt_version = ?1 AND model_id = ?2 ORDER BY interest_key, item",
+            )
+            .map_err(|e| self.err(e))?;
+        let mut rows = stmt
+            .query(params![prompt_version, model_id])
+            .map_err(|e| self.err(e))?;
+        while let Some(row) = rows.next().map_err(|e| self.err(e))? {
+            let json: String = row.get(0).map_err(|e| self.err(e))?;
+            visit(serde_json::from_str(&json).map_err(|e| self.err(e))?)?;
+        }
+        Ok(())
     }
 
     /// Stores `explanation` unless its key is already there (another writer got there first),
@@ -480,30 +535,7 @@ mod tests {
         store.put_failure(&failure).unwrap();
         assert_eq!(store.failures().unwrap(), vec![failure.clone()]);
         assert_eq!(store.failure("12347").unwrap(), Some(failure));
-        let result = UserResult {
-            user: "12347".into(),
-            as_of: "2011-11-01".into(),
-            fingerprint: "f2".into(),
-            interests: UserInterests {
-                user: "12347".into(),
-                interests: vec![],
-                counts: Default::default(),
-                prompt_version: "p".into(),
-                model_id: "m".into(),
-                seed: 1,
-                raw: vec![],
-            },
-            interest_keys: vec![],
-            tags: UserTags {
-                user: "12347".into(),
-                tags: vec![],
-                counts: Default::default(),
-                prompt_version: "p".into(),
-                model_id: "m".into(),
-                raw: vec![],
-            },
-            recommendations: vec![],
-        };
+        let result = UserResult::empty("12347", "f2");
         store.put_user(&result).unwrap();
         assert!(store.failures().unwrap().is_empty());
         assert_eq!(store.failure("12347").unwrap(), None);

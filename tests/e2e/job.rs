@@ -1,8 +1,9 @@
 //! The batch job (`recgpt run`) as the real binary, with the real model on real users: kills
 //! at several points (SIGKILL while the LLM works, an abort in the middle of a result's write,
 //! SIGKILL right after results were stored) and reruns that end where an uninterrupted run
-//! ends; the incremental skip; two concurrent shards on one store; a failed user recorded and
-//! retried; `recgpt show` and `recgpt export`.
+//! ends; the incremental skip; two concurrent shards on one store (and `recgpt stats
+//! explanations` adding up both); a failed user recorded and retried; `recgpt show` and
+//! `recgpt export`.
 //!
 //! The job runs with short budgets (one interests round, 2 recommendations per user) so that
 //! a user costs a few seconds on 2 cores; the full settings run in `make demo`.
@@ -310,6 +311,29 @@ fn two_concurrent_shards_cover_every_user_once() {
     let (users, failed) = stored(&home);
     assert_eq!(users.len() + failed.len(), 4);
     assert!(users.keys().all(|u| !failed.contains(u)));
+
+    // the cache's reuse adds up both processes' users
+    let out = recgpt(&home, &["--json", "stats", "explanations"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let reuse: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let pairs: Vec<(String, String)> = users
+        .values()
+        .flat_map(|r| &r.recommendations)
+        .filter(|x| x.explanation.is_some())
+        .filter_map(|x| Some((x.interest_key.clone()?, x.item.clone())))
+        .collect();
+    let distinct: BTreeSet<_> = pairs.iter().collect();
+    assert_eq!(count(&reuse, "users"), users.len() as u64, "{reuse}");
+    assert_eq!(count(&reuse, "other_users"), 0, "{reuse}");
+    assert_eq!(count(&reuse, "pairs"), pairs.len() as u64, "{reuse}");
+    assert_eq!(count(&reuse, "distinct"), distinct.len() as u64, "{reuse}");
+    assert!(count(&reuse, "cached") >= distinct.len() as u64, "{reuse}");
+    assert_eq!(
+        count(&reuse, "model") + count(&reuse, "fallback"),
+        count(&reuse, "cached")
+    );
 
     // the whole user set again, unsharded: nothing left to do
     let all = run(&home, &["--users", "4"]);

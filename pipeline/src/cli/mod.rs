@@ -190,6 +190,13 @@ pub fn run(cli: Cli) -> Result<()> {
             split,
             cli.json,
         ),
+        Command::Stats(StatsCommand::Explanations { model }) => {
+            let mut config = config;
+            if let Some(model) = model {
+                config.llm.model = model;
+            }
+            stats::explanations(&home, config, cli.json)
+        }
         Command::Bench(BenchCommand::Llm {
             history,
             llm,

@@ -57,3 +57,44 @@ pub fn narratives(
     );
     Ok(())
 }
+
+pub fn explanations(home: &Path, config: Config, json: bool) -> Result<()> {
+    use recgpt_pipeline::explain::reuse::CacheReuse;
+
+    let results = recgpt_pipeline::results::ResultStore::open(home)?;
+    let version = recgpt_pipeline::explain::version(&recgpt_pipeline::prompts::Prompts::new());
+    let model_id = config.llm.load()?.model_id().to_string();
+    let s = CacheReuse::measure(&results, &version, &model_id)?;
+    if json {
+        return print_json(&s);
+    }
+    println!("explanations {version}, model {model_id}");
+    println!(
+        "users: {} counted, {} stored under another version or model",
+        s.users, s.other_users
+    );
+    println!(
+        "pairs: {} looked up, {} distinct: reuse {:.1}% (lookups served without a generation)",
+        s.pairs,
+        s.distinct,
+        100.0 * s.reuse
+    );
+    let curve: Vec<String> = s
+        .curve
+        .iter()
+        .map(|(n, r)| format!("{n} users {:.1}%", 100.0 * r))
+        .collect();
+    println!("reuse by users (id order): {}", curve.join(", "));
+    println!(
+        "cache rows: {} ({} model, {} template fallback); {} model answers, {} rejected",
+        s.cached,
+        s.model,
+        s.fallback,
+        s.answers,
+        s.rejected.values().sum::<usize>()
+    );
+    for (rule, n) in &s.rejected {
+        println!("  rejected {rule:<18} {n:>6}");
+    }
+    Ok(())
+}

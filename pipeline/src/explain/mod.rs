@@ -13,6 +13,7 @@
 //! is the same whichever user's batch generated it.
 
 pub mod keys;
+pub mod reuse;
 pub mod validate;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -129,6 +130,16 @@ struct Answer {
     explanation: String,
 }
 
+/// The explain prompt's version id in `prompts` with the rules' version (`explain@…+rules5`):
+/// the cache key's `prompt_version`.
+pub fn version(prompts: &Prompts) -> String {
+    format!(
+        "{}+rules{}",
+        prompts.version(Task::Explain),
+        validate::RULES_VERSION
+    )
+}
+
 /// Generates and caches explanations.
 #[derive(Debug)]
 pub struct Explainer<'a> {
@@ -169,11 +180,7 @@ impl<'a> Explainer<'a> {
     /// The prompt's version id with the rules' version (`explain@…+rules5`): what an
     /// explanation's text depends on besides the model.
     pub fn version(&self) -> String {
-        format!(
-            "{}+rules{}",
-            self.prompts.version(Task::Explain),
-            validate::RULES_VERSION
-        )
+        version(self.prompts)
     }
 
     /// The cache key of `pair` for `model_id`.

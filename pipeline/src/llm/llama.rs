@@ -136,7 +136,11 @@ impl LlamaCppBackend {
         } else {
             LlamaSampler::greedy()
         };
-        Ok(SeqSampler { grammar, chain })
+        Ok(SeqSampler {
+            grammar,
+            chain,
+            rejected: 0,
+        })
     }
 
     /// Units of consecutive requests whose follow-ups are decided together: each run of
@@ -230,28 +234,34 @@ impl LlamaCppBackend {
         };
         run.stats.setup_s = started.elapsed().as_secs_f64();
         loop {
+            let t0 = Instant::now();
             let entering = schedule.entering(self)?;
+            run.stats.start_s += t0.elapsed().as_secs_f64();
             if !entering.is_empty() {
                 let parts: Vec<(usize, &[LlamaToken])> = entering
                     .iter()
                     .map(|e| (e.slot, e.prompt.as_slice()))
                     .collect();
                 let reused = run.enter(&parts)?;
+                let t0 = Instant::now();
                 for (entry, reused) in entering.into_iter().zip(reused) {
                     schedule.start(self, entry, reused)?;
                 }
+                run.stats.start_s += t0.elapsed().as_secs_f64();
             }
             let inputs = schedule.inputs();
             if inputs.is_empty() {
                 break;
             }
             run.step(&inputs)?;
+            let t0 = Instant::now();
             for (row, &(slot, _)) in inputs.iter().enumerate() {
                 if let Some(generation) = schedule.sample(self, &run.ctx, slot, row) {
                     run.stats.answers += 1;
                     schedule.answered(slot, generation, &mut follow_up);
                 }
             }
+            run.stats.sample_s += t0.elapsed().as_secs_f64();
         }
         let s = &run.stats;
         tracing::debug!(
@@ -264,6 +274,9 @@ impl LlamaCppBackend {
             steps = s.steps,
             mean_live = s.live as f64 / s.steps.max(1) as f64,
             decode_s = s.decode_s,
+            start_s = s.start_s,
+            sample_s = s.sample_s,
+            grammar_rejected = schedule.grammar_rejected,
             total_s = started.elapsed().as_secs_f64(),
             "llama.cpp decoded"
         );
@@ -320,6 +333,8 @@ struct Schedule<'r> {
     continuing: Vec<(usize, GenerateRequest)>,
     firsts: Vec<Option<Generation>>,
     seconds: Vec<Option<Generation>>,
+    /// Steps whose token the grammar rejected.
+    grammar_rejected: usize,
 }
 
 impl<'r> Schedule<'r> {
@@ -346,6 +361,7 @@ impl<'r> Schedule<'r> {
             continuing: Vec::new(),
             firsts: vec![None; n],
             seconds: vec![None; n],
+            grammar_rejected: 0,
         }
     }
 
@@ -444,6 +460,7 @@ impl<'r> Schedule<'r> {
         let Slot::Busy(d) = std::mem::replace(&mut self.slots[slot], Slot::Free) else {
             unreachable!("checked above")
         };
+        self.grammar_rejected += d.sampler.rejected;
         let generation = Generation {
             text: String::from_utf8_lossy(&d.output).into_owned(),
             finish,
@@ -517,6 +534,8 @@ impl<'r> Schedule<'r> {
 struct SeqSampler {
     grammar: Option<LlamaSampler>,
     chain: LlamaSampler,
+    /// Steps whose token the grammar rejected (sampled again over the whole vocabulary).
+    rejected: usize,
 }
 
 impl SeqSampler {
@@ -531,6 +550,7 @@ impl SeqSampler {
                 LlamaTokenDataArray::new(vec![LlamaTokenData::new(token, 1.0, 0.0)], false);
             single.apply_sampler(grammar);
             if single.data[0].logit() == f32::NEG_INFINITY {
+                self.rejected += 1;
                 let mut full = ctx.token_data_array_ith(row);
                 full.apply_sampler(grammar);
                 full.apply_sampler(&mut self.chain);
@@ -553,6 +573,10 @@ struct RunStats {
     steps: usize,
     live: usize,
     decode_s: f64,
+    /// Turns readied: follow-up prompts tokenized, sampler chains and grammars built.
+    start_s: f64,
+    /// Sampling, and follow-up turns decided.
+    sample_s: f64,
     answers: usize,
 }
 
