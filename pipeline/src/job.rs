@@ -23,7 +23,9 @@
 //!
 //! Safe to kill at any moment: a user's result is one SQLite transaction, written after its
 //! explanations; a rerun skips the users already stored with the same fingerprint and redoes
-//! the rest. A user that fails (a backend error after retries, or no parsable interests
+//! the rest. A stop (`stop`, set by SIGINT / SIGTERM) ends sooner: no new user, the group the
+//! model is on and the groups already reasoned finish, the users queued for `reason` are
+//! counted `interrupted`. A user that fails (a backend error after retries, or no parsable interests
 //! answer) is recorded with its reason and the job goes on; `--retry-failed` reruns those.
 
 use std::collections::{HashMap, HashSet};
@@ -153,6 +155,9 @@ pub struct JobSummary {
     pub failed_before: usize,
     /// Listed users with no event in the window.
     pub no_history: usize,
+    /// Users queued but not started when a stop was asked for (SIGINT / SIGTERM): left for
+    /// the next run.
+    pub interrupted: usize,
     pub seconds: f64,
     /// Users done per minute of wall time.
     pub users_per_min: f64,
@@ -354,6 +359,11 @@ pub fn run<T: TokenCount + Sync>(
         let reason = scope.spawn(|| -> Result<(), JobError> {
             let to_retrieve = to_retrieve;
             while let Some(batch) = recv_group(&mut reason_in, group) {
+                if stop.load(Ordering::Relaxed) {
+                    // stopping: the groups already reasoned finish, queued users wait
+                    tally.lock().unwrap_or_else(|p| p.into_inner()).interrupted += batch.len();
+                    continue;
+                }
                 let mut pending = vec![batch];
                 let mut reasoned = Vec::new();
                 while let Some(works) = pending.pop() {

@@ -1,7 +1,7 @@
 //! The batch job (`recgpt run`) as the real binary, with the real model on real users: kills
 //! at several points (SIGKILL while the LLM works, an abort in the middle of a result's write,
-//! SIGKILL right after results were stored) and reruns that end where an uninterrupted run
-//! ends; the incremental skip; two concurrent shards on one store (and `recgpt stats
+//! SIGKILL right after results were stored, a SIGTERM stop) and reruns that end where an
+//! uninterrupted run ends; the incremental skip; two concurrent shards on one store (and `recgpt stats
 //! explanations` adding up both); a failed user recorded and retried; `recgpt show` and
 //! `recgpt export`.
 //!
@@ -241,7 +241,33 @@ fn killed_runs_resume_to_the_uninterrupted_result() {
     wait_for_users(&home, &mut child, after_abort.len() as u64 + 1);
     kill(&mut child);
 
-    // 4. a rerun finishes the rest
+    // 4. SIGTERM: the run stops taking users, finishes what the model started and prints its
+    // summary; every selected user is accounted for
+    let child = recgpt(&home, &["--json", "run", "--users", "4"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "graceful stop: {}", text(&out));
+    let stopped: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        count(&stopped, "selected"),
+        ["done", "skipped", "failed", "failed_before", "interrupted"]
+            .iter()
+            .map(|f| count(&stopped, f))
+            .sum::<u64>(),
+        "{stopped}"
+    );
+
+    // 5. a rerun finishes the rest
     let (partial, partial_failed) = stored(&home);
     let last = run(&home, &users);
     assert_eq!(

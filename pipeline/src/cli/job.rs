@@ -23,18 +23,18 @@ pub fn run(
     embedder: &EmbedderArgs,
     json: bool,
 ) -> Result<()> {
+    // SIGINT / SIGTERM (from the start, loading included): take no new user, finish the
+    // group the model is on and the groups already reasoned, print the summary
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))?;
+    }
     let inputs = ChainInputs::open(home, config, history, embedder, true)?;
     let ctx = &inputs.ctx;
     let llm = ctx.llm()?;
     let compressor = ctx.compressor();
     let themes = ThemeIndex::of(compressor.texts());
     let recommender = inputs.recommender(&compressor, &themes);
-
-    // SIGINT / SIGTERM: take no new user, finish the groups in flight, print the summary
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, Arc::clone(&stop))?;
-    }
     let summary = job::run(
         &recommender,
         llm.as_ref(),
@@ -105,6 +105,12 @@ fn print_summary(s: &JobSummary, path: &Path) {
         e.generations,
         e.fallbacks
     );
+    if s.interrupted > 0 {
+        println!(
+            "stopped: {} queued user(s) left for the next run",
+            s.interrupted
+        );
+    }
     for f in &s.failures {
         println!("FAILED {} at {}: {}", f.user, f.stage, f.reason);
     }
