@@ -25,8 +25,9 @@
 //! explanations; a rerun skips the users already stored with the same fingerprint and redoes
 //! the rest. A stop (`stop`, set by SIGINT / SIGTERM) ends sooner: no new user, the group the
 //! model is on and the groups already reasoned finish, the users queued for `reason` are
-//! counted `interrupted`. A user that fails (a backend error after retries, or no parsable interests
-//! answer) is recorded with its reason and the job goes on; `--retry-failed` reruns those.
+//! counted `interrupted`. A user that fails (a backend error after retries, or no parsable
+//! interests answer) is recorded with its reason and the job goes on; `--retry-failed` reruns
+//! those.
 
 use std::collections::{HashMap, HashSet};
 use std::io::IsTerminal;
