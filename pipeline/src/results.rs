@@ -265,23 +265,14 @@ impl ResultStore {
         &self,
         prompt_version: &str,
         model_id: &str,
-        mut visit: impl FnMut(Explanation) -> Result<(), E>,
+        visit: impl FnMut(Explanation) -> Result<(), E>,
     ) -> Result<(), E> {
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare(
-                "SELECT explanation FROM explanations
-                 WHERE prompt_version = ?1 AND model_id = ?2 ORDER BY interest_key, item",
-            )
-            .map_err(|e| self.err(e))?;
-        let mut rows = stmt
-            .query(params![prompt_version, model_id])
-            .map_err(|e| self.err(e))?;
-        while let Some(row) = rows.next().map_err(|e| self.err(e))? {
-            let json: String = row.get(0).map_err(|e| self.err(e))?;
-            visit(serde_json::from_str(&json).map_err(|e| self.err(e))?)?;
-        }
-        Ok(())
+        self.for_each_json(
+            "SELECT explanation FROM explanations
+             WHERE prompt_version = ?1 AND model_id = ?2 ORDER BY interest_key, item",
+            params![prompt_version, model_id],
+            visit,
+        )
     }
 
     /// Stores `explanation` unless its key is already there (another writer got there first),
@@ -408,13 +399,21 @@ impl ResultStore {
     /// Calls `visit` with every stored result in user-id order, one at a time.
     pub fn for_each_user<E: From<ResultsError>>(
         &self,
-        mut visit: impl FnMut(UserResult) -> Result<(), E>,
+        visit: impl FnMut(UserResult) -> Result<(), E>,
+    ) -> Result<(), E> {
+        self.for_each_json("SELECT result FROM users ORDER BY user", [], visit)
+    }
+
+    /// Calls `visit` with each row of `sql` (one JSON column) decoded, one at a time.
+    fn for_each_json<T: serde::de::DeserializeOwned, E: From<ResultsError>>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        mut visit: impl FnMut(T) -> Result<(), E>,
     ) -> Result<(), E> {
         let conn = self.conn();
-        let mut stmt = conn
-            .prepare("SELECT result FROM users ORDER BY user")
-            .map_err(|e| self.err(e))?;
-        let mut rows = stmt.query([]).map_err(|e| self.err(e))?;
+        let mut stmt = conn.prepare(sql).map_err(|e| self.err(e))?;
+        let mut rows = stmt.query(params).map_err(|e| self.err(e))?;
         while let Some(row) = rows.next().map_err(|e| self.err(e))? {
             let json: String = row.get(0).map_err(|e| self.err(e))?;
             visit(serde_json::from_str(&json).map_err(|e| self.err(e))?)?;

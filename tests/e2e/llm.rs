@@ -45,6 +45,15 @@ fn request(question: &str, seed: u32) -> GenerateRequest {
 }
 
 #[test]
+fn the_configured_model_id_is_the_loaded_backends() {
+    let config = recgpt_pipeline::llm::LlmConfig {
+        model: model_file(),
+        ..Default::default()
+    };
+    assert_eq!(config.model_id().as_deref(), Some(llm().model_id()));
+}
+
+#[test]
 fn batched_schema_constrained_generation_parses_and_is_deterministic() {
     let _turn = crate::common::model_turn();
     let requests = [

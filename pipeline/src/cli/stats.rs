@@ -63,7 +63,11 @@ pub fn explanations(home: &Path, config: Config, json: bool) -> Result<()> {
 
     let results = recgpt_pipeline::results::ResultStore::open(home)?;
     let version = recgpt_pipeline::explain::version(&recgpt_pipeline::prompts::Prompts::new());
-    let model_id = config.llm.load()?.model_id().to_string();
+    // the configuration names the model, else (a server picking its own) the backend does
+    let model_id = match config.llm.model_id() {
+        Some(id) => id,
+        None => config.llm.load()?.model_id().to_string(),
+    };
     let s = CacheReuse::measure(&results, &version, &model_id)?;
     if json {
         return print_json(&s);

@@ -78,14 +78,14 @@ impl CacheReuse {
             s.users += 1;
             s.pairs += pairs.len();
             seen.extend(pairs);
-            s.distinct = seen.len();
             if s.users == next_mark {
-                s.curve.push((s.users, s.reuse_now()));
+                s.curve.push((s.users, reuse(s.pairs, seen.len())));
                 next_mark *= 10;
             }
             Ok(())
         })?;
-        s.reuse = s.reuse_now();
+        s.distinct = seen.len();
+        s.reuse = reuse(s.pairs, s.distinct);
         if s.curve.last().map(|&(n, _)| n) != Some(s.users) {
             s.curve.push((s.users, s.reuse));
         }
@@ -109,12 +109,13 @@ impl CacheReuse {
             *self.rejected.entry(rule.clone()).or_default() += 1;
         }
     }
+}
 
-    fn reuse_now(&self) -> f64 {
-        match self.pairs {
-            0 => 0.0,
-            n => 1.0 - self.distinct as f64 / n as f64,
-        }
+/// Share of `pairs` lookups served without a generation when `distinct` pairs were generated.
+fn reuse(pairs: usize, distinct: usize) -> f64 {
+    match pairs {
+        0 => 0.0,
+        n => 1.0 - distinct as f64 / n as f64,
     }
 }
 

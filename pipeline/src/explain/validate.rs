@@ -210,11 +210,11 @@ pub const REASON_WORDS: &[&str] = &[
     "those",
     "it",
     "its",
-    "it's",
     "you",
     "your",
     "yours",
     "yourself",
+    // contraction endings (words split at the apostrophe: "it's" is "it" and "s")
     "re",
     "ll",
     "ve",

@@ -13,8 +13,8 @@ use mistralrs::{
 };
 
 use super::{
-    model_id, ChatMessage, Finish, GenerateRequest, Generation, LlmBackend, LlmError,
-    MistralRsConfig, TokenizerError,
+    ChatMessage, Finish, GenerateRequest, Generation, LlmBackend, LlmError, MistralRsConfig,
+    TokenizerError,
 };
 
 /// mistral.rs in-process.
@@ -65,7 +65,7 @@ impl MistralRsBackend {
         Ok(Self {
             model,
             runtime,
-            model_id: format!("mistralrs:{}", model_id(path)),
+            model_id: super::mistralrs_model_id(path),
         })
     }
 

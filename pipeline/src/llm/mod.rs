@@ -123,6 +123,27 @@ impl LlmConfig {
             )),
         }
     }
+
+    /// The model id the configured backend will report, when the configuration alone says it
+    /// (a model file; a server's named model), without loading or connecting; `None` for a
+    /// server left to pick its first model.
+    pub fn model_id(&self) -> Option<String> {
+        match &self.backend {
+            BackendConfig::LlamaCpp(_) => Some(model_id(&self.model)),
+            BackendConfig::Mistralrs(_) => Some(mistralrs_model_id(&self.model)),
+            BackendConfig::Openai(c) => (!c.model.is_empty()).then(|| openai_model_id(&c.model)),
+        }
+    }
+}
+
+/// The model id of the mistral.rs backend for the GGUF at `path`.
+pub(crate) fn mistralrs_model_id(path: &Path) -> String {
+    format!("mistralrs:{}", model_id(path))
+}
+
+/// The model id of the OpenAI-compatible backend for the served model `model`.
+pub(crate) fn openai_model_id(model: &str) -> String {
+    format!("openai:{model}")
 }
 
 /// `file name (size in bytes)`: stable for one file, different for another quantisation.
@@ -331,5 +352,25 @@ impl<T: LlmBackend + ?Sized> LlmBackend for &T {
         follow_up: &mut FollowUpFn<'_>,
     ) -> Result<Vec<(Generation, Option<Generation>)>, LlmError> {
         (**self).generate_with_follow_up(requests, follow_up)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_model_id_is_known_only_when_the_configuration_names_the_model() {
+        let mut server = OpenAiConfig::default();
+        let config = |c: &OpenAiConfig| LlmConfig {
+            backend: BackendConfig::Openai(c.clone()),
+            ..LlmConfig::default()
+        };
+        assert_eq!(config(&server).model_id(), None);
+        server.model = "smollm2".into();
+        assert_eq!(
+            config(&server).model_id().as_deref(),
+            Some("openai:smollm2")
+        );
     }
 }

@@ -100,7 +100,7 @@ impl OpenAiBackend {
         } else {
             backend.config.model.clone()
         };
-        backend.model_id = format!("openai:{}", backend.model);
+        backend.model_id = super::openai_model_id(&backend.model);
         Ok(backend)
     }
 
