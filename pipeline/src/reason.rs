@@ -48,6 +48,11 @@ pub struct TokenUse {
     /// Prompt tokens not evaluated again (shared prefixes, conversation KV reuse).
     pub reused: usize,
     pub generated: usize,
+    /// The context each generated token was decoded after (its prompt and the tokens before
+    /// it), summed: a decoding step's cost grows with the context it attends over, so
+    /// `generated_context / generated` says at what context length the tokens were made.
+    #[serde(default)]
+    pub generated_context: u64,
 }
 
 impl TokenUse {
@@ -56,6 +61,12 @@ impl TokenUse {
         self.prompt += g.prompt_tokens;
         self.reused += g.shared_prompt_tokens;
         self.generated += g.generated_tokens;
+        self.generated_context += context_sum(g.prompt_tokens, g.generated_tokens);
+    }
+
+    /// Mean context length of the generated tokens (0 without any).
+    pub fn mean_context(&self) -> f64 {
+        self.generated_context as f64 / self.generated.max(1) as f64
     }
 
     /// Adds another tally.
@@ -63,12 +74,32 @@ impl TokenUse {
         self.prompt += other.prompt;
         self.reused += other.reused;
         self.generated += other.generated;
+        self.generated_context += other.generated_context;
+    }
+
+    /// This tally without `part` (a tally it includes).
+    pub fn less(&self, part: &TokenUse) -> TokenUse {
+        TokenUse {
+            prompt: self.prompt.saturating_sub(part.prompt),
+            reused: self.reused.saturating_sub(part.reused),
+            generated: self.generated.saturating_sub(part.generated),
+            generated_context: self
+                .generated_context
+                .saturating_sub(part.generated_context),
+        }
     }
 
     /// Prompt tokens the backend evaluated (not reused).
     pub fn evaluated(&self) -> usize {
         self.prompt.saturating_sub(self.reused)
     }
+}
+
+/// The contexts `generated` tokens after a `prompt`-token prompt were decoded after, summed:
+/// `prompt`, `prompt + 1`, … `prompt + generated - 1`.
+pub fn context_sum(prompt: usize, generated: usize) -> u64 {
+    let (p, g) = (prompt as u64, generated as u64);
+    g * p + g * g.saturating_sub(1) / 2
 }
 
 /// Runs interests and tags for users.
@@ -190,5 +221,36 @@ impl<'a> Reasoner<'a> {
             })
             .collect::<Result<Vec<_>, StageError>>()?;
         Ok((out, tokens))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::llm::Finish;
+
+    #[test]
+    fn generated_tokens_are_counted_at_the_context_they_were_decoded_after() {
+        let answer = |prompt, generated| Generation {
+            text: String::new(),
+            finish: Finish::Stop,
+            prompt_tokens: prompt,
+            shared_prompt_tokens: 0,
+            generated_tokens: generated,
+        };
+        let mut tokens = TokenUse::default();
+        tokens.add(&answer(10, 3)); // after 10, 11, 12
+        assert_eq!(tokens.generated_context, 33);
+        tokens.add(&answer(100, 1)); // after 100
+        assert_eq!(tokens.generated_context, 133);
+        assert_eq!(tokens.mean_context(), 133.0 / 4.0);
+        tokens.add(&answer(7, 0));
+        assert_eq!(tokens.generated_context, 133);
+        let mut both = TokenUse::default();
+        both.merge(&tokens);
+        both.merge(&tokens);
+        assert_eq!(both.generated_context, 266);
+        assert_eq!(both.mean_context(), tokens.mean_context());
+        assert_eq!(both.less(&tokens), tokens);
     }
 }

@@ -20,6 +20,8 @@ pub struct LlmRow {
     pub seconds: f64,
     pub prompt_tokens: usize,
     pub generated_tokens: usize,
+    /// Mean context the generated tokens were decoded after (prompt and answer so far).
+    pub mean_context: f64,
     /// The pass's headline rate (prompt tokens/s for prefill, generated tokens/s otherwise).
     pub tokens_per_s: f64,
 }
@@ -71,6 +73,8 @@ fn row(
         .map(|g| g.prompt_tokens - g.shared_prompt_tokens)
         .sum();
     let generated_tokens: usize = out.iter().map(|g| g.generated_tokens).sum();
+    let mut tokens = crate::reason::TokenUse::default();
+    out.iter().for_each(|g| tokens.add(g));
     let rate = if prefill {
         prompt_tokens
     } else {
@@ -83,6 +87,7 @@ fn row(
         seconds,
         prompt_tokens,
         generated_tokens,
+        mean_context: tokens.mean_context(),
         tokens_per_s: rate,
     })
 }
@@ -153,6 +158,125 @@ pub fn raw_generate_after(
     Ok(row)
 }
 
+/// Batched decoding at a context, free of prefill and set-up: `n` sequences answer the same
+/// prompts twice, writing 100 characters and then 400; the rate is the extra tokens over the
+/// extra time, and the mean context is that of the extra tokens. `context` (a real narrative)
+/// goes before each request, as in [`raw_generate_after`].
+pub fn raw_decode(
+    raw: &dyn LlmBackend,
+    n: usize,
+    context: Option<&str>,
+) -> Result<LlmRow, LlmError> {
+    let pass = |chars: usize| -> Result<(f64, TokenUse), LlmError> {
+        let requests: Vec<_> = (0..n as u32)
+            .map(|s| {
+                let mut r = writing(s, chars);
+                if let Some(c) = context {
+                    r.messages[1].content = format!("{c}\n\n{}", r.messages[1].content);
+                }
+                r
+            })
+            .collect();
+        let started = Instant::now();
+        let out = raw.generate(&requests)?;
+        let seconds = started.elapsed().as_secs_f64();
+        let mut tokens = TokenUse::default();
+        out.iter().for_each(|g| tokens.add(g));
+        Ok((seconds, tokens))
+    };
+    let (short_s, short) = pass(100)?;
+    let (long_s, long) = pass(400)?;
+    let extra = long.less(&short);
+    let seconds = (long_s - short_s).max(1e-9);
+    Ok(LlmRow {
+        pass: format!("decode, {n} sequences"),
+        sequences: n,
+        seconds,
+        prompt_tokens: 0,
+        generated_tokens: extra.generated,
+        mean_context: extra.mean_context(),
+        tokens_per_s: extra.generated as f64 / seconds,
+    })
+}
+
+impl LlmRow {
+    /// The tokens the headline rate counts: prompt tokens for a prefill pass (one answer
+    /// token a sequence), generated tokens otherwise.
+    fn counted(&self) -> usize {
+        if self.generated_tokens <= self.sequences {
+            self.prompt_tokens
+        } else {
+            self.generated_tokens
+        }
+    }
+
+    /// Two measurements of one pass (before and after a long run) as one: their counted
+    /// tokens over the time each rate gives them.
+    pub fn pooled(&self, other: &LlmRow) -> LlmRow {
+        let time = |r: &LlmRow| r.counted() as f64 / r.tokens_per_s.max(1e-9);
+        let generated = self.generated_tokens + other.generated_tokens;
+        let weight = |r: &LlmRow| r.generated_tokens as f64 / generated.max(1) as f64;
+        LlmRow {
+            pass: self.pass.clone(),
+            sequences: self.sequences,
+            seconds: self.seconds + other.seconds,
+            prompt_tokens: self.prompt_tokens + other.prompt_tokens,
+            generated_tokens: generated,
+            mean_context: self.mean_context * weight(self) + other.mean_context * weight(other),
+            tokens_per_s: (self.counted() + other.counted()) as f64
+                / (time(self) + time(other)).max(1e-9),
+        }
+    }
+}
+
+/// Seconds per generated token of the raw backend's batched decoding as a function of the
+/// context the token attends over: piecewise linear through measured passes, extended past
+/// the first and last along their segment. A decoding step's cost grows with the context
+/// (attention over every cached token): on 2 cores, 8 sequences took 53, 75, 100 and 121 ms
+/// a step after 200, 600, 1,000 and 1,400 tokens, close to a straight line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecodeCost {
+    /// (mean context, seconds per token), by context.
+    points: Vec<(f64, f64)>,
+}
+
+impl DecodeCost {
+    /// From passes' mean contexts and generated tokens/s.
+    pub fn of(rows: &[&LlmRow]) -> Self {
+        let mut points: Vec<(f64, f64)> = rows
+            .iter()
+            .filter(|r| r.tokens_per_s > 0.0)
+            .map(|r| (r.mean_context, 1.0 / r.tokens_per_s))
+            .collect();
+        points.sort_by(|a, b| a.0.total_cmp(&b.0));
+        points.dedup_by(|a, b| a.0 == b.0);
+        Self { points }
+    }
+
+    /// Seconds per token decoded after `context` tokens.
+    pub fn per_token(&self, context: f64) -> f64 {
+        match self.points.as_slice() {
+            [] => 0.0,
+            [(_, s)] => *s,
+            points => {
+                let i = points
+                    .windows(2)
+                    .position(|w| context <= w[1].0)
+                    .unwrap_or(points.len() - 2);
+                let ((c0, s0), (c1, s1)) = (points[i], points[i + 1]);
+                (s0 + (s1 - s0) * (context - c0) / (c1 - c0)).max(0.0)
+            }
+        }
+    }
+
+    /// The raw backend's seconds for `tokens`: every evaluated prompt token at `prefill_rate`
+    /// (tokens/s), every generated token at the cost of its stage's mean context.
+    pub fn raw_seconds(&self, tokens: &TokenUse, prefill_rate: f64) -> f64 {
+        tokens.evaluated() as f64 / prefill_rate.max(1e-9)
+            + tokens.generated as f64 * self.per_token(tokens.mean_context())
+    }
+}
+
 /// Runs the raw passes on `raw` (a backend whose batch allows 32 sequences) and the stages
 /// through `stage_llm` on `users`.
 pub fn llm_bench(
@@ -185,4 +309,51 @@ pub fn llm_bench(
         stage_vs_raw: stage_generated_per_s / reference,
         reused_share: tokens.reused as f64 / tokens.prompt.max(1) as f64,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pass(mean_context: f64, tokens_per_s: f64) -> LlmRow {
+        LlmRow {
+            pass: String::new(),
+            sequences: 8,
+            seconds: 1.0,
+            prompt_tokens: 0,
+            generated_tokens: 0,
+            mean_context,
+            tokens_per_s,
+        }
+    }
+
+    #[test]
+    fn decode_cost_is_interpolated_between_passes_and_extended_past_them() {
+        // 10 ms a token after 100 tokens, 20 ms after 600, 25 ms after 1,100
+        let rows = [pass(600.0, 50.0), pass(100.0, 100.0), pass(1100.0, 40.0)];
+        let cost = DecodeCost::of(&rows.iter().collect::<Vec<_>>());
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-9;
+        assert!(close(cost.per_token(100.0), 0.010));
+        assert!(close(cost.per_token(350.0), 0.015));
+        assert!(close(cost.per_token(850.0), 0.0225));
+        assert!(close(cost.per_token(1600.0), 0.030));
+        assert!(close(cost.per_token(0.0), 0.008));
+        let tokens = TokenUse {
+            prompt: 1000,
+            reused: 400,
+            generated: 10,
+            generated_context: 3500,
+        };
+        // 600 prompt tokens at 300/s, 10 tokens at the cost after 350
+        assert!(close(cost.raw_seconds(&tokens, 300.0), 2.0 + 0.15));
+        let one = DecodeCost::of(&[&pass(600.0, 50.0)]);
+        assert!(close(one.per_token(5000.0), 0.02));
+        // 100 tokens at 50/s and 300 at 100/s: 400 tokens in 5 s
+        let (mut a, mut b) = (pass(600.0, 50.0), pass(1000.0, 100.0));
+        a.generated_tokens = 100;
+        b.generated_tokens = 300;
+        let both = a.pooled(&b);
+        assert!(close(both.tokens_per_s, 80.0));
+        assert!(close(both.mean_context, 900.0));
+    }
 }

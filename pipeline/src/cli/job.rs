@@ -6,6 +6,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use recgpt_pipeline::bench::llm::LlmRow;
 use recgpt_pipeline::config::Config;
 use recgpt_pipeline::interests::ThemeIndex;
 use recgpt_pipeline::job::{self, JobOptions, JobSummary};
@@ -287,13 +288,45 @@ struct BenchRow {
     vs_sequential: f64,
     /// Prompt tokens the backend evaluated (not reused from a shared prefix or conversation).
     evaluated_prompt_tokens: usize,
-    /// The raw backend's time for this pass's token work (evaluated prompt tokens at the raw
-    /// prefill rate; generated tokens at the raw batched rate, after a narrative for the reason
-    /// stage's, after a short prompt for the explain stage's) ÷ the pass's wall time.
+    /// The raw backend's time for this pass's token work ÷ the pass's wall time: evaluated
+    /// prompt tokens at the raw prefill rate of one narrative; each stage's generated tokens at
+    /// the raw batched decoding cost for their mean context (`bench::llm::DecodeCost`, from raw passes
+    /// after a short prompt, one narrative and two).
     vs_raw_work: f64,
+    /// The same with generated tokens at fixed raw rates whatever their context: the reason
+    /// stage's at the rate after one narrative, the explain stage's at the short-prompt rate.
+    vs_raw_work_fixed: f64,
+    /// Mean context of the reason and the explain stage's generated tokens.
+    mean_context: (f64, f64),
+    /// Tokens of both LLM stages (the explain stage's are in `explain.tokens`).
+    tokens: recgpt_pipeline::reason::TokenUse,
     peak_rss_mib: f64,
     /// Explanation pairs, cache hits, answers generated, explanations from the template.
     explain: recgpt_pipeline::explain::ExplainCounts,
+}
+
+/// The raw backend's passes of `recgpt bench job`.
+#[derive(Debug, serde::Serialize)]
+struct RawPasses {
+    /// Generation after a short prompt (the "÷ raw" reference).
+    raw: LlmRow,
+    /// Prefill of the sample's longest narrative.
+    prefill: LlmRow,
+    /// Generation after that narrative.
+    long: LlmRow,
+    /// Batched decoding after a short prompt, one narrative and two.
+    decode: [LlmRow; 3],
+}
+
+impl RawPasses {
+    fn pooled(&self, other: &RawPasses) -> RawPasses {
+        RawPasses {
+            raw: self.raw.pooled(&other.raw),
+            prefill: self.prefill.pooled(&other.prefill),
+            long: self.long.pooled(&other.long),
+            decode: std::array::from_fn(|i| self.decode[i].pooled(&other.decode[i])),
+        }
+    }
 }
 
 /// A home beside `home` that reads its inputs and has its own results.
@@ -328,7 +361,9 @@ pub fn bench(
     embedder: &EmbedderArgs,
     json: bool,
 ) -> Result<()> {
-    use recgpt_pipeline::bench::llm::{raw_generate, raw_generate_after, raw_prefill};
+    use recgpt_pipeline::bench::llm::{
+        raw_decode, raw_generate, raw_generate_after, raw_prefill, DecodeCost,
+    };
     use recgpt_pipeline::reason::TokenUse;
 
     let k = config.retrieve.k.to_string();
@@ -353,23 +388,30 @@ pub fn bench(
         .map(|h| compressor.compress(h, &ctx.window))
         .collect();
     let pairs: Vec<_> = histories.iter().zip(&narratives).collect();
-    let raw = raw_generate(llm.as_ref(), batch)?;
-    // the longest narrative of the sample: prefill and decoding after a prompt of the
-    // reason stage's length
+    // the longest narrative of the sample: prefill, and decoding after a prompt of the reason
+    // stage's length and after one twice as long (a tags turn's conversation)
     let Some(longest) = narratives.iter().max_by_key(|n| n.tokens) else {
         anyhow::bail!("no user with history");
     };
-    let prefill = raw_prefill(llm.as_ref(), &longest.text)?;
-    let raw_long = raw_generate_after(llm.as_ref(), batch, &longest.text, prefill.tokens_per_s)?;
-    // the raw backend's seconds for a pass's token work: every evaluated prompt token at the
-    // prefill rate, the reason stage's generated tokens (after a narrative) at the rate after a
-    // narrative, the explain stage's (after a short prompt) at the short-prompt rate
-    let raw_seconds = |all: &TokenUse, explain: &TokenUse| {
-        let reason = all.generated.saturating_sub(explain.generated);
-        all.evaluated() as f64 / prefill.tokens_per_s
-            + reason as f64 / raw_long.tokens_per_s
-            + explain.generated as f64 / raw.tokens_per_s
+    let twice = format!("{}\n\n{}", longest.text, longest.text);
+    // measured before the passes and again after them, pooled: the host's speed drifts
+    let measure = |llm: &dyn recgpt_pipeline::llm::LlmBackend| -> Result<RawPasses> {
+        let raw = raw_generate(llm, batch)?;
+        let prefill = raw_prefill(llm, &longest.text)?;
+        let long = raw_generate_after(llm, batch, &longest.text, prefill.tokens_per_s)?;
+        let decode = [
+            raw_decode(llm, batch, None)?,
+            raw_decode(llm, batch, Some(&longest.text))?,
+            raw_decode(llm, batch, Some(&twice))?,
+        ];
+        Ok(RawPasses {
+            raw,
+            prefill,
+            long,
+            decode,
+        })
     };
+    let before = measure(llm.as_ref())?;
     let mut keys = recgpt_pipeline::explain::keys::InterestKeys::load(
         &inputs.results,
         ctx.config.explain.key_similarity,
@@ -405,10 +447,13 @@ pub fn bench(
         ]),
         generated_tokens: counts.tokens.generated,
         generated_per_s: sequential_rate,
-        vs_raw: sequential_rate / raw.tokens_per_s,
+        vs_raw: 0.0,
         vs_sequential: 1.0,
         evaluated_prompt_tokens: counts.tokens.evaluated(),
-        vs_raw_work: raw_seconds(&counts.tokens, &counts.explain.tokens) / seconds,
+        vs_raw_work: 0.0,
+        vs_raw_work_fixed: 0.0,
+        mean_context: (0.0, 0.0),
+        tokens: counts.tokens,
         peak_rss_mib: recgpt_pipeline::job::peak_rss_mib().unwrap_or(0.0),
         explain: counts.explain.clone(),
     }];
@@ -447,35 +492,66 @@ pub fn bench(
                 .collect(),
             generated_tokens: generated,
             generated_per_s: rate,
-            vs_raw: rate / raw.tokens_per_s,
+            vs_raw: 0.0,
             vs_sequential: rate / sequential_rate,
             evaluated_prompt_tokens: tokens.evaluated(),
-            vs_raw_work: raw_seconds(&tokens, &explain.tokens) / seconds.max(1e-9),
+            vs_raw_work: 0.0,
+            vs_raw_work_fixed: 0.0,
+            mean_context: (0.0, 0.0),
+            tokens,
             peak_rss_mib: f(&s["peak_rss_mib"]),
             explain,
         });
     }
+    let after = measure(ctx.llm()?.as_ref())?;
+    let raw = before.pooled(&after);
+    let cost = DecodeCost::of(&raw.decode.iter().collect::<Vec<_>>());
+    let prefill_rate = raw.prefill.tokens_per_s;
+    for r in &mut rows {
+        // the raw backend's seconds for the pass's token work: every evaluated prompt token at
+        // the prefill rate; each stage's generated tokens at the raw batched decoding cost for
+        // their mean context (`fixed`: the reason stage's at the rate after one narrative, the
+        // explain stage's at the short-prompt rate, whatever their context)
+        let explain = &r.explain.tokens;
+        let reason = r.tokens.less(explain);
+        let work =
+            cost.raw_seconds(&reason, prefill_rate) + cost.raw_seconds(explain, prefill_rate);
+        let fixed = r.tokens.evaluated() as f64 / prefill_rate
+            + reason.generated as f64 / raw.long.tokens_per_s
+            + explain.generated as f64 / raw.raw.tokens_per_s;
+        let seconds = r.seconds.max(1e-9);
+        r.vs_raw = r.generated_per_s / raw.raw.tokens_per_s;
+        r.vs_raw_work = work / seconds;
+        r.vs_raw_work_fixed = fixed / seconds;
+        r.mean_context = (reason.mean_context(), explain.mean_context());
+    }
     if json {
         return print_json(&serde_json::json!({
             "raw": raw,
-            "raw_after_narrative": raw_long,
-            "raw_prefill": prefill,
+            "raw_before": before,
+            "raw_after": after,
             "rows": rows
         }));
     }
     println!(
-        "raw backend: {} sequences under a JSON grammar, {:.1} generated tokens/s ({} tokens in {:.1} s); \
-         the same after a {}-token narrative, {:.1} tokens/s of decoding; prefill of one narrative, {:.1} tokens/s",
-        raw.sequences,
-        raw.tokens_per_s,
-        raw.generated_tokens,
-        raw.seconds,
-        prefill.prompt_tokens,
-        raw_long.tokens_per_s,
-        prefill.tokens_per_s
+        "raw backend, measured before and after the passes (pooled): {} sequences under a JSON \
+         grammar, {:.1} generated tokens/s after a short prompt; the same after a {}-token \
+         narrative, {:.1} tokens/s of decoding; prefill of that narrative, {:.1} tokens/s",
+        raw.raw.sequences,
+        raw.raw.tokens_per_s,
+        before.prefill.prompt_tokens,
+        raw.long.tokens_per_s,
+        raw.prefill.tokens_per_s
     );
+    println!("raw batched decoding by context (before / after / pooled):");
+    for ((b, a), p) in before.decode.iter().zip(&after.decode).zip(&raw.decode) {
+        println!(
+            "  mean context {:>5.0}: {:>6.1} / {:>6.1} / {:>6.1} tokens/s",
+            p.mean_context, b.tokens_per_s, a.tokens_per_s, p.tokens_per_s
+        );
+    }
     println!(
-        "{:<30} {:>5} {:>8} {:>9} {:>16} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9} {:>7}",
+        "{:<30} {:>5} {:>8} {:>9} {:>16} {:>8} {:>8} {:>8} {:>9} {:>11} {:>9} {:>9} {:>9} {:>7}",
         "pass",
         "users",
         "seconds",
@@ -485,14 +561,16 @@ pub fn bench(
         "÷ raw",
         "÷ seq",
         "prefilled",
+        "ctx rsn/exp",
         "÷ raw wk",
+        "fixed ctx",
         "peak MiB",
         "hits"
     );
     for r in &rows {
         let b = |k: &str| 100.0 * r.busy.get(k).copied().unwrap_or(0.0);
         println!(
-            "{:<30} {:>5} {:>8.1} {:>9.2} {:>5.0}/{:>3.0}/{:>3.0} % {:>8.1} {:>8.2} {:>8.2} {:>9} {:>9.2} {:>9.0} {:>6.0}%",
+            "{:<30} {:>5} {:>8.1} {:>9.2} {:>5.0}/{:>3.0}/{:>3.0} % {:>8.1} {:>8.2} {:>8.2} {:>9} {:>5.0}/{:>5.0} {:>9.2} {:>9.2} {:>9.0} {:>6.0}%",
             r.pass,
             r.users,
             r.seconds,
@@ -504,16 +582,22 @@ pub fn bench(
             r.vs_raw,
             r.vs_sequential,
             r.evaluated_prompt_tokens,
+            r.mean_context.0,
+            r.mean_context.1,
             r.vs_raw_work,
+            r.vs_raw_work_fixed,
             r.peak_rss_mib,
             100.0 * r.explain.hit_rate()
         );
     }
     println!(
         "gen t/s: generated tokens per wall second (reason and explain); prefilled: prompt tokens \
-         evaluated (not reused); ÷ raw wk: the raw backend's time for the pass's prefill and \
-         generation (reason tokens at the rate after a narrative, explain tokens at the short-prompt \
-         rate) ÷ the pass's wall time"
+         evaluated (not reused); ctx rsn/exp: mean context of the reason and explain stages' \
+         generated tokens; ÷ raw wk: the raw backend's time for the pass's prefill (at the rate of \
+         one narrative) and generation (each stage's tokens at the raw batched cost for their mean \
+         context, interpolated between the three raw passes) ÷ the pass's wall time; fixed ctx: the \
+         same with reason tokens at the rate after one narrative and explain tokens at the \
+         short-prompt rate"
     );
     println!("explanations per pass: pairs, cache hits, answers generated, template fallbacks");
     for r in &rows {
