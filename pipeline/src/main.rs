@@ -415,6 +415,7 @@ struct LlmArgs {
 }
 
 fn main() -> ExitCode {
+    default_sigpipe();
     // Qdrant Edge warns about server feature flags an embedded shard never sets; llama.cpp
     // logs every context it creates at info level: both quiet unless named in RECGPT_LOG
     let default = "warn,qdrant_edge=error";
@@ -434,18 +435,21 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
-        // the reader of our output went away (`recgpt run | head`): not an error of ours
-        Err(err)
-            if err
-                .root_cause()
-                .downcast_ref::<std::io::Error>()
-                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
-        {
-            ExitCode::SUCCESS
-        }
         Err(err) => {
             eprintln!("error: {err:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Ends quietly, as other Unix tools do, when the reader of the output goes away
+/// (`recgpt export recommendations | head`): Rust ignores SIGPIPE, so `println!` would panic
+/// on the broken pipe instead. Sockets are unaffected: the standard library sends with
+/// `MSG_NOSIGNAL`, so the server and the LLM client still get a write error, not the signal.
+#[allow(unsafe_code)]
+fn default_sigpipe() {
+    // SAFETY: `signal` with `SIG_DFL` only sets the disposition, before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }

@@ -82,6 +82,22 @@ fn import_narrative_and_stats_from_the_command_line() {
     let r = &s["retention"];
     assert!(r["narrative"].as_f64().unwrap() <= r["history"].as_f64().unwrap());
     assert!(r["narrative"].as_f64().unwrap() > 0.0);
+
+    // a reader that goes away (`recgpt users | head`) ends the command quietly, by SIGPIPE as
+    // other tools, not with a panic
+    let mut child = Command::new(env!("CARGO_BIN_EXE_recgpt"))
+        .args(["users", "--limit", "5000"])
+        .env("RECGPT_HOME", &home)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run recgpt");
+    drop(child.stdout.take()); // 4,362 lines do not fit a pipe's buffer
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(out.status.signal(), Some(13), "SIGPIPE: {:?}", out.status);
 }
 
 #[test]
