@@ -64,6 +64,13 @@ impl TokenUse {
         self.generated_context += context_sum(g.prompt_tokens, g.generated_tokens);
     }
 
+    /// The tally of `answers`.
+    pub fn of(answers: &[Generation]) -> Self {
+        let mut tokens = TokenUse::default();
+        answers.iter().for_each(|g| tokens.add(g));
+        tokens
+    }
+
     /// Mean context length of the generated tokens (0 without any).
     pub fn mean_context(&self) -> f64 {
         self.generated_context as f64 / self.generated.max(1) as f64

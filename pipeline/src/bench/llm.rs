@@ -72,9 +72,8 @@ fn row(
         .iter()
         .map(|g| g.prompt_tokens - g.shared_prompt_tokens)
         .sum();
-    let generated_tokens: usize = out.iter().map(|g| g.generated_tokens).sum();
-    let mut tokens = crate::reason::TokenUse::default();
-    out.iter().for_each(|g| tokens.add(g));
+    let tokens = TokenUse::of(&out);
+    let generated_tokens = tokens.generated;
     let rate = if prefill {
         prompt_tokens
     } else {
@@ -179,10 +178,7 @@ pub fn raw_decode(
             .collect();
         let started = Instant::now();
         let out = raw.generate(&requests)?;
-        let seconds = started.elapsed().as_secs_f64();
-        let mut tokens = TokenUse::default();
-        out.iter().for_each(|g| tokens.add(g));
-        Ok((seconds, tokens))
+        Ok((started.elapsed().as_secs_f64(), TokenUse::of(&out)))
     };
     let (short_s, short) = pass(100)?;
     let (long_s, long) = pass(400)?;
