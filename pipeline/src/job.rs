@@ -10,7 +10,9 @@
 //!
 //! - `prepare` reads histories in user-id order, keeps the selected users of this shard,
 //!   compresses each into its narrative and fingerprints it; users whose stored result has the
-//!   same fingerprint are skipped (unless `--force`).
+//!   same fingerprint are skipped (unless `--force`). A stored result whose reasoning
+//!   fingerprint still matches (only the explain rules, retrieval or the towers changed) gives
+//!   its interests and tags to the new result: `reason` passes such a user straight on.
 //! - `reason` waits for a full group (`job.group_users`) and runs the interests and tags
 //!   conversations of the whole group in the backend's batches.
 //! - `retrieve` embeds tags and searches the index while the LLM works on the next group.
@@ -45,7 +47,8 @@ use crate::explain::keys::InterestKeys;
 use crate::explain::ExplainCounts;
 use crate::llm::{LlmBackend, TokenCount};
 use crate::reason::TokenUse;
-use crate::recommend::{fingerprint, Recommender, Retrieved};
+use crate::reason::UserReasoning;
+use crate::recommend::{Fingerprints, Recommender, Retrieved};
 use crate::results::{Failure, ResultsError};
 
 /// Settings of the batch job.
@@ -152,6 +155,9 @@ pub struct JobSummary {
     pub skipped: usize,
     /// Users that failed in this run.
     pub failed: usize,
+    /// Users whose stored interests and tags were kept instead of reasoned again: their
+    /// inputs changed only after reasoning (explain rules, retrieval, the towers).
+    pub reasoning_reused: usize,
     /// Users that failed in an earlier run with the same inputs (not retried).
     pub failed_before: usize,
     /// Listed users with no event in the window.
@@ -197,7 +203,9 @@ pub enum JobError {
 struct Work {
     history: History,
     narrative: Narrative,
-    fingerprint: String,
+    fingerprints: Fingerprints,
+    /// The stored interests and tags, when their inputs are unchanged.
+    reasoning: Option<UserReasoning>,
 }
 
 /// Runs the job. `stop` ends it early and cleanly (no new users; groups in flight finish).
@@ -231,7 +239,7 @@ pub fn run<T: TokenCount + Sync>(
         n => n,
     };
     let capacity = group * config.queue_groups.max(1);
-    let shared = recommender.shared_inputs(llm.model_id());
+    let inputs = recommender.inputs(llm.model_id());
     let mut keys =
         InterestKeys::load(results, recommender.config.explain.key_similarity).map_err(|e| {
             ResultsError {
@@ -246,8 +254,7 @@ pub fn run<T: TokenCount + Sync>(
     let (to_reason, mut reason_in) = mpsc::channel::<Work>(capacity);
     // after `reason`, whole groups travel together: `explain` then batches a group's pairs
     let groups = config.queue_groups.max(1);
-    let (to_retrieve, mut retrieve_in) =
-        mpsc::channel::<Vec<(Work, crate::reason::UserReasoning)>>(groups);
+    let (to_retrieve, mut retrieve_in) = mpsc::channel::<Vec<(Work, UserReasoning)>>(groups);
     let (to_explain, mut explain_in) = mpsc::channel::<Vec<Retrieved>>(groups);
 
     let fail = |user: &str, fingerprint: &str, stage: &str, reason: String| {
@@ -292,7 +299,8 @@ pub fn run<T: TokenCount + Sync>(
                 }
                 let t0 = Instant::now();
                 let narrative = compressor.compress(&history, window);
-                let fp = fingerprint(&narrative, &shared);
+                let fps = inputs.fingerprints(&narrative);
+                let fp = &fps.result;
                 busy("prepare", t0);
                 // one primary-key lookup each, so start-up and memory do not grow with the store
                 let failed = results.failure(&user)?.map(|f| f.fingerprint);
@@ -306,10 +314,10 @@ pub fn run<T: TokenCount + Sync>(
                     if options.retry_failed {
                         s.skipped += usize::from(failed.is_none());
                         failed.is_none()
-                    } else if stored.as_ref() == Some(&fp) {
+                    } else if stored.as_ref() == Some(fp) {
                         s.skipped += 1;
                         true
-                    } else if !options.force && failed.as_ref() == Some(&fp) {
+                    } else if !options.force && failed.as_ref() == Some(fp) {
                         s.failed_before += 1;
                         true
                     } else {
@@ -319,11 +327,23 @@ pub fn run<T: TokenCount + Sync>(
                 if skip {
                     return Ok(());
                 }
+                // a stored result of other inputs may still hold this narrative's reasoning
+                let reasoning = match stored {
+                    Some(_) => results
+                        .user(&user)?
+                        .filter(|r| r.reasoning_fingerprint == fps.reasoning)
+                        .map(|r| UserReasoning {
+                            interests: r.interests,
+                            tags: r.tags,
+                        }),
+                    None => None,
+                };
                 progress.add(0, 1);
                 let work = Work {
                     history,
                     narrative,
-                    fingerprint: fp,
+                    fingerprints: fps,
+                    reasoning,
                 };
                 // a closed channel means a later stage ended (an error): stop reading
                 to_reason.blocking_send(work).map_err(|_| JobError::Closed)
@@ -365,8 +385,23 @@ pub fn run<T: TokenCount + Sync>(
                     tally.lock().unwrap_or_else(|p| p.into_inner()).interrupted += batch.len();
                     continue;
                 }
-                let mut pending = vec![batch];
-                let mut reasoned = Vec::new();
+                // users whose reasoning was kept go straight on
+                let (kept, batch): (Vec<Work>, Vec<Work>) =
+                    batch.into_iter().partition(|w| w.reasoning.is_some());
+                let mut reasoned: Vec<(Work, UserReasoning)> = kept
+                    .into_iter()
+                    .filter_map(|mut w| w.reasoning.take().map(|r| (w, r)))
+                    .collect();
+                progress.add(1, reasoned.len() as u64);
+                tally
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .reasoning_reused += reasoned.len();
+                let mut pending = if batch.is_empty() {
+                    vec![]
+                } else {
+                    vec![batch]
+                };
                 while let Some(works) = pending.pop() {
                     let users: Vec<_> = works.iter().map(|w| (&w.history, &w.narrative)).collect();
                     let outcome = on_llm(
@@ -386,7 +421,12 @@ pub fn run<T: TokenCount + Sync>(
                                         "invalid output: none of {} interests answers parsed",
                                         r.interests.counts.answers
                                     );
-                                    fail(&work.history.user, &work.fingerprint, "reason", reason)?;
+                                    fail(
+                                        &work.history.user,
+                                        &work.fingerprints.result,
+                                        "reason",
+                                        reason,
+                                    )?;
                                     continue;
                                 }
                                 progress.add(1, 1);
@@ -399,7 +439,7 @@ pub fn run<T: TokenCount + Sync>(
                         Err(e) => {
                             let w = &works[0];
                             let reason = e.map_or_else(String::new, |e| e.to_string());
-                            fail(&w.history.user, &w.fingerprint, "reason", reason)?;
+                            fail(&w.history.user, &w.fingerprints.result, "reason", reason)?;
                         }
                     }
                 }
@@ -425,14 +465,14 @@ pub fn run<T: TokenCount + Sync>(
                             retrieved.push(Retrieved {
                                 user: work.history.user,
                                 as_of: work.narrative.as_of,
-                                fingerprint: work.fingerprint,
+                                fingerprints: work.fingerprints,
                                 reasoning,
                                 found,
                             });
                         }
                         Err(e) => fail(
                             &work.history.user,
-                            &work.fingerprint,
+                            &work.fingerprints.result,
                             "retrieve",
                             e.to_string(),
                         )?,
@@ -472,7 +512,7 @@ pub fn run<T: TokenCount + Sync>(
                         Err(e) => {
                             let u = &users[0];
                             let reason = e.map_or_else(String::new, |e| e.to_string());
-                            fail(&u.user, &u.fingerprint, "explain", reason)?;
+                            fail(&u.user, &u.fingerprints.result, "explain", reason)?;
                         }
                     }
                 }

@@ -85,17 +85,42 @@ pub type Found = (Candidate, Option<usize>);
 pub struct Retrieved {
     pub user: String,
     pub as_of: chrono::NaiveDate,
-    pub fingerprint: String,
+    pub fingerprints: Fingerprints,
     pub reasoning: UserReasoning,
     pub found: Vec<Found>,
 }
 
-/// The fingerprint of a user's result: the narrative and the run's shared inputs (see
-/// [`Recommender::shared_inputs`]).
-pub fn fingerprint(narrative: &Narrative, shared: &str) -> String {
+/// Hashes of what every user's result of a run depends on besides the user's narrative.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunInputs {
+    /// Everything: see [`Recommender::shared_inputs`].
+    pub shared: String,
+    /// What the interests and tags depend on: see [`Recommender::reasoning_inputs`].
+    pub reasoning: String,
+}
+
+/// A user's two fingerprints: of the whole result, and of its interests and tags alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fingerprints {
+    pub result: String,
+    pub reasoning: String,
+}
+
+impl RunInputs {
+    /// The fingerprints of the user with `narrative`.
+    pub fn fingerprints(&self, narrative: &Narrative) -> Fingerprints {
+        Fingerprints {
+            result: fingerprint(narrative, &self.shared),
+            reasoning: fingerprint(narrative, &self.reasoning),
+        }
+    }
+}
+
+/// A fingerprint: the narrative and a run's inputs.
+fn fingerprint(narrative: &Narrative, inputs: &str) -> String {
     format!(
         "{:016x}",
-        crate::hash::fnv1a([narrative.text.as_bytes(), b"\x1f", shared.as_bytes()])
+        crate::hash::fnv1a([narrative.text.as_bytes(), b"\x1f", inputs.as_bytes()])
     )
 }
 
@@ -123,13 +148,13 @@ impl Recommender<'_> {
         counts.tokens = tokens;
         lap(&mut counts, "reason");
 
-        let shared = self.shared_inputs(llm.model_id());
+        let inputs = self.inputs(llm.model_id());
         let mut retrieved = Vec::with_capacity(users.len());
         for ((history, narrative), reasoning) in users.iter().zip(reasoning) {
             retrieved.push(Retrieved {
                 user: history.user.clone(),
                 as_of: narrative.as_of,
-                fingerprint: fingerprint(narrative, &shared),
+                fingerprints: inputs.fingerprints(narrative),
                 found: self.retrieve(history, narrative, &reasoning)?,
                 reasoning,
             });
@@ -223,7 +248,8 @@ impl Recommender<'_> {
                 user: u.user,
                 interest_keys,
                 as_of: u.as_of.to_string(),
-                fingerprint: u.fingerprint,
+                fingerprint: u.fingerprints.result,
+                reasoning_fingerprint: u.fingerprints.reasoning,
                 interests: u.reasoning.interests,
                 tags: u.reasoning.tags,
                 recommendations,
@@ -314,32 +340,62 @@ impl Recommender<'_> {
             .collect())
     }
 
-    /// Hash of what every user's result depends on besides the narrative: prompt and rules
-    /// versions, the LLM, the trained towers, and the configuration sections that shape a
+    /// Both hashes of a run's inputs, for `model_id`.
+    pub fn inputs(&self, model_id: &str) -> RunInputs {
+        RunInputs {
+            shared: self.shared_inputs(model_id),
+            reasoning: self.reasoning_inputs(model_id),
+        }
+    }
+
+    /// Hash of what every user's result depends on besides the narrative: the reasoning's
+    /// inputs ([`Recommender::reasoning_inputs`]), the explain prompt and rules versions, the
+    /// trained towers, the index, and the configuration sections that shape the rest of a
     /// result (not `[serve]`, `[job]` or the backend's batch and thread settings).
     pub fn shared_inputs(&self, model_id: &str) -> String {
-        let prompts = self.explainer.prompts;
         let c = self.config;
         let meta = &self.model.meta;
+        let sections = serde_json::json!({
+            "retrieve": c.retrieve,
+            "explain": c.explain,
+            "towers": [&meta.config, &meta.until, &meta.store_fingerprint, &meta.losses],
+            "index": [self.index.kind(), self.index.len()],
+        });
+        hash_parts(&[
+            self.reasoning_inputs(model_id),
+            self.explainer.version(),
+            sections.to_string(),
+        ])
+    }
+
+    /// Hash of what a user's interests and tags depend on besides the narrative: the interests
+    /// and tags prompt versions, the LLM and its sampling, the configuration of compression,
+    /// interests, tags and categories, and the event store the catalog comes from (as the
+    /// towers were trained on it). A change elsewhere (explain rules, retrieval, the towers)
+    /// leaves it as it is, so the job keeps the stored interests and tags and redoes only what
+    /// follows them.
+    pub fn reasoning_inputs(&self, model_id: &str) -> String {
+        let prompts = self.explainer.prompts;
+        let c = self.config;
         let sections = serde_json::json!({
             "compress": c.compress,
             "sampling": c.llm.sampling,
             "interests": c.interests,
             "tags": c.tags,
             "categories": c.categories,
-            "retrieve": c.retrieve,
-            "explain": c.explain,
-            "towers": [&meta.config, &meta.until, &meta.store_fingerprint, &meta.losses],
-            "index": [self.index.kind(), self.index.len()],
+            "store": self.model.meta.store_fingerprint,
         });
-        let parts = [
+        hash_parts(&[
             prompts.version(Task::Interests),
             prompts.version(Task::Tags),
-            self.explainer.version(),
             model_id.to_string(),
             sections.to_string(),
-        ];
-        let bytes = parts.iter().flat_map(|p| [p.as_bytes(), b"\x1f"]);
-        format!("{:016x}", crate::hash::fnv1a(bytes))
+        ])
     }
+}
+
+/// FNV-1a of `parts`, each ended by a unit separator, as 16 hex digits.
+fn hash_parts(parts: &[String]) -> String {
+    let bytes = parts.iter().flat_map(|p| [p.as_bytes(), b"\x1f"]);
+    format!("{:016x}", crate::hash::fnv1a(bytes))
 }

@@ -1,8 +1,10 @@
 //! Prompt regression (`recgpt prompts test`): the golden cases of `prompts/cases/golden.json`
-//! (real users) run through interests and tags with the configured model and seed; the parsed
-//! outputs are compared with the expected ones in `prompts/cases/expected/` and the metrics over
-//! the case set with the floors in `prompts/cases/floors.json`. A prompt, model or code change
-//! that changes an answer shows up as a difference; one that degrades quality trips a floor.
+//! (real users) run through interests and tags, and the (interest, item) pairs of
+//! `prompts/cases/explain.json` (from real users' chains) through the explain stage, with the
+//! configured model and seed; the parsed outputs are compared with the expected ones in
+//! `prompts/cases/expected/` and the metrics over the case set with the floors in
+//! `prompts/cases/floors.json`. A prompt, rule, model or code change that changes an answer
+//! shows up as a difference; one that degrades quality trips a floor.
 
 use std::path::{Path, PathBuf};
 
@@ -11,10 +13,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::compress::{CompressConfig, Compressor, ItemTexts};
 use crate::config::Config;
+use crate::explain::{keys, ExplainCounts, ExplainError, Explainer, Pair};
 use crate::interests::ThemeIndex;
 use crate::llm::{GgufTokenizer, LlmBackend, TokenCounter};
 use crate::prompts::Prompts;
 use crate::reason::{Reasoner, StageError, UserReasoning};
+use crate::results::{ResultStore, ResultsError};
 
 /// One golden case: a real user, a budget and an optional time split.
 #[derive(Debug, Clone, Deserialize)]
@@ -24,6 +28,19 @@ pub struct Case {
     #[serde(default)]
     pub until: Option<String>,
 }
+
+/// One golden explanation case: an interest as a real user's model named and described it, and
+/// an item recommended for it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PairCase {
+    pub interest: String,
+    pub description: String,
+    pub item: String,
+}
+
+/// File name of the expected explanations in `expected/`.
+const EXPLANATIONS: &str = "explanations";
 
 /// What is compared for a case: parsed structures, not raw text.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -47,6 +64,10 @@ pub struct Floors {
     pub tags_per_user_min: f64,
     pub model_tags_per_user_min: f64,
     pub fallback_share_max: f64,
+    /// Explanation answers that parse, of all answers.
+    pub explanation_parse_rate_min: f64,
+    /// Pairs whose explanation is the model's (not the template), of all pairs.
+    pub explanation_model_share_min: f64,
 }
 
 /// Metrics over the case set.
@@ -59,6 +80,8 @@ pub struct Metrics {
     pub tags_per_user: f64,
     pub model_tags_per_user: f64,
     pub fallback_share: f64,
+    pub explanation_parse_rate: f64,
+    pub explanation_model_share: f64,
 }
 
 /// The result of a run.
@@ -109,7 +132,7 @@ fn expected_of(r: &UserReasoning) -> Expected {
     }
 }
 
-fn metrics(out: &[UserReasoning]) -> Metrics {
+fn metrics(out: &[UserReasoning], explained: &ExplainCounts) -> Metrics {
     let n = out.len().max(1) as f64;
     let sum = |f: &dyn Fn(&UserReasoning) -> usize| out.iter().map(f).sum::<usize>() as f64;
     let answers_i = sum(&|r| r.interests.counts.answers).max(1.0);
@@ -124,6 +147,10 @@ fn metrics(out: &[UserReasoning]) -> Metrics {
         tags_per_user: tags / n,
         model_tags_per_user: sum(&|r| r.tags.counts.from_model) / n,
         fallback_share: sum(&|r| r.tags.counts.from_fallback) / tags.max(1.0),
+        explanation_parse_rate: 1.0
+            - explained.rejected.get("unparsable").copied().unwrap_or(0) as f64
+                / explained.generations.max(1) as f64,
+        explanation_model_share: explained.generated as f64 / explained.requested.max(1) as f64,
     }
 }
 
@@ -150,6 +177,16 @@ fn check(m: &Metrics, f: &Floors) -> Vec<String> {
         "model tags per user",
         m.model_tags_per_user,
         f.model_tags_per_user_min,
+    );
+    min(
+        "explanation parse rate",
+        m.explanation_parse_rate,
+        f.explanation_parse_rate_min,
+    );
+    min(
+        "explanation model share",
+        m.explanation_model_share,
+        f.explanation_model_share_min,
     );
     let mut max = |name: &str, value: f64, ceiling: f64| {
         if value > ceiling {
@@ -223,30 +260,52 @@ pub fn run(
         let narrative = compressor.compress(&history, &window);
         out.extend(reasoner.run(llm, &[(&history, &narrative)])?.0);
     }
+    let pair_cases: Vec<PairCase> =
+        serde_json::from_str(&read("explain.json")?).map_err(|e| RegressionError::Format {
+            path: dir.join("explain.json"),
+            message: e.to_string(),
+        })?;
+    let (explained, explain_counts) = explain(
+        store,
+        llm,
+        config,
+        &prompts,
+        &pair_cases,
+        &dir.join("explain.json"),
+    )?;
+
     let expected_dir = dir.join("expected");
     let mut changed = Vec::new();
-    for r in &out {
-        let current = expected_of(r);
-        let path = expected_dir.join(format!("{}.json", current.user));
-        let previous: Option<Expected> = std::fs::read_to_string(&path)
+    let mut compare = |name: &str, current: serde_json::Value| -> Result<(), RegressionError> {
+        let path = expected_dir.join(format!("{name}.json"));
+        let previous: Option<serde_json::Value> = std::fs::read_to_string(&path)
             .ok()
             .and_then(|t| serde_json::from_str(&t).ok());
         if previous.as_ref() != Some(&current) {
-            changed.push(current.user.clone());
+            changed.push(name.to_string());
             if update {
                 std::fs::create_dir_all(&expected_dir).map_err(|e| RegressionError::Io {
                     path: expected_dir.clone(),
                     source: e,
                 })?;
-                let text = serde_json::to_string_pretty(&current).expect("serialisable") + "\n";
-                std::fs::write(&path, text).map_err(|e| RegressionError::Io {
+                let text = serde_json::to_string_pretty(&current).expect("serialisable");
+                std::fs::write(&path, text + "\n").map_err(|e| RegressionError::Io {
                     path: path.clone(),
                     source: e,
                 })?;
             }
         }
+        Ok(())
+    };
+    for r in &out {
+        let current = expected_of(r);
+        compare(
+            &current.user,
+            serde_json::to_value(&current).expect("serialisable"),
+        )?;
     }
-    let metrics = metrics(&out);
+    compare(EXPLANATIONS, serde_json::json!(explained))?;
+    let metrics = metrics(&out, &explain_counts);
     let floor_failures = check(&metrics, &floors);
     Ok(Report {
         metrics,
@@ -255,6 +314,48 @@ pub fn run(
         changed,
         updated: update,
     })
+}
+
+/// The explanation of every pair case, as `interest | item | source | text`, and the stage's
+/// counts. A fresh cache each run, so every pair is generated; no categories, so the cases do
+/// not depend on how a data home's categories were built.
+fn explain(
+    store: &Store,
+    llm: &dyn LlmBackend,
+    config: &Config,
+    prompts: &Prompts,
+    cases: &[PairCase],
+    path: &Path,
+) -> Result<(Vec<String>, ExplainCounts), RegressionError> {
+    let catalog = store.catalog();
+    let texts = ItemTexts::new(catalog, &config.compress.key_attributes);
+    let explainer = Explainer::new(prompts, catalog, &texts, None, config);
+    let pairs = cases
+        .iter()
+        .map(|c| {
+            Ok(Pair {
+                interest: c.interest.clone(),
+                description: c.description.clone(),
+                key: keys::normalise(&c.interest),
+                item: catalog.ix(&c.item).ok_or_else(|| RegressionError::Format {
+                    path: path.to_path_buf(),
+                    message: format!("item {:?} is not in the catalog", c.item),
+                })?,
+            })
+        })
+        .collect::<Result<Vec<_>, RegressionError>>()?;
+    let cache_dir = tempfile::tempdir().map_err(|e| ResultsError {
+        path: std::env::temp_dir(),
+        message: e.to_string(),
+    })?;
+    let cache = ResultStore::open(cache_dir.path())?;
+    let (explanations, counts) = explainer.explain(llm, &cache, &pairs)?;
+    let lines = cases
+        .iter()
+        .zip(explanations)
+        .map(|(c, e)| format!("{} | {} | {} | {}", c.interest, c.item, e.source, e.text))
+        .collect();
+    Ok((lines, counts))
 }
 
 /// Errors running the regression.
@@ -273,6 +374,10 @@ pub enum RegressionError {
     Data(#[from] recgpt_data::DataError),
     #[error(transparent)]
     Stage(#[from] StageError),
+    #[error(transparent)]
+    Explain(#[from] ExplainError),
+    #[error(transparent)]
+    Results(#[from] ResultsError),
 }
 
 #[cfg(test)]
@@ -291,15 +396,19 @@ mod tests {
             tags_per_user: 50.0,
             model_tags_per_user: 2.0,
             fallback_share: 0.96,
+            explanation_parse_rate: 1.0,
+            explanation_model_share: 0.5,
         };
         assert!(check(&good, &floors).is_empty());
         let bad = Metrics {
             tag_parse_rate: 0.9,
             hallucinated_evidence_rate: 0.1,
+            explanation_model_share: 0.0,
             ..good
         };
         let failures = check(&bad, &floors);
-        assert_eq!(failures.len(), 2, "{failures:?}");
+        assert_eq!(failures.len(), 3, "{failures:?}");
         assert!(failures[0].starts_with("tag parse rate"));
+        assert!(failures[1].starts_with("explanation model share"));
     }
 }

@@ -90,6 +90,12 @@ pub struct UserResult {
     pub as_of: String,
     /// Hash of the inputs (narrative, prompt versions, model, config).
     pub fingerprint: String,
+    /// Hash of the interests' and tags' inputs alone (see
+    /// [`crate::recommend::Recommender::reasoning_inputs`]): a job whose inputs changed only
+    /// after reasoning keeps this result's interests and tags. Empty in results stored before
+    /// it was kept.
+    #[serde(default)]
+    pub reasoning_fingerprint: String,
     pub interests: UserInterests,
     /// The explanation-cache key of each interest, in the order of `interests.interests`.
     pub interest_keys: Vec<String>,
@@ -105,6 +111,7 @@ impl UserResult {
             user: user.into(),
             as_of: "2011-11-01".into(),
             fingerprint: fingerprint.into(),
+            reasoning_fingerprint: String::new(),
             interests: UserInterests {
                 user: user.into(),
                 interests: vec![],

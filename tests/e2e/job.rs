@@ -2,7 +2,8 @@
 //! at several points (SIGKILL while the LLM works, an abort in the middle of a result's write,
 //! SIGKILL right after results were stored, a SIGTERM stop) and reruns that end where an
 //! uninterrupted run ends; the incremental skip; two concurrent shards on one store (and `recgpt stats
-//! explanations` adding up both); a failed user recorded and retried; `recgpt show` and
+//! explanations` adding up both), then a change after reasoning that keeps the interests and
+//! tags; a failed user recorded and retried; `recgpt show` and
 //! `recgpt export`.
 //!
 //! The job runs with short budgets (one interests round, 2 recommendations per user) so that
@@ -369,6 +370,30 @@ fn two_concurrent_shards_cover_every_user_once() {
         4,
         "{all}"
     );
+
+    // a change after reasoning (more recommendations a user): every stored user is redone
+    // with its interests and tags kept, so only the explain stage asks the model
+    std::fs::write(home.join("recgpt.toml"), CONFIG.replace("k = 2", "k = 3")).unwrap();
+    let redo = run(&home, &["--users", "4"]);
+    let n = users.len() as u64;
+    assert_eq!(count(&redo, "reasoning_reused"), n, "{redo}");
+    assert!(count(&redo, "done") >= n, "{redo}");
+    if failed.is_empty() {
+        // (a user that failed before is reasoned now)
+        assert_eq!(redo["tokens"], redo["explain"]["tokens"], "{redo}");
+    }
+    if count(&reuse, "pairs") > 0 {
+        assert!(count(&redo["explain"], "requested") > count(&reuse, "pairs"));
+    }
+    let (redone, _) = stored(&home);
+    for (user, before) in &users {
+        let after = &redone[user];
+        assert_eq!(after.interests, before.interests, "user {user}");
+        assert_eq!(after.tags, before.tags, "user {user}");
+        assert_eq!(after.reasoning_fingerprint, before.reasoning_fingerprint);
+        assert_ne!(after.fingerprint, before.fingerprint);
+        assert!(after.recommendations.len() >= before.recommendations.len());
+    }
 }
 
 #[test]

@@ -106,6 +106,12 @@ fn print_summary(s: &JobSummary, path: &Path) {
         e.generations,
         e.fallbacks
     );
+    if s.reasoning_reused > 0 {
+        println!(
+            "reasoning: {} user(s) kept their stored interests and tags (only later inputs changed)",
+            s.reasoning_reused
+        );
+    }
     if s.interrupted > 0 {
         println!(
             "stopped: {} queued user(s) left for the next run",

@@ -130,7 +130,7 @@ struct Answer {
     explanation: String,
 }
 
-/// The explain prompt's version id in `prompts` with the rules' version (`explain@…+rules5`):
+/// The explain prompt's version id in `prompts` with the rules' version (`explain@…+rules6`):
 /// the cache key's `prompt_version`.
 pub fn version(prompts: &Prompts) -> String {
     format!(
@@ -177,7 +177,7 @@ impl<'a> Explainer<'a> {
         categories.of_item(id).map(|c| categories.name(c))
     }
 
-    /// The prompt's version id with the rules' version (`explain@…+rules5`): what an
+    /// The prompt's version id with the rules' version (`explain@…+rules6`): what an
     /// explanation's text depends on besides the model.
     pub fn version(&self) -> String {
         version(self.prompts)

@@ -16,8 +16,10 @@
 //!   (title, category); the description is not used here, its words are too generic ("buys
 //!   … items such as …");
 //! - `invented_attribute`: names a colour, material, pattern or taste ([`ATTRIBUTE_WORDS`]) or a
-//!   word with a digit ("5", "200g") that is in neither the item's title and category nor the
-//!   interest's text;
+//!   word with a digit ("5", "200g") that the item's title and category do not hold, outside a
+//!   mention of the interest's name: "your love of red retrospot" may say "red" of the interest
+//!   whatever the item, but "pink" taken from the description's example item ("buys polkadot
+//!   items such as pink polkadot bowl") is not said of a red candle set;
 //! - `ungrounded`: more than [`MAX_UNGROUNDED`] words found in neither the item's title and
 //!   category, the interest's text, nor [`REASON_WORDS`] (the words a reason is made of): the
 //!   sentence talks about things the catalog does not say ("skulls on the shelves of the
@@ -72,7 +74,7 @@ pub const UNSAFE_WORDS: &[&str] = &[
 ];
 
 /// Attributes checked for factuality: colours, materials and patterns. An explanation may name
-/// one only when the item's catalog text or the interest's text does.
+/// one only when the item's catalog text does, or inside a mention of the interest's name.
 pub const ATTRIBUTE_WORDS: &[&str] = &[
     // colours
     "red",
@@ -189,7 +191,7 @@ pub const OFF_MESSAGE: &[&str] = &[
 /// Version of these rules: part of every explanation's cache key (with the prompt version), so
 /// changing a rule or a word list regenerates instead of serving answers checked by old rules.
 /// Bump it with any change to this file's rules or lists.
-pub const RULES_VERSION: u32 = 5;
+pub const RULES_VERSION: u32 = 6;
 
 /// Content words an explanation must add to the title.
 pub const MIN_NEW_WORDS: usize = 3;
@@ -448,25 +450,36 @@ pub struct Facts {
     pub item: BTreeSet<String>,
     /// Stems of the interest's name.
     pub interest: BTreeSet<String>,
-    /// Lower-case words (unstemmed) of both, for attribute and number checks.
+    /// Lower-case words of the item's title and category, as they are and stemmed: what an
+    /// attribute or number may be said of the item from.
+    pub item_words: BTreeSet<String>,
+    /// [`Facts::item_words`] and the interest's name and description, likewise: the words an
+    /// explanation is grounded in.
     pub known_words: BTreeSet<String>,
+    /// Stems of the interest's name, word by word, to find where the explanation names it.
+    pub name: Vec<String>,
     /// The interest's description, word by word, for the copy check.
     pub description: Vec<String>,
 }
 
 impl Facts {
     pub fn new(title: &str, category: Option<&str>, interest: &str, description: &str) -> Self {
+        let with_stems = |text: &str| -> BTreeSet<String> {
+            words(text)
+                .into_iter()
+                .flat_map(|w| [stem(&w), w])
+                .collect()
+        };
         let item_text = format!("{title} {}", category.unwrap_or(""));
-        let interest_text = format!("{interest} {description}");
-        let known_words = words(&item_text)
-            .into_iter()
-            .chain(words(&interest_text))
-            .flat_map(|w| [stem(&w), w])
-            .collect();
+        let item_words = with_stems(&item_text);
+        let mut known_words = item_words.clone();
+        known_words.extend(with_stems(&format!("{interest} {description}")));
         Self {
             item: stems(&item_text),
             interest: stems(interest),
+            item_words,
             known_words,
+            name: words(interest).iter().map(|w| stem(w)).collect(),
             description: words(description),
         }
     }
@@ -474,6 +487,31 @@ impl Facts {
     /// Whether the item or the interest holds `word` (as it is or stemmed).
     fn knows(&self, word: &str) -> bool {
         self.known_words.contains(word) || self.known_words.contains(&stem(word))
+    }
+
+    /// Whether the item's title or category holds `word` (as it is or stemmed).
+    fn item_has(&self, word: &str) -> bool {
+        self.item_words.contains(word) || self.item_words.contains(&stem(word))
+    }
+
+    /// For each of `text`'s words, whether it is part of a mention of the interest's name (its
+    /// words in order, stemmed).
+    fn in_name_mention(&self, text: &[String]) -> Vec<bool> {
+        let mut inside = vec![false; text.len()];
+        let n = self.name.len();
+        if n == 0 || n > text.len() {
+            return inside;
+        }
+        for start in 0..=text.len() - n {
+            let mention = text[start..start + n]
+                .iter()
+                .zip(&self.name)
+                .all(|(w, s)| stem(w) == *s);
+            if mention {
+                inside[start..start + n].fill(true);
+            }
+        }
+        inside
     }
 }
 
@@ -529,10 +567,11 @@ pub fn rejection(
     if own.is_disjoint(&facts.item) && own.is_disjoint(&facts.interest) {
         return Some("irrelevant");
     }
-    let invented = all.iter().any(|w| {
+    let naming_interest = facts.in_name_mention(&all);
+    let invented = all.iter().zip(naming_interest).any(|(w, naming)| {
         let attribute =
             ATTRIBUTE_WORDS.contains(&w.as_str()) || w.chars().any(|c| c.is_ascii_digit());
-        attribute && !facts.knows(w)
+        attribute && !naming && !facts.item_has(w)
     });
     if invented {
         return Some("invented_attribute");
@@ -662,6 +701,64 @@ mod tests {
         assert_eq!(
             check("You can find a regency cakestand on the shelves of the local store."),
             Some("ungrounded")
+        );
+    }
+
+    /// Regression: an attribute of the interest's description (its example item) was accepted
+    /// as a fact about the item (rules 5 stored "You chose to buy a set of 10 pink polkadot
+    /// party candles." for SET/10 RED POLKADOT PARTY CANDLES, user 12378).
+    #[test]
+    fn an_attribute_is_a_fact_of_the_item_or_part_of_the_interests_name() {
+        let title = "SET/10 RED POLKADOT PARTY CANDLES";
+        let check = |interest: &str, description: &str, text: &str| {
+            let facts = Facts::new(title, Some("party candles"), interest, description);
+            rejection(text, title, &facts, 6, 30)
+        };
+        let polkadot = "Buys polkadot items such as pink polkadot bowl.";
+        assert_eq!(
+            check(
+                "polkadot",
+                polkadot,
+                "You chose to buy a set of 10 pink polkadot party candles."
+            ),
+            Some("invented_attribute")
+        );
+        // the title's own colour and number are facts
+        assert_eq!(
+            check(
+                "polkadot",
+                polkadot,
+                "You chose to buy a set of 10 red polkadot party candles."
+            ),
+            None
+        );
+        // the interest's name may carry a colour the item lacks, where the text names it
+        let blue = "Buys blue polkadot items such as blue polkadot bowl.";
+        assert_eq!(
+            check(
+                "blue polkadot",
+                blue,
+                "Your love of blue polkadot goes with these polkadot party candles."
+            ),
+            None
+        );
+        // but not the colour alone, said of the item
+        assert_eq!(
+            check(
+                "blue polkadot",
+                blue,
+                "Your polkadot party candles come in blue for the table."
+            ),
+            Some("invented_attribute")
+        );
+        // nor a number of the description
+        assert_eq!(
+            check(
+                "polkadot",
+                "Buys polkadot items such as 6 polkadot cups.",
+                "You can light 6 polkadot party candles at the table."
+            ),
+            Some("invented_attribute")
         );
     }
 
