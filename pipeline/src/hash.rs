@@ -13,6 +13,17 @@ pub fn fnv1a<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> u64 {
     hash
 }
 
+/// A 64-bit finaliser (splitmix64's): every input bit moves every output bit, so ordering by
+/// `mix(fnv1a(..))` does not keep ids that differ in their last byte next to each other, as
+/// ordering by the FNV value itself does.
+pub fn mix(mut x: u64) -> u64 {
+    x ^= x >> 30;
+    x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x ^= x >> 27;
+    x = x.wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

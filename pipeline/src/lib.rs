@@ -26,6 +26,7 @@ pub mod job;
 pub mod llm;
 pub mod model;
 pub mod prompts;
+pub mod quality;
 pub mod reason;
 pub mod recommend;
 pub mod regression;

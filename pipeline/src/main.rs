@@ -176,10 +176,14 @@ enum Command {
     },
     /// Train every method on events before --split and score it on the users present on both
     /// sides (full ranking over the catalog); writes `eval/eval-SPLIT.json` and a Recall@K chart.
+    /// `recgpt eval llm` scores the LLM's tags instead.
+    #[command(subcommand_negates_reqs = true, args_conflicts_with_subcommands = true)]
     Eval {
+        #[command(subcommand)]
+        what: Option<EvalCommand>,
         /// The time split (YYYY-MM-DD).
-        #[arg(long, value_parser = cli::date)]
-        split: chrono::NaiveDate,
+        #[arg(long, value_parser = cli::date, required = true)]
+        split: Option<chrono::NaiveDate>,
         /// Cut-offs (config `eval.ks`).
         #[arg(long, value_delimiter = ',')]
         k: Option<Vec<usize>>,
@@ -195,6 +199,52 @@ enum Command {
     /// Benchmarks that print a table of ratios against a reference measured in the same run.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum EvalCommand {
+    /// The LLM quality loop: interests and tags for a seeded sample of users who bought on both
+    /// sides of --split, from their history before it, scored against what they bought in the
+    /// --horizon days after it (tag hit rate@k through the tag tower, tag HR@N), next to the
+    /// title tags of their purchases and the most popular tags; per-user model share,
+    /// interests, descriptions, cut-off answers, tokens and users/min. Writes
+    /// `eval/llm-SPLIT-…json`. Tune on a dev split (2011-10-01 for Online Retail), report on
+    /// the test split.
+    Llm {
+        /// The time split (YYYY-MM-DD).
+        #[arg(long, value_parser = cli::date)]
+        split: chrono::NaiveDate,
+        /// Users in the sample.
+        #[arg(long, default_value_t = 8)]
+        users: usize,
+        /// Seed of the sample (a larger sample with the same seed holds the smaller one).
+        #[arg(long, default_value_t = 7)]
+        sample_seed: u64,
+        /// Days after the split whose purchases are the truth (config `eval.horizon_days`).
+        #[arg(long)]
+        horizon: Option<u32>,
+        /// Items retrieved per tag (config `eval.tag_k`).
+        #[arg(long)]
+        k: Option<usize>,
+        /// Epochs of the three-tower model trained before the split (config `tower.epochs`);
+        /// the model is kept under `eval/` and reused while the store and settings match.
+        #[arg(long)]
+        epochs: Option<usize>,
+        /// Narrative token budget (config `compress.budget`).
+        #[arg(long)]
+        budget: Option<usize>,
+        /// GGUF model (config `llm.model`).
+        #[arg(long, env = "RECGPT_MODEL")]
+        model: Option<PathBuf>,
+        /// Quality floors (JSON, e.g. prompts/cases/llm_floors.json): exit non-zero when the
+        /// run breaks one.
+        #[arg(long)]
+        floors: Option<PathBuf>,
+        #[command(flatten)]
+        llm: LlmArgs,
+        #[command(flatten)]
+        embedder: EmbedderArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -18,7 +18,7 @@ use crate::embed::Embedder;
 use crate::interests::{InterestMiner, ThemeIndex, UserInterests};
 use crate::llm::{FollowUp, Generation, LlmBackend, LlmError};
 use crate::prompts::{PromptError, Prompts};
-use crate::tags::{TagCategories, TagPredictor, UserTags};
+use crate::tags::{Part, TagCategories, TagPredictor, TagVocabulary, UserTags};
 
 /// Errors of the LLM stages.
 #[derive(Debug, thiserror::Error)]
@@ -140,6 +140,10 @@ impl<'a> Reasoner<'a> {
                 texts,
                 config: config.tags.clone(),
                 categories: None,
+                vocabulary: config
+                    .tags
+                    .grounded
+                    .then(|| std::sync::Arc::new(TagVocabulary::of(texts))),
             },
         }
     }
@@ -180,16 +184,20 @@ impl<'a> Reasoner<'a> {
                 let found = self
                     .miner
                     .validate(users[u].0, &interest_answers[u], llm.model_id());
-                match self.predictor.follow_up(&found, users[u].0, as_of(u)) {
-                    Ok(turn) => {
-                        // every round of this user in this batch continues with the tags turn
-                        for (j, slot) in turns.iter_mut().enumerate() {
-                            if (offset + j) / rounds == u {
-                                *slot = turn.clone();
-                            }
-                        }
+                // every round of this user in this batch continues with a tags turn, each
+                // offered its own part of the catalog phrases
+                for (j, slot) in turns.iter_mut().enumerate() {
+                    if (offset + j) / rounds != u {
+                        continue;
                     }
-                    Err(e) => prompt_error = Some(e),
+                    let part = Part {
+                        index: (offset + j) % rounds,
+                        of: rounds,
+                    };
+                    match self.predictor.follow_up(&found, users[u].0, as_of(u), part) {
+                        Ok(turn) => *slot = turn,
+                        Err(e) => prompt_error = Some(e),
+                    }
                 }
                 interests[u] = Some(found);
             }

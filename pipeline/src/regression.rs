@@ -63,6 +63,8 @@ pub struct Floors {
     pub interests_per_user_min: f64,
     pub tags_per_user_min: f64,
     pub model_tags_per_user_min: f64,
+    /// The fewest model tags of any one user (a mean must not hide a user at zero).
+    pub model_tags_each_user_min: f64,
     pub fallback_share_max: f64,
     /// Explanation answers that parse, of all answers.
     pub explanation_parse_rate_min: f64,
@@ -79,6 +81,7 @@ pub struct Metrics {
     pub interests_per_user: f64,
     pub tags_per_user: f64,
     pub model_tags_per_user: f64,
+    pub model_tags_fewest: f64,
     pub fallback_share: f64,
     pub explanation_parse_rate: f64,
     pub explanation_model_share: f64,
@@ -146,6 +149,11 @@ fn metrics(out: &[UserReasoning], explained: &ExplainCounts) -> Metrics {
         interests_per_user: sum(&|r| r.interests.interests.len()) / n,
         tags_per_user: tags / n,
         model_tags_per_user: sum(&|r| r.tags.counts.from_model) / n,
+        model_tags_fewest: out
+            .iter()
+            .map(|r| r.tags.counts.from_model)
+            .min()
+            .unwrap_or(0) as f64,
         fallback_share: sum(&|r| r.tags.counts.from_fallback) / tags.max(1.0),
         explanation_parse_rate: 1.0
             - explained.rejected.get("unparsable").copied().unwrap_or(0) as f64
@@ -177,6 +185,11 @@ fn check(m: &Metrics, f: &Floors) -> Vec<String> {
         "model tags per user",
         m.model_tags_per_user,
         f.model_tags_per_user_min,
+    );
+    min(
+        "model tags of the user with the fewest",
+        m.model_tags_fewest,
+        f.model_tags_each_user_min,
     );
     min(
         "explanation parse rate",
@@ -394,12 +407,21 @@ mod tests {
             hallucinated_evidence_rate: 0.0,
             interests_per_user: 5.0,
             tags_per_user: 50.0,
-            model_tags_per_user: 2.0,
-            fallback_share: 0.96,
+            model_tags_per_user: 20.0,
+            model_tags_fewest: 16.0,
+            fallback_share: 0.6,
             explanation_parse_rate: 1.0,
             explanation_model_share: 0.5,
         };
         assert!(check(&good, &floors).is_empty());
+        // one user at zero fails although the mean holds
+        let hidden = Metrics {
+            model_tags_fewest: 0.0,
+            ..good.clone()
+        };
+        let failures = check(&hidden, &floors);
+        assert_eq!(failures.len(), 1, "{failures:?}");
+        assert!(failures[0].starts_with("model tags of the user with the fewest"));
         let bad = Metrics {
             tag_parse_rate: 0.9,
             hallucinated_evidence_rate: 0.1,

@@ -35,6 +35,10 @@ pub struct EvalConfig {
     pub tags_per_user: usize,
     /// Tags whose categories count in tag HR@N.
     pub tag_hr_n: usize,
+    /// `recgpt eval llm`: items each tag retrieves through the tag tower in the tag hit rate.
+    pub tag_k: usize,
+    /// `recgpt eval llm`: days after the split whose purchases are the truth.
+    pub horizon_days: u32,
 }
 
 impl Default for EvalConfig {
@@ -44,6 +48,8 @@ impl Default for EvalConfig {
             ease_lambda: 200.0,
             tags_per_user: 10,
             tag_hr_n: 30,
+            tag_k: 10,
+            horizon_days: 30,
         }
     }
 }

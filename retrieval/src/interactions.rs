@@ -48,6 +48,16 @@ impl Interactions {
     /// Splits every user's history at `at`: events strictly before it on the left, the rest
     /// on the right (everything on the left when `at` is `None`). One sequential read.
     pub fn split(store: &Store, at: Option<Timestamp>) -> Result<(Self, Self), DataError> {
+        Self::split_until(store, at, None)
+    }
+
+    /// [`Self::split`] with the right side ending before `end` (no end when `None`): the
+    /// purchases of a horizon after the split.
+    pub fn split_until(
+        store: &Store,
+        at: Option<Timestamp>,
+        end: Option<Timestamp>,
+    ) -> Result<(Self, Self), DataError> {
         let all = TimeWindow {
             until: None,
             as_of: store.manifest().last_event.date(),
@@ -57,6 +67,7 @@ impl Interactions {
             let (left, right): (Vec<_>, Vec<_>) = history
                 .events
                 .iter()
+                .filter(|e| end.is_none_or(|end| e.at < end))
                 .partition(|e| at.is_none_or(|at| e.at < at));
             for (side, events) in [(&mut before, left), (&mut after, right)] {
                 let items = UserItems::from_events(&history.user, &events);

@@ -30,6 +30,8 @@ fn request(question: &str, seed: u32) -> GenerateRequest {
             ChatMessage::system("You answer shopping questions with JSON. Keep answers short and concrete. Name product kinds, not brands."),
             ChatMessage::user(question),
         ],
+        grammar: None,
+        repeat_penalty: 1.0,
         schema: Some(json!({
             "type": "object",
             "properties": {
@@ -159,6 +161,8 @@ fn follow_up_turns_reuse_the_conversation_kv_cache() {
             "Now name three more, for a winter picnic.",
         )],
         schema: first.schema.clone(),
+        grammar: None,
+        repeat_penalty: 1.0,
         max_tokens: 64,
     };
     let run = || {

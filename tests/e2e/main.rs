@@ -18,5 +18,6 @@ mod llm;
 mod mistralrs;
 mod openai;
 mod prompts;
+mod quality;
 mod retrieval;
 mod tags;

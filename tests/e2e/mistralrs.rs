@@ -26,6 +26,8 @@ fn schema_constrained_answers_parse_and_greedy_decoding_repeats() {
             ChatMessage::system("You answer shopping questions with JSON."),
             ChatMessage::user("Name three Christmas decorations."),
         ],
+        grammar: None,
+        repeat_penalty: 1.0,
         schema: Some(json!({
             "type": "object",
             // bounded like every schema of the stages: the grammar itself ends the answer

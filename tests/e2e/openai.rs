@@ -93,6 +93,8 @@ fn request(question: &str, seed: u32) -> GenerateRequest {
             ),
             ChatMessage::user(question),
         ],
+        grammar: None,
+        repeat_penalty: 1.0,
         schema: Some(json!({
             "type": "object",
             "properties": {"items": {"type": "array", "items": {"type": "string", "maxLength": 40},

@@ -8,7 +8,7 @@ use recgpt_pipeline::interests::{
 };
 use recgpt_pipeline::llm::{ChatMessage, Sampling};
 use recgpt_pipeline::prompts::Prompts;
-use recgpt_pipeline::tags::{TagPredictor, TagsConfig};
+use recgpt_pipeline::tags::{Part, TagPredictor, TagsConfig};
 use serde::Deserialize;
 
 use crate::common::real_store;
@@ -96,9 +96,10 @@ fn golden_prompts_render_as_snapshotted() {
             texts: compressor.texts(),
             config: TagsConfig::default(),
             categories: None,
+            vocabulary: None,
         };
         let turn = predictor
-            .follow_up(&interests, &history, window.as_of)
+            .follow_up(&interests, &history, window.as_of, Part::WHOLE)
             .unwrap()
             .unwrap();
         insta::assert_snapshot!(

@@ -53,6 +53,8 @@ fn writing(seed: u32, chars: usize) -> GenerateRequest {
             ChatMessage::user("Describe a hand-painted enamel coffee mug for a shop page."),
         ],
         schema: Some(json!({"type": "string", "minLength": chars, "maxLength": chars + 40})),
+        grammar: None,
+        repeat_penalty: 1.0,
         max_tokens: chars,
         temperature: 0.8,
         seed,
@@ -106,6 +108,8 @@ pub fn raw_prefill(raw: &dyn LlmBackend, prompt: &str) -> Result<LlmRow, LlmErro
     let prefill = GenerateRequest {
         messages: vec![ChatMessage::user(prompt)],
         schema: None,
+        grammar: None,
+        repeat_penalty: 1.0,
         max_tokens: 1,
         temperature: 0.0,
         seed: 0,

@@ -6,6 +6,7 @@ mod import;
 mod interests;
 mod job;
 mod narrative;
+mod quality;
 mod recommend;
 mod retrieval;
 mod stats;
@@ -18,8 +19,8 @@ use recgpt_pipeline::llm::{quantize, GgufTokenizer, LlmBackend, TokenCounter};
 use recgpt_pipeline::model;
 
 use crate::{
-    BenchCommand, Cli, Command, ExportCommand, HistoryArgs, ImportCommand, IndexCommand, LlmArgs,
-    ModelCommand, PromptsCommand, StatsCommand,
+    BenchCommand, Cli, Command, EvalCommand, ExportCommand, HistoryArgs, ImportCommand,
+    IndexCommand, LlmArgs, ModelCommand, PromptsCommand, StatsCommand,
 };
 
 pub fn date(s: &str) -> Result<chrono::NaiveDate, String> {
@@ -113,16 +114,49 @@ pub fn run(cli: Cli) -> Result<()> {
             retrieval::retrieve(&home, &config, &user, &embedder, cli.json)
         }
         Command::Eval {
+            what:
+                Some(EvalCommand::Llm {
+                    split,
+                    users,
+                    sample_seed,
+                    horizon,
+                    k,
+                    epochs,
+                    budget,
+                    model,
+                    floors,
+                    llm,
+                    embedder,
+                }),
+            ..
+        } => {
+            let mut config = config.with_llm(&llm);
+            config.tower.epochs = epochs.unwrap_or(config.tower.epochs);
+            config.eval.horizon_days = horizon.unwrap_or(config.eval.horizon_days);
+            config.eval.tag_k = k.unwrap_or(config.eval.tag_k);
+            config.compress.budget = budget.unwrap_or(config.compress.budget);
+            config.llm.model = model.unwrap_or(config.llm.model);
+            let sample = quality::Sample {
+                split,
+                users,
+                seed: sample_seed,
+            };
+            let floors = floors.as_deref();
+            quality::eval_llm(&home, &config, &sample, floors, &embedder, cli.json)
+        }
+        Command::Eval {
             split,
             k,
             epochs,
             embedder,
+            what: None,
         } => {
             let mut config = config;
             config.tower.epochs = epochs.unwrap_or(config.tower.epochs);
             if let Some(k) = k {
                 config.eval.ks = k;
             }
+            let split = split.expect("clap requires --split without a subcommand");
             retrieval::eval(&home, &config, split, &embedder, cli.json)
         }
         Command::Run {

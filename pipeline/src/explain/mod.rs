@@ -227,6 +227,8 @@ impl<'a> Explainer<'a> {
         Ok(GenerateRequest {
             messages,
             schema: Some(self.schema()),
+            grammar: None,
+            repeat_penalty: 1.0,
             max_tokens: self.config.max_tokens,
             temperature,
             seed,

@@ -101,6 +101,9 @@ pub struct InterestCounts {
     /// ([`complete_prefix`]).
     #[serde(default)]
     pub salvaged: usize,
+    /// Answers cut off at the token limit (salvaged or not).
+    #[serde(default)]
+    pub cut_off: usize,
 }
 
 /// The stage's output for one user.
@@ -302,6 +305,8 @@ impl InterestMiner<'_> {
             .map(|(round, schema)| GenerateRequest {
                 messages: messages.clone(),
                 schema: Some(schema),
+                grammar: None,
+                repeat_penalty: 1.0,
                 max_tokens: self.config.max_tokens,
                 temperature: self.sampling.temperature,
                 seed: seed.wrapping_add(round as u32),
@@ -325,6 +330,7 @@ impl InterestMiner<'_> {
             let answer: Option<Answer> = match generation.finish {
                 Finish::Stop => serde_json::from_str(&generation.text).ok(),
                 Finish::Length => {
+                    counts.cut_off += 1;
                     let salvaged = complete_prefix(&generation.text)
                         .and_then(|t| serde_json::from_str(&t).ok());
                     counts.salvaged += usize::from(salvaged.is_some());

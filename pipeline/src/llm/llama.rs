@@ -114,28 +114,42 @@ impl LlamaCppBackend {
     }
 
     fn sampler(&self, request: &GenerateRequest) -> Result<SeqSampler, LlmError> {
-        let grammar = match &request.schema {
-            Some(schema) => {
-                let gbnf = compact_json_grammar(
-                    &llama_cpp_2::json_schema_to_grammar(&schema.to_string())
-                        .map_err(|e| LlmError::Grammar(e.to_string()))?,
-                );
-                Some(
-                    LlamaSampler::grammar(&self.model, &gbnf, "root")
-                        .map_err(|e| LlmError::Grammar(e.to_string()))?,
-                )
-            }
+        let gbnf = match (&request.grammar, &request.schema) {
+            (Some(gbnf), _) => Some(gbnf.clone()),
+            (None, Some(schema)) => Some(compact_json_grammar(
+                &llama_cpp_2::json_schema_to_grammar(&schema.to_string())
+                    .map_err(|e| LlmError::Grammar(e.to_string()))?,
+            )),
+            (None, None) => None,
+        };
+        let grammar = match gbnf {
+            Some(gbnf) => Some(
+                LlamaSampler::grammar(&self.model, &gbnf, "root")
+                    .map_err(|e| LlmError::Grammar(e.to_string()))?,
+            ),
             None => None,
         };
-        let chain = if request.temperature > 0.0 {
-            LlamaSampler::chain_simple([
+        let mut steps = Vec::new();
+        if request.repeat_penalty != 1.0 {
+            // over the answer so far (a fresh sampler per turn never saw the prompt)
+            steps.push(LlamaSampler::penalties(
+                self.model.n_vocab(),
+                REPEAT_WINDOW,
+                request.repeat_penalty,
+                0.0,
+                0.0,
+            ));
+        }
+        if request.temperature > 0.0 {
+            steps.extend([
                 LlamaSampler::top_k(40),
                 LlamaSampler::temp(request.temperature),
                 LlamaSampler::dist(request.seed),
-            ])
+            ]);
         } else {
-            LlamaSampler::greedy()
-        };
+            steps.push(LlamaSampler::greedy());
+        }
+        let chain = LlamaSampler::chain_simple(steps);
         Ok(SeqSampler {
             grammar,
             chain,
@@ -508,6 +522,8 @@ impl<'r> Schedule<'r> {
                     next.messages.push(ChatMessage::assistant(answer.text));
                     next.messages.extend(f.messages);
                     next.schema = f.schema;
+                    next.grammar = f.grammar;
+                    next.repeat_penalty = f.repeat_penalty;
                     next.max_tokens = f.max_tokens;
                     self.continuing.push((j, next));
                 }
@@ -776,6 +792,9 @@ impl LlmBackend for LlamaCppBackend {
         self.decode_all(requests, Some(follow_up))
     }
 }
+
+/// Tokens back that the repeat penalty looks at.
+const REPEAT_WINDOW: i32 = 512;
 
 /// llama.cpp's schema grammars allow up to two newlines and 20 blanks between JSON tokens; a
 /// small model spends its answer budget there (or loops). Compact JSON allows one optional

@@ -109,6 +109,9 @@ impl Default for MistralRsConfig {
 impl LlmConfig {
     /// Loads the configured backend (for a server: connects to it).
     pub fn load(&self) -> Result<Box<dyn LlmBackend>, LlmError> {
+        if !matches!(self.backend, BackendConfig::Openai(_)) {
+            check_gguf(&self.model)?;
+        }
         match &self.backend {
             BackendConfig::LlamaCpp(c) => {
                 Ok(Box::new(LlamaCppBackend::load(&self.model, c.clone())?))
@@ -220,7 +223,14 @@ pub struct GenerateRequest {
     pub messages: Vec<ChatMessage>,
     /// JSON schema the answer must follow; decoding is constrained so the answer always parses.
     pub schema: Option<serde_json::Value>,
+    /// A GBNF grammar that narrows the schema further (every answer it accepts must be valid
+    /// under `schema`); backends that take GBNF (llama.cpp) decode under it instead of the
+    /// schema's own grammar, the others under the schema alone.
+    pub grammar: Option<String>,
     pub max_tokens: usize,
+    /// Penalty on tokens already generated in this answer (llama.cpp's repeat penalty; 1.0:
+    /// none), so a list does not repeat itself; tokens the grammar forces are still taken.
+    pub repeat_penalty: f32,
     /// 0 samples greedily.
     pub temperature: f32,
     pub seed: u32,
@@ -277,6 +287,27 @@ pub enum LlmError {
     /// The configured backend is not compiled into this binary. Not retryable.
     #[error("{0}")]
     Unavailable(String),
+    /// The model file is missing or not a GGUF file. The caller's fault.
+    #[error("model {path}: {reason}")]
+    NotGguf { path: PathBuf, reason: String },
+}
+
+/// Checks that `path` is a GGUF file (by its magic bytes), so that a wrong `--model` gets a
+/// clear error before anything is loaded.
+pub fn check_gguf(path: &Path) -> Result<(), LlmError> {
+    use std::io::Read;
+    let fail = |reason: String| LlmError::NotGguf {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let mut magic = [0u8; 4];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .map_err(|e| fail(e.to_string()))?;
+    if &magic != b"GGUF" {
+        return Err(fail("not a GGUF file (no GGUF magic at its start)".into()));
+    }
+    Ok(())
 }
 
 /// A follow-up turn: messages appended after the first answer, and its decoding settings
@@ -285,7 +316,11 @@ pub enum LlmError {
 pub struct FollowUp {
     pub messages: Vec<ChatMessage>,
     pub schema: Option<serde_json::Value>,
+    /// See [`GenerateRequest::grammar`].
+    pub grammar: Option<String>,
     pub max_tokens: usize,
+    /// See [`GenerateRequest::repeat_penalty`].
+    pub repeat_penalty: f32,
 }
 
 /// Decides follow-up turns from a batch of first answers (see
@@ -323,7 +358,9 @@ pub trait LlmBackend: Send + Sync {
                 r.messages.push(ChatMessage::assistant(first.text.clone()));
                 r.messages.extend(f.messages);
                 r.schema = f.schema;
+                r.grammar = f.grammar;
                 r.max_tokens = f.max_tokens;
+                r.repeat_penalty = f.repeat_penalty;
                 seconds.push(r);
                 index.push(i);
             }
@@ -358,6 +395,24 @@ impl<T: LlmBackend + ?Sized> LlmBackend for &T {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_that_is_not_gguf_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.gguf");
+        std::fs::write(&path, b"<html>not a model</html>").unwrap();
+        let err = check_gguf(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("model.gguf") && err.contains("not a GGUF file"),
+            "{err}"
+        );
+        let err = check_gguf(&dir.path().join("missing.gguf"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("missing.gguf"), "{err}");
+        std::fs::write(&path, b"GGUF\x03\0\0\0").unwrap();
+        check_gguf(&path).unwrap();
+    }
 
     #[test]
     fn a_server_model_id_is_known_only_when_the_configuration_names_the_model() {

@@ -158,6 +158,10 @@ impl OpenAiBackend {
         if request.temperature > 0.0 {
             body["top_k"] = json!(40);
         }
+        if request.repeat_penalty != 1.0 {
+            // llama-server's name; other servers ignore it
+            body["repeat_penalty"] = json!(request.repeat_penalty);
+        }
         if let Some(schema) = &request.schema {
             body["response_format"] = json!({
                 "type": "json_schema",

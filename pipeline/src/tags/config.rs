@@ -17,17 +17,30 @@ pub struct TagsConfig {
     pub fallback: bool,
     /// At most this many tags per item category (RecGPT: 2), when categories are given.
     pub max_per_category: usize,
+    /// Decode tags under a grammar of the catalog's product phrases (see `tags::vocab`), so
+    /// every model tag names something the catalog sells; tags outside them are rejected
+    /// (`not_in_catalog`). Off: free words under the schema's pattern.
+    pub grounded: bool,
+    /// Catalog phrases offered per interest in grounded decoding (those sharing most words
+    /// with the interest first).
+    pub choices_per_interest: usize,
+    /// Penalty on tokens the answer already holds (1.0: none): a small model otherwise lists
+    /// the same tag again and again.
+    pub repeat_penalty: f32,
 }
 
 impl Default for TagsConfig {
     fn default() -> Self {
         Self {
             target: 50,
-            per_round: 10,
-            max_tokens: 450,
+            per_round: 20,
+            max_tokens: 800,
             recent_days: 30,
             fallback: true,
             max_per_category: 2,
+            grounded: true,
+            choices_per_interest: 150,
+            repeat_penalty: 1.3,
         }
     }
 }

@@ -1,5 +1,6 @@
-//! Stage `tags`: from a user's validated interests, the LLM predicts item tags as (tag,
-//! interest, rationale) triplets, "modifier + core word". The tags prompt continues the
+//! Stage `tags`: from a user's validated interests, the LLM predicts item tags as (interest,
+//! tag) pairs, "modifier + core word", among the catalog's product phrases ([`vocab`],
+//! [`grammar`]). The tags prompt continues the
 //! interests conversation, so the narrative is not read again (see
 //! [`crate::llm::LlmBackend::generate_with_follow_up`]). Answers are decoded under a JSON schema
 //! (tag words by pattern, interest by enum) and validated ([`validate`]); when the model's
@@ -9,9 +10,12 @@
 //! `max_per_category` tags per category are kept.
 
 mod config;
+pub mod grammar;
 pub mod validate;
+pub mod vocab;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use chrono::{Datelike, NaiveDate};
 use recgpt_data::{BehaviorKind, Catalog, History};
@@ -19,7 +23,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 pub use config::TagsConfig;
+use grammar::{tags_grammar, AnswerShape, InterestChoices};
 use validate::{copies, generic, mentions_brand, relevant, stems, well_formed};
+use vocab::ChoiceContext;
+pub use vocab::Part;
+pub use vocab::TagVocabulary;
 
 use crate::categories::Categories;
 use crate::compress::ItemTexts;
@@ -34,6 +42,8 @@ pub struct Tag {
     pub tag: String,
     /// The interest it serves (a kept interest's name).
     pub interest: String,
+    /// Why the tag serves the interest (the fallback's; model answers carry none).
+    #[serde(default)]
     pub rationale: String,
     /// `model` or `fallback`.
     pub source: String,
@@ -46,7 +56,11 @@ pub struct Tag {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TagCounts {
     pub answers: usize,
+    /// Answers that are not valid JSON of the schema, cut off ones included.
     pub unparsable: usize,
+    /// Answers cut off at the token limit.
+    #[serde(default)]
+    pub cut_off: usize,
     pub proposed: usize,
     pub from_model: usize,
     pub from_fallback: usize,
@@ -99,6 +113,47 @@ pub struct TagPredictor<'a> {
     pub config: TagsConfig,
     /// Item categories and the embedder that places a tag in one.
     pub categories: Option<TagCategories<'a>>,
+    /// The catalog's phrases: with `config.grounded`, tags are decoded among them and a tag
+    /// outside them is rejected (`not_in_catalog`).
+    pub vocabulary: Option<Arc<TagVocabulary>>,
+}
+
+/// What a user's tags are checked against: catalog brands, recent purchases, and each
+/// interest's words.
+struct UserRules<'i> {
+    brands: Vec<BTreeSet<String>>,
+    recent: Vec<BTreeSet<String>>,
+    /// Interest name → stems of its name, description and evidence items.
+    context: BTreeMap<&'i str, BTreeSet<String>>,
+}
+
+impl UserRules<'_> {
+    /// The rule a tag breaks before duplicates and categories are considered, if any.
+    fn broken(
+        &self,
+        tag: &str,
+        interest: &str,
+        vocabulary: Option<&TagVocabulary>,
+    ) -> Option<&'static str> {
+        let Some(ctx) = self.context.get(interest) else {
+            return Some("unknown_interest");
+        };
+        if !well_formed(tag) {
+            Some("format")
+        } else if vocabulary.is_some_and(|v| !v.contains(tag)) {
+            Some("not_in_catalog")
+        } else if mentions_brand(tag, &self.brands) {
+            Some("brand")
+        } else if generic(tag) {
+            Some("generic")
+        } else if copies(tag, &self.recent) {
+            Some("recent_copy")
+        } else if !relevant(tag, ctx) {
+            Some("irrelevant")
+        } else {
+            None
+        }
+    }
 }
 
 /// What places a tag in an item category.
@@ -117,22 +172,106 @@ impl TagCategories<'_> {
 }
 
 impl TagPredictor<'_> {
+    /// The rules of one user's tags.
+    fn rules<'i>(
+        &self,
+        interests: &'i UserInterests,
+        history: &History,
+        as_of: NaiveDate,
+    ) -> UserRules<'i> {
+        let brands: Vec<BTreeSet<String>> = self
+            .catalog
+            .items()
+            .iter()
+            .filter_map(|i| i.brand.as_deref())
+            .map(validate::stems)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let recent: Vec<BTreeSet<String>> = self
+            .recent_items(history, as_of)
+            .into_iter()
+            .map(|ix| stems(self.texts.compact(ix)))
+            .collect();
+        let context = interests
+            .interests
+            .iter()
+            .map(|i| {
+                let mut words = stems(&i.name);
+                words.extend(stems(&i.description));
+                for e in &i.evidence {
+                    if let Some(ix) = self.catalog.ix(&e.item) {
+                        words.extend(stems(self.texts.compact(ix)));
+                    }
+                }
+                (i.name.as_str(), words)
+            })
+            .collect();
+        UserRules {
+            brands,
+            recent,
+            context,
+        }
+    }
+
+    /// The grammar of a user's tags answer: each interest's tags among the catalog phrases
+    /// related to it that break no rule; `None` when tags are not grounded or no interest has
+    /// a phrase.
+    pub fn grammar(
+        &self,
+        interests: &UserInterests,
+        history: &History,
+        as_of: NaiveDate,
+        part: Part,
+    ) -> Option<String> {
+        let vocabulary = self
+            .vocabulary
+            .as_deref()
+            .filter(|_| self.config.grounded)?;
+        let rules = self.rules(interests, history, as_of);
+        let choices: Vec<InterestChoices<'_>> = interests
+            .interests
+            .iter()
+            .map(|i| {
+                let name = stems(&i.name);
+                let context = rules.context[i.name.as_str()].clone();
+                let phrases = vocabulary.choices(
+                    &ChoiceContext { name, context },
+                    self.config.choices_per_interest,
+                    part,
+                    |p| rules.broken(p, &i.name, Some(vocabulary)).is_some(),
+                );
+                InterestChoices {
+                    name: &i.name,
+                    phrases,
+                }
+            })
+            .collect();
+        tags_grammar(
+            &choices,
+            AnswerShape {
+                // as many as asked: the model otherwise stops after a few
+                min_tags: self.config.per_round,
+                max_tags: self.config.per_round,
+            },
+        )
+    }
+
     pub fn schema(&self, interests: &[String]) -> serde_json::Value {
         json!({
             "type": "object",
             "properties": {
                 "tags": {
                     "type": "array",
-                    "minItems": 3,
+                    "minItems": self.config.per_round,
                     "maxItems": self.config.per_round,
                     "items": {
                         "type": "object",
                         "properties": {
-                            "tag": {"type": "string", "pattern": "^[a-z]{2,15}( [a-z]{2,15}){1,3}$"},
                             "interest": {"enum": interests},
-                            "rationale": {"type": "string", "minLength": 5, "maxLength": 40}
+                            "tag": {"type": "string", "pattern": "^[a-z-]{2,20}( [a-z-]{2,20}){1,3}$"}
                         },
-                        "required": ["tag", "interest", "rationale"],
+                        "required": ["interest", "tag"],
                         "additionalProperties": false
                     }
                 }
@@ -156,12 +295,14 @@ impl TagPredictor<'_> {
             .collect()
     }
 
-    /// The follow-up turn asking for tags; `None` without interests.
+    /// The follow-up turn asking for tags; `None` without interests. `part`: the share of the
+    /// catalog phrases this answer is offered (one per sampled answer of the user).
     pub fn follow_up(
         &self,
         interests: &UserInterests,
         history: &History,
         as_of: NaiveDate,
+        part: Part,
     ) -> Result<Option<FollowUp>, PromptError> {
         if interests.interests.is_empty() {
             return Ok(None);
@@ -187,7 +328,9 @@ impl TagPredictor<'_> {
             // the system prompt is already in the conversation
             messages: messages.into_iter().skip(1).collect(),
             schema: Some(self.schema(&names)),
+            grammar: self.grammar(interests, history, as_of, part),
             max_tokens: self.config.max_tokens,
+            repeat_penalty: self.config.repeat_penalty,
         }))
     }
 
@@ -204,35 +347,8 @@ impl TagPredictor<'_> {
             answers: answers.len(),
             ..TagCounts::default()
         };
-        let brands: Vec<BTreeSet<String>> = self
-            .catalog
-            .items()
-            .iter()
-            .filter_map(|i| i.brand.as_deref())
-            .map(validate::stems)
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        let recent: Vec<BTreeSet<String>> = self
-            .recent_items(history, as_of)
-            .into_iter()
-            .map(|ix| stems(self.texts.compact(ix)))
-            .collect();
-        let context: BTreeMap<&str, BTreeSet<String>> = interests
-            .interests
-            .iter()
-            .map(|i| {
-                let mut words = stems(&i.name);
-                words.extend(stems(&i.description));
-                for e in &i.evidence {
-                    if let Some(ix) = self.catalog.ix(&e.item) {
-                        words.extend(stems(self.texts.compact(ix)));
-                    }
-                }
-                (i.name.as_str(), words)
-            })
-            .collect();
-
+        let rules = self.rules(interests, history, as_of);
+        let vocabulary = self.vocabulary.as_deref().filter(|_| self.config.grounded);
         let mut kept: Vec<Tag> = Vec::new();
         let mut seen: BTreeSet<BTreeSet<String>> = BTreeSet::new();
         let mut per_category: BTreeMap<usize, usize> = BTreeMap::new();
@@ -241,25 +357,9 @@ impl TagPredictor<'_> {
         };
         let mut consider =
             |mut tag: Tag, counts: &mut TagCounts, kept: &mut Vec<Tag>| -> Result<(), EmbedError> {
-                let Some(ctx) = context.get(tag.interest.as_str()) else {
-                    reject(counts, "unknown_interest");
-                    return Ok(());
-                };
-                let reason = if !well_formed(&tag.tag) {
-                    Some("format")
-                } else if mentions_brand(&tag.tag, &brands) {
-                    Some("brand")
-                } else if generic(&tag.tag) {
-                    Some("generic")
-                } else if copies(&tag.tag, &recent) {
-                    Some("recent_copy")
-                } else if !relevant(&tag.tag, ctx) {
-                    Some("irrelevant")
-                } else if seen.contains(&stems(&tag.tag)) {
-                    Some("duplicate")
-                } else {
-                    None
-                };
+                let reason = rules
+                    .broken(&tag.tag, &tag.interest, vocabulary)
+                    .or_else(|| seen.contains(&stems(&tag.tag)).then_some("duplicate"));
                 if let Some(r) = reason {
                     reject(counts, r);
                     return Ok(());
@@ -279,17 +379,32 @@ impl TagPredictor<'_> {
                 Ok(())
             };
 
+        let mut parsed: Vec<std::vec::IntoIter<RawTag>> = Vec::new();
         for generation in answers {
             let answer: Option<Answer> = match generation.finish {
                 Finish::Stop => serde_json::from_str(&generation.text).ok(),
-                Finish::Length => None,
+                Finish::Length => {
+                    counts.cut_off += 1;
+                    None
+                }
             };
-            let Some(answer) = answer else {
-                counts.unparsable += 1;
-                continue;
-            };
-            for raw in answer.tags {
-                counts.proposed += 1;
+            match answer {
+                Some(answer) => {
+                    counts.proposed += answer.tags.len();
+                    parsed.push(answer.tags.into_iter());
+                }
+                None => counts.unparsable += 1,
+            }
+        }
+        // the answers' tags in turn (first of each, then second …), so that each sampled
+        // answer is represented, until `target` are kept (RecGPT samples more than it keeps)
+        'rounds: loop {
+            let mut any = false;
+            for raw in parsed.iter_mut().filter_map(Iterator::next) {
+                any = true;
+                if kept.len() >= self.config.target {
+                    break 'rounds;
+                }
                 let tag = Tag {
                     tag: raw.tag.trim().to_string(),
                     interest: raw.interest,
@@ -298,6 +413,9 @@ impl TagPredictor<'_> {
                     category: None,
                 };
                 consider(tag, &mut counts, &mut kept)?;
+            }
+            if !any {
+                break;
             }
         }
         counts.from_model = kept.len();

@@ -1,0 +1,232 @@
+//! `recgpt eval llm`: the LLM quality loop.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use chrono::NaiveDate;
+use indicatif::{ProgressBar, ProgressStyle};
+use recgpt_data::Store;
+use recgpt_pipeline::compress::Compressor;
+use recgpt_pipeline::config::Config;
+use recgpt_pipeline::embed::Embedder;
+use recgpt_pipeline::interests::ThemeIndex;
+use recgpt_pipeline::llm::{check_gguf, GgufTokenizer, TokenCounter};
+use recgpt_pipeline::model::default_embedder_dir;
+use recgpt_pipeline::prompts::Prompts;
+use recgpt_pipeline::quality::{LlmEval, LlmEvalReport, LlmFloors, SplitUsers, TagScorer};
+use recgpt_pipeline::reason::Reasoner;
+use recgpt_pipeline::retrieval::{self, Prepared};
+use recgpt_retrieval::tower::TowerModel;
+
+use super::print_json;
+use crate::EmbedderArgs;
+
+/// Which users: `users` of those who bought on both sides of `split`, by `seed`.
+#[derive(Debug, Clone, Copy)]
+pub struct Sample {
+    pub split: NaiveDate,
+    pub users: usize,
+    pub seed: u64,
+}
+
+pub fn eval_llm(
+    home: &Path,
+    config: &Config,
+    sample: &Sample,
+    floors: Option<&Path>,
+    embedder: &EmbedderArgs,
+    json: bool,
+) -> Result<()> {
+    // bad input fails before anything is loaded, trained or written
+    let floors: Option<LlmFloors> = match floors {
+        Some(path) => {
+            let context = || format!("floors file {}", path.display());
+            let bytes = std::fs::read(path).with_context(context)?;
+            Some(serde_json::from_slice(&bytes).with_context(context)?)
+        }
+        None => None,
+    };
+    check_gguf(&config.llm.model)?;
+    let store = Store::open(home)?;
+    let split = SplitUsers::read(&store, sample.split, config.eval.horizon_days)?;
+    let users = split.sample(sample.users, sample.seed)?;
+
+    let embedder = Embedder::load(
+        &embedder
+            .embedder
+            .clone()
+            .unwrap_or_else(default_embedder_dir),
+    )?;
+    let prepared = Prepared::load(home, &store, config, &embedder)?;
+    let model = split_tower(home, &store, &prepared, config, sample.split)?;
+
+    let counter = TokenCounter::new(GgufTokenizer::load(&config.llm.model)?);
+    let compressor = Compressor::new(store.catalog(), config.compress.clone(), &counter);
+    let prompts = Prompts::new();
+    let themes = ThemeIndex::of(compressor.texts());
+    let reasoner = Reasoner::new(
+        &prompts,
+        store.catalog(),
+        compressor.texts(),
+        &themes,
+        config,
+    )
+    .with_categories(&embedder, &prepared.categories);
+    let llm = config.llm.load()?;
+    let rounds = config.interests.rounds.max(1);
+    let eval = LlmEval {
+        store: &store,
+        split: &split,
+        compressor: &compressor,
+        reasoner: &reasoner,
+        scorer: TagScorer {
+            model: &model,
+            embedder: &embedder,
+            prepared: &prepared,
+            k: config.eval.tag_k,
+            n: config.eval.tag_hr_n,
+        },
+        tags: config.tags.target,
+        chunk: (config.llm.backend.batch() / rounds).max(1),
+    };
+    let bar = ProgressBar::new(users.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template("eval llm [{bar:30}] {pos}/{len} users {elapsed} eta {eta}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    let report = eval.run(llm.as_ref(), &users, sample.seed, &mut |done| {
+        bar.set_position(done as u64)
+    })?;
+    bar.finish_and_clear();
+
+    let dir = home.join("eval");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(format!(
+        "llm-{}-h{}-n{}-seed{}.json",
+        sample.split, report.horizon_days, sample.users, sample.seed
+    ));
+    std::fs::write(&path, serde_json::to_vec_pretty(&report)?)?;
+    if json {
+        print_json(&report)?;
+    } else {
+        print!("{}", table(&report));
+        println!("written: {}", path.display());
+    }
+    let broken = floors.map(|f| f.broken(&report)).unwrap_or_default();
+    for b in &broken {
+        eprintln!("FLOOR {b}");
+    }
+    anyhow::ensure!(
+        broken.is_empty(),
+        "eval llm: {} floor(s) broken",
+        broken.len()
+    );
+    Ok(())
+}
+
+/// The three-tower model trained on purchases before `split`: kept in `eval/tower-SPLIT/` and
+/// reused while the store, the settings and the split are the same.
+fn split_tower(
+    home: &Path,
+    store: &Store,
+    prepared: &Prepared,
+    config: &Config,
+    split: NaiveDate,
+) -> Result<TowerModel> {
+    let dir = home.join("eval").join(format!("tower-{split}"));
+    if let Ok(model) = TowerModel::load(&dir, &prepared.features) {
+        let m = &model.meta;
+        if m.until.as_deref() == Some(split.to_string().as_str())
+            && m.store_fingerprint == store.manifest().fingerprint
+            && m.config == config.tower
+        {
+            return Ok(model);
+        }
+    }
+    eprintln!("eval llm: training the three-tower model on purchases before {split}");
+    let (model, _, _) = retrieval::train(store, prepared, config, Some(split), &mut |_| {})?;
+    model
+        .save(&dir)
+        .with_context(|| format!("saving the model to {}", dir.display()))?;
+    Ok(model)
+}
+
+/// The report as text tables.
+pub fn table(r: &LlmEvalReport) -> String {
+    let mut out = String::new();
+    let s = &r.stages;
+    let _ = writeln!(
+        out,
+        "split {} (truth: purchases in the {} days after), {} of {} users (sample seed {}), {}",
+        r.split, r.horizon_days, r.users, r.eligible_users, r.sample_seed, r.model_id
+    );
+    let _ = writeln!(out, "prompts: {}", r.prompt_versions.join(", "));
+    let _ = writeln!(
+        out,
+        "{:<22} {:>6} {:>9} {:>7} {:>7} {:>7} {:>8} {:>9} {:>7}",
+        "method",
+        "tags",
+        format!("hit@{}", r.k),
+        "min",
+        "p10",
+        "median",
+        "users@0",
+        format!("new@{}", r.k),
+        format!("HR@{}", r.n),
+    );
+    for m in &r.methods {
+        let _ = writeln!(
+            out,
+            "{:<22} {:>6.1} {:>9.3} {:>7.3} {:>7.3} {:>7.3} {:>8} {:>9.3} {:>7.3}",
+            m.method,
+            m.tags_per_user,
+            m.hit_rate.mean,
+            m.hit_rate.min,
+            m.hit_rate.p10,
+            m.hit_rate.median,
+            m.users_without_hit,
+            m.hit_rate_new,
+            m.hr_at_n,
+        );
+    }
+    let _ = writeln!(
+        out,
+        "{:<22} {:>6} {:>9} {:>7} {:>7} {:>7} {:>8} {:>9} {:>7.3}",
+        "popular categories", r.n, "", "", "", "", "", "", r.popular_categories_hr_at_n
+    );
+    let _ = writeln!(
+        out,
+        "model share of tags: min {:.2} p10 {:.2} median {:.2} mean {:.2} ({} users below 0.6) | tags with catalog words only {:.1}%",
+        s.model_share.min, s.model_share.p10, s.model_share.median, s.model_share.mean,
+        s.users_below_60_percent, 100.0 * s.tags_with_catalog_words
+    );
+    let _ = writeln!(
+        out,
+        "interests per user: min {} median {} | model descriptions: min {} median {} | answers {} ({} unparsable, {} cut off)",
+        s.interests.min, s.interests.median, s.model_descriptions.min, s.model_descriptions.median,
+        s.answers, s.unparsable, s.cut_off
+    );
+    let rejected: Vec<String> = s.rejected.iter().map(|(k, v)| format!("{v} {k}")).collect();
+    let _ = writeln!(out, "tags rejected: {}", rejected.join(", "));
+    let _ = writeln!(
+        out,
+        "{:.2} users/min ({:.0} s); per user {:.0} prompt tokens ({:.0} evaluated), {:.0} generated",
+        s.users_per_minute,
+        s.seconds,
+        s.prompt_tokens_per_user,
+        s.evaluated_prompt_tokens_per_user,
+        s.generated_tokens_per_user
+    );
+    for u in &r.per_user {
+        let llm = u.scores.get("llm").map_or(0.0, |s| s.hit_rate);
+        let _ = writeln!(
+            out,
+            "  user {:<6} {:>4} items before, {:>3} after | {:>2} interests ({} model descriptions) | {:>2} model tags of {} | hit@{} {:.3}",
+            u.user, u.items_before, u.items_after, u.interests.len(), u.model_descriptions,
+            u.model_tags, u.tags.len(), r.k, llm
+        );
+    }
+    out
+}

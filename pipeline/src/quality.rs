@@ -1,0 +1,720 @@
+//! The LLM quality loop (`recgpt eval llm`): interests and tags for a seeded sample of users,
+//! mined from their history before a split, scored against what they bought after it.
+//!
+//! The truth of a user is the distinct items they bought in the `horizon_days` after the split
+//! (a horizon keeps a dev split's truth apart from a later test split's). A list of tags is
+//! scored two ways, the same for the LLM's tags and for the baselines:
+//! - **tag hit rate@k**: the share of the user's next items that some tag retrieves among its
+//!   `k` nearest items through the tag tower alone (the trained three-tower model's tag vector
+//!   against every item vector), mean over users; the same on items new to the user;
+//! - **tag HR@N** (RecGPT report §3.3): whether the category of the user's first next item is
+//!   among the categories of their first N tags (each tag's category: the centroid nearest its
+//!   text embedding).
+//!
+//! Baselines: the title tags of the user's own purchases, most recent first (what the fallback
+//! pool and the evaluation's ThreeTower use), and the most popular title tags before the split
+//! (the same list for everyone); for HR@N also the N most popular categories.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Instant;
+
+use chrono::NaiveDate;
+use recgpt_data::{DataError, ItemIx, Store, Timestamp};
+use recgpt_retrieval::embed::{EmbedError, Embedder, DIM};
+use recgpt_retrieval::interactions::{Interactions, UserItems};
+use recgpt_retrieval::metrics::top_k;
+use recgpt_retrieval::tower::{TowerError, TowerModel};
+use serde::{Deserialize, Serialize};
+
+use crate::compress::Compressor;
+use crate::llm::{LlmBackend, TokenCount};
+use crate::reason::{Reasoner, StageError, TokenUse, UserReasoning};
+use crate::retrieval::Prepared;
+
+/// Errors of the quality loop.
+#[derive(Debug, thiserror::Error)]
+pub enum QualityError {
+    /// The split leaves no purchases on one side. The caller's fault.
+    #[error("split {split} is outside the data (events from {first} to {last}): no user bought on both sides")]
+    SplitOutside {
+        split: NaiveDate,
+        first: NaiveDate,
+        last: NaiveDate,
+    },
+    /// More users asked for than bought on both sides. The caller's fault.
+    #[error("--users {asked}: only {eligible} users bought both before {split} and in the {horizon} days after it")]
+    SampleTooLarge {
+        asked: usize,
+        eligible: usize,
+        split: NaiveDate,
+        horizon: u32,
+    },
+    #[error(transparent)]
+    Stage(#[from] StageError),
+    #[error(transparent)]
+    Data(#[from] DataError),
+    #[error(transparent)]
+    Embed(#[from] EmbedError),
+    #[error(transparent)]
+    Tower(#[from] TowerError),
+}
+
+/// The users of a split: purchases before it, and in the horizon after it.
+#[derive(Debug)]
+pub struct SplitUsers {
+    pub split: NaiveDate,
+    pub horizon_days: u32,
+    pub before: Interactions,
+    pub after: Interactions,
+}
+
+impl SplitUsers {
+    pub fn read(store: &Store, split: NaiveDate, horizon_days: u32) -> Result<Self, QualityError> {
+        let end = split + chrono::Days::new(horizon_days.into());
+        let (before, after) = Interactions::split_until(
+            store,
+            Some(Timestamp::from_date(split)),
+            Some(Timestamp::from_date(end)),
+        )?;
+        let users = Self {
+            split,
+            horizon_days,
+            before,
+            after,
+        };
+        if users.eligible().is_empty() {
+            let m = store.manifest();
+            return Err(QualityError::SplitOutside {
+                split,
+                first: m.first_event.date(),
+                last: m.last_event.date(),
+            });
+        }
+        Ok(users)
+    }
+
+    /// Users who bought on both sides, in user-id order.
+    pub fn eligible(&self) -> Vec<&str> {
+        self.after
+            .users
+            .iter()
+            .filter(|u| self.before.position(&u.user).is_some())
+            .map(|u| u.user.as_str())
+            .collect()
+    }
+
+    /// `n` eligible users, chosen by a seeded hash of their ids (a larger `n` with the same
+    /// seed keeps the smaller sample's users), in sample order.
+    pub fn sample(&self, n: usize, seed: u64) -> Result<Vec<String>, QualityError> {
+        let mut users = self.eligible();
+        if n > users.len() {
+            return Err(QualityError::SampleTooLarge {
+                asked: n,
+                eligible: users.len(),
+                split: self.split,
+                horizon: self.horizon_days,
+            });
+        }
+        let key =
+            |u: &str| crate::hash::mix(crate::hash::fnv1a([&seed.to_le_bytes()[..], u.as_bytes()]));
+        users.sort_by_key(|u| (key(u), *u));
+        Ok(users.into_iter().take(n).map(str::to_string).collect())
+    }
+
+    pub fn sides(&self, user: &str) -> Option<(&UserItems, &UserItems)> {
+        let b = self.before.position(user)?;
+        let a = self.after.position(user)?;
+        Some((&self.before.users[b], &self.after.users[a]))
+    }
+}
+
+/// One user's score for one list of tags.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct TagScore {
+    pub tags: usize,
+    /// Share of the next items some tag retrieves in its top k.
+    pub hit_rate: f64,
+    /// The same over items new to the user (`None` without any).
+    pub hit_rate_new: Option<f64>,
+    /// Whether the first next item's category is among the first N tags' categories.
+    pub hr_at_n: bool,
+}
+
+/// Scores lists of tags through a trained three-tower model.
+pub struct TagScorer<'a> {
+    pub model: &'a TowerModel,
+    pub embedder: &'a Embedder,
+    pub prepared: &'a Prepared,
+    /// Items per tag.
+    pub k: usize,
+    /// Tags whose categories count in HR@N.
+    pub n: usize,
+}
+
+impl std::fmt::Debug for TagScorer<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TagScorer")
+            .field("k", &self.k)
+            .field("n", &self.n)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Tags as text embeddings (or already embedded).
+#[derive(Debug)]
+pub enum TagTexts<'t> {
+    Texts(&'t [String]),
+    Embedded(Vec<[f32; DIM]>),
+}
+
+impl TagScorer<'_> {
+    /// The score of `tags` for a user who bought `before` and then `after`.
+    pub fn score(
+        &self,
+        tags: TagTexts<'_>,
+        before: &UserItems,
+        after: &UserItems,
+    ) -> Result<TagScore, QualityError> {
+        let embedded = match tags {
+            TagTexts::Texts(texts) => {
+                let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+                self.embedder.embed(&refs)?
+            }
+            TagTexts::Embedded(v) => v,
+        };
+        let vectors = self.model.tag_vectors(&embedded)?;
+        let none = HashSet::new();
+        let mut scores = vec![0f32; self.model.item_vectors.len()];
+        let mut found: HashSet<ItemIx> = HashSet::new();
+        for v in &vectors {
+            for (s, item) in scores.iter_mut().zip(&self.model.item_vectors) {
+                *s = item.iter().zip(v).map(|(a, b)| a * b).sum();
+            }
+            found.extend(top_k(&scores, self.k, &none));
+        }
+        let share = |items: &[ItemIx]| -> f64 {
+            items.iter().filter(|i| found.contains(i)).count() as f64 / items.len().max(1) as f64
+        };
+        let history: HashSet<ItemIx> = before.bought.iter().copied().collect();
+        let new: Vec<ItemIx> = after
+            .bought
+            .iter()
+            .copied()
+            .filter(|i| !history.contains(i))
+            .collect();
+        // `bought` is most recent first: the first item after the split is the last one
+        let next_category = after
+            .bought
+            .last()
+            .map(|&i| self.prepared.features.category[i as usize]);
+        let categories: HashSet<u32> = embedded
+            .iter()
+            .take(self.n)
+            .map(|e| self.prepared.categories.nearest(e) as u32)
+            .collect();
+        Ok(TagScore {
+            tags: embedded.len(),
+            hit_rate: share(&after.bought),
+            hit_rate_new: (!new.is_empty()).then(|| share(&new)),
+            hr_at_n: next_category.is_some_and(|c| categories.contains(&c)),
+        })
+    }
+}
+
+/// The `n` title tags bought most before the split (each purchase of an item counts its core
+/// title tag once), as tag ids of `prepared.item_tags`.
+pub fn popular_tags(prepared: &Prepared, before: &Interactions, n: usize) -> Vec<u32> {
+    let mut count: BTreeMap<u32, u32> = BTreeMap::new();
+    for u in &before.users {
+        for &i in &u.bought {
+            if let Some(&t) = prepared.item_tags.of_item[i as usize].last() {
+                *count.entry(t).or_default() += 1;
+            }
+        }
+    }
+    let mut ranked: Vec<(u32, u32)> = count.into_iter().collect();
+    ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    ranked.into_iter().take(n).map(|(t, _)| t).collect()
+}
+
+/// The `n` categories bought most before the split.
+pub fn popular_categories(prepared: &Prepared, before: &Interactions, n: usize) -> HashSet<u32> {
+    let mut count: BTreeMap<u32, u32> = BTreeMap::new();
+    for u in &before.users {
+        for &i in &u.bought {
+            *count
+                .entry(prepared.features.category[i as usize])
+                .or_default() += 1;
+        }
+    }
+    let mut ranked: Vec<(u32, u32)> = count.into_iter().collect();
+    ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    ranked.into_iter().take(n).map(|(c, _)| c).collect()
+}
+
+/// Summary of a per-user figure: the low end matters as much as the mean.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Spread {
+    pub min: f64,
+    pub p10: f64,
+    pub median: f64,
+    pub mean: f64,
+}
+
+impl Spread {
+    pub fn of(values: &[f64]) -> Self {
+        if values.is_empty() {
+            return Self::default();
+        }
+        let mut v = values.to_vec();
+        v.sort_by(f64::total_cmp);
+        // nearest rank: the smallest value with at least q of the users at or below it
+        let at = |q: f64| v[((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1];
+        Self {
+            min: v[0],
+            p10: at(0.1),
+            median: at(0.5),
+            mean: v.iter().sum::<f64>() / v.len() as f64,
+        }
+    }
+}
+
+/// One method's row: per-user scores summarised.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MethodRow {
+    pub method: String,
+    pub users: usize,
+    pub tags_per_user: f64,
+    /// Mean over users of [`TagScore::hit_rate`], and its spread.
+    pub hit_rate: Spread,
+    /// Users none of whose next items a tag retrieves.
+    pub users_without_hit: usize,
+    /// Mean over users with new items.
+    pub hit_rate_new: f64,
+    pub users_with_new: usize,
+    /// Share of users with a tag HR@N hit.
+    pub hr_at_n: f64,
+}
+
+impl MethodRow {
+    pub fn of(method: &str, scores: &[TagScore]) -> Self {
+        let hits: Vec<f64> = scores.iter().map(|s| s.hit_rate).collect();
+        let new: Vec<f64> = scores.iter().filter_map(|s| s.hit_rate_new).collect();
+        let n = scores.len().max(1) as f64;
+        Self {
+            method: method.to_string(),
+            users: scores.len(),
+            tags_per_user: scores.iter().map(|s| s.tags as f64).sum::<f64>() / n,
+            hit_rate: Spread::of(&hits),
+            users_without_hit: hits.iter().filter(|&&h| h == 0.0).count(),
+            hit_rate_new: new.iter().sum::<f64>() / new.len().max(1) as f64,
+            users_with_new: new.len(),
+            hr_at_n: scores.iter().filter(|s| s.hr_at_n).count() as f64 / n,
+        }
+    }
+}
+
+/// A clock for users/min.
+#[derive(Debug)]
+pub struct Clock(Instant);
+
+impl Clock {
+    pub fn start() -> Self {
+        Self(Instant::now())
+    }
+
+    pub fn seconds(&self) -> f64 {
+        self.0.elapsed().as_secs_f64()
+    }
+}
+
+/// The methods of the report, in table order.
+pub const METHODS: [&str; 4] = ["llm", "llm (model tags only)", "title tags", "popular tags"];
+
+/// One user's LLM output and scores.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserRow {
+    pub user: String,
+    /// Distinct items bought before the split, and in the horizon after it.
+    pub items_before: usize,
+    pub items_after: usize,
+    pub interests: Vec<String>,
+    pub model_descriptions: usize,
+    /// `tag [source]`, in the user's tag order.
+    pub tags: Vec<String>,
+    pub model_tags: usize,
+    pub model_share: f64,
+    /// Interest and tag answers, those not parsed, and those cut off at their token limit.
+    pub answers: usize,
+    pub unparsable: usize,
+    pub cut_off: usize,
+    pub rejected: BTreeMap<String, usize>,
+    /// Per method of [`METHODS`].
+    pub scores: BTreeMap<String, TagScore>,
+}
+
+/// Per-user figures of the LLM stages, summarised.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageFigures {
+    pub model_share: Spread,
+    /// Users whose model share is below 0.6 (the target's per-user level).
+    pub users_below_60_percent: usize,
+    pub interests: Spread,
+    pub model_descriptions: Spread,
+    pub answers: usize,
+    pub unparsable: usize,
+    pub cut_off: usize,
+    /// Tag rejections by rule, over all users.
+    pub rejected: BTreeMap<String, usize>,
+    /// Tags (model and fallback) whose every word is a word of the catalog's titles.
+    pub tags_with_catalog_words: f64,
+    pub seconds: f64,
+    pub users_per_minute: f64,
+    pub prompt_tokens_per_user: f64,
+    pub evaluated_prompt_tokens_per_user: f64,
+    pub generated_tokens_per_user: f64,
+}
+
+/// A `recgpt eval llm` run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LlmEvalReport {
+    pub split: String,
+    pub horizon_days: u32,
+    pub sample_seed: u64,
+    pub users: usize,
+    /// Users who bought on both sides (the population sampled from).
+    pub eligible_users: usize,
+    pub model_id: String,
+    pub prompt_versions: Vec<String>,
+    /// Items per tag in the tag hit rate, and tags in HR@N.
+    pub k: usize,
+    pub n: usize,
+    pub methods: Vec<MethodRow>,
+    /// HR@N of the N most popular categories before the split.
+    pub popular_categories_hr_at_n: f64,
+    pub stages: StageFigures,
+    pub per_user: Vec<UserRow>,
+}
+
+/// The loop's inputs besides the LLM.
+pub struct LlmEval<'a, T: TokenCount> {
+    pub store: &'a Store,
+    pub split: &'a SplitUsers,
+    pub compressor: &'a Compressor<'a, T>,
+    pub reasoner: &'a Reasoner<'a>,
+    pub scorer: TagScorer<'a>,
+    /// Title tags per user in the baselines (the LLM's tag target).
+    pub tags: usize,
+    /// Users sent to the backend together.
+    pub chunk: usize,
+}
+
+impl<T: TokenCount> std::fmt::Debug for LlmEval<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LlmEval")
+            .field("tags", &self.tags)
+            .field("chunk", &self.chunk)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: TokenCount> LlmEval<'_, T> {
+    /// Interests and tags of `sample` from their histories before the split, scored.
+    /// `progress(done)` after each chunk of users.
+    pub fn run(
+        &self,
+        llm: &dyn LlmBackend,
+        sample: &[String],
+        seed: u64,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<LlmEvalReport, QualityError> {
+        let window = self
+            .store
+            .window(Some(self.split.split), Some(self.split.split));
+        let clock = Clock::start();
+        let mut tokens = TokenUse::default();
+        let mut reasoned: Vec<UserReasoning> = Vec::new();
+        for chunk in sample.chunks(self.chunk.max(1)) {
+            let histories = chunk
+                .iter()
+                .map(|u| self.store.history(u, &window))
+                .collect::<Result<Vec<_>, _>>()?;
+            let narratives: Vec<_> = histories
+                .iter()
+                .map(|h| self.compressor.compress(h, &window))
+                .collect();
+            let pairs: Vec<_> = histories.iter().zip(&narratives).collect();
+            let (out, used) = self.reasoner.run(llm, &pairs)?;
+            tokens.merge(&used);
+            reasoned.extend(out);
+            progress(reasoned.len());
+        }
+        let seconds = clock.seconds();
+
+        let prepared = self.scorer.prepared;
+        let popular: Vec<[f32; DIM]> = popular_tags(prepared, &self.split.before, self.tags)
+            .into_iter()
+            .map(|t| prepared.tag_vectors[t as usize])
+            .collect();
+        let top_categories = popular_categories(prepared, &self.split.before, self.scorer.n);
+        let mut popular_category_hits = 0usize;
+        let mut rows = Vec::new();
+        for r in &reasoned {
+            let (before, after) = self
+                .split
+                .sides(&r.interests.user)
+                .expect("sampled users bought on both sides");
+            let all: Vec<String> = r.tags.tags.iter().map(|t| t.tag.clone()).collect();
+            let model: Vec<String> = r
+                .tags
+                .tags
+                .iter()
+                .filter(|t| t.source == "model")
+                .map(|t| t.tag.clone())
+                .collect();
+            let title: Vec<[f32; DIM]> = prepared
+                .user_title_tags(before, self.tags)
+                .into_iter()
+                .map(|t| prepared.tag_vectors[t as usize])
+                .collect();
+            let lists = [
+                TagTexts::Texts(&all),
+                TagTexts::Texts(&model),
+                TagTexts::Embedded(title),
+                TagTexts::Embedded(popular.clone()),
+            ];
+            let mut scores = BTreeMap::new();
+            for (method, tags) in METHODS.iter().zip(lists) {
+                scores.insert(method.to_string(), self.scorer.score(tags, before, after)?);
+            }
+            popular_category_hits += usize::from(after.bought.last().is_some_and(|&i| {
+                top_categories.contains(&prepared.features.category[i as usize])
+            }));
+            rows.push(user_row(r, before, after, scores));
+        }
+        let methods = METHODS
+            .iter()
+            .map(|m| {
+                let scores: Vec<TagScore> = rows.iter().map(|r| r.scores[*m]).collect();
+                MethodRow::of(m, &scores)
+            })
+            .collect();
+        let words = catalog_words(self.compressor);
+        let users = rows.len().max(1) as f64;
+        let stages = StageFigures {
+            model_share: Spread::of(&rows.iter().map(|r| r.model_share).collect::<Vec<_>>()),
+            users_below_60_percent: rows.iter().filter(|r| r.model_share < 0.6).count(),
+            interests: Spread::of(
+                &rows
+                    .iter()
+                    .map(|r| r.interests.len() as f64)
+                    .collect::<Vec<_>>(),
+            ),
+            model_descriptions: Spread::of(
+                &rows
+                    .iter()
+                    .map(|r| r.model_descriptions as f64)
+                    .collect::<Vec<_>>(),
+            ),
+            answers: rows.iter().map(|r| r.answers).sum(),
+            unparsable: rows.iter().map(|r| r.unparsable).sum(),
+            cut_off: rows.iter().map(|r| r.cut_off).sum(),
+            rejected: rows.iter().fold(BTreeMap::new(), |mut all, r| {
+                for (k, v) in &r.rejected {
+                    *all.entry(k.clone()).or_default() += v;
+                }
+                all
+            }),
+            tags_with_catalog_words: {
+                let tags: Vec<&str> = reasoned
+                    .iter()
+                    .flat_map(|r| r.tags.tags.iter().map(|t| t.tag.as_str()))
+                    .collect();
+                let known = tags
+                    .iter()
+                    .filter(|t| t.split(' ').all(|w| words.contains(w)))
+                    .count();
+                known as f64 / tags.len().max(1) as f64
+            },
+            seconds,
+            users_per_minute: rows.len() as f64 / (seconds / 60.0).max(1e-9),
+            prompt_tokens_per_user: tokens.prompt as f64 / users,
+            evaluated_prompt_tokens_per_user: tokens.evaluated() as f64 / users,
+            generated_tokens_per_user: tokens.generated as f64 / users,
+        };
+        let mut prompt_versions: Vec<String> = reasoned
+            .iter()
+            .flat_map(|r| {
+                [
+                    r.interests.prompt_version.clone(),
+                    r.tags.prompt_version.clone(),
+                ]
+            })
+            .collect();
+        prompt_versions.sort();
+        prompt_versions.dedup();
+        Ok(LlmEvalReport {
+            split: self.split.split.to_string(),
+            horizon_days: self.split.horizon_days,
+            sample_seed: seed,
+            users: rows.len(),
+            eligible_users: self.split.eligible().len(),
+            model_id: llm.model_id().to_string(),
+            prompt_versions,
+            k: self.scorer.k,
+            n: self.scorer.n,
+            methods,
+            popular_categories_hr_at_n: popular_category_hits as f64 / users,
+            stages,
+            per_user: rows,
+        })
+    }
+}
+
+/// Floors of a quality-loop run (`recgpt eval llm --floors FILE`): each states the quality
+/// wanted, per user where users differ; a run below one fails.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LlmFloors {
+    /// Each user's share of tags written by the model (not the fallback pool).
+    pub model_share_min: Option<f64>,
+    /// Each user's interests.
+    pub interests_min: Option<usize>,
+    /// Each user's interests with a model-written description.
+    pub model_descriptions_min: Option<usize>,
+    /// Share of answers (interests and tags) that parse.
+    pub parse_rate_min: Option<f64>,
+    /// Share of tags whose every word is a catalog word.
+    pub catalog_words_min: Option<f64>,
+}
+
+impl LlmFloors {
+    /// The floors `report` breaks, each with the users below it.
+    pub fn broken(&self, report: &LlmEvalReport) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut per_user = |name: &str, floor: f64, value: &dyn Fn(&UserRow) -> f64| {
+            let below: Vec<String> = report
+                .per_user
+                .iter()
+                .filter(|u| value(u) < floor)
+                .map(|u| format!("{} ({:.2})", u.user, value(u)))
+                .collect();
+            if !below.is_empty() {
+                out.push(format!("{name} {floor}: users {}", below.join(", ")));
+            }
+        };
+        if let Some(f) = self.model_share_min {
+            per_user("model_share_min", f, &|u| u.model_share);
+        }
+        if let Some(f) = self.interests_min {
+            per_user("interests_min", f as f64, &|u| u.interests.len() as f64);
+        }
+        if let Some(f) = self.model_descriptions_min {
+            per_user("model_descriptions_min", f as f64, &|u| {
+                u.model_descriptions as f64
+            });
+        }
+        let s = &report.stages;
+        let parse_rate = 1.0 - s.unparsable as f64 / s.answers.max(1) as f64;
+        if let Some(f) = self.parse_rate_min.filter(|&f| parse_rate < f) {
+            out.push(format!("parse_rate_min {f}: {parse_rate:.3}"));
+        }
+        if let Some(f) = self
+            .catalog_words_min
+            .filter(|&f| s.tags_with_catalog_words < f)
+        {
+            out.push(format!(
+                "catalog_words_min {f}: {:.3}",
+                s.tags_with_catalog_words
+            ));
+        }
+        out
+    }
+}
+
+/// Every word of the catalog's item texts (lower case, split on white space and the
+/// punctuation that separates words in titles).
+fn catalog_words<T: TokenCount>(compressor: &Compressor<'_, T>) -> HashSet<String> {
+    compressor
+        .texts()
+        .compacts()
+        .flat_map(|t| {
+            t.split(|c: char| c.is_whitespace() || "(),;/&+:.!?'\"".contains(c))
+                .filter(|w| !w.is_empty())
+                .map(str::to_lowercase)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn user_row(
+    r: &UserReasoning,
+    before: &UserItems,
+    after: &UserItems,
+    scores: BTreeMap<String, TagScore>,
+) -> UserRow {
+    let (i, t) = (&r.interests, &r.tags);
+    UserRow {
+        user: i.user.clone(),
+        items_before: before.bought.len(),
+        items_after: after.bought.len(),
+        interests: i.interests.iter().map(|x| x.name.clone()).collect(),
+        model_descriptions: i
+            .interests
+            .iter()
+            .filter(|x| x.description_source == "model")
+            .count(),
+        tags: t
+            .tags
+            .iter()
+            .map(|x| format!("{} [{}]", x.tag, x.source))
+            .collect(),
+        model_tags: t.counts.from_model,
+        model_share: t.counts.from_model as f64 / t.tags.len().max(1) as f64,
+        answers: i.counts.answers + t.counts.answers,
+        unparsable: i.counts.unparsable + t.counts.unparsable,
+        cut_off: i.counts.cut_off + t.counts.cut_off,
+        rejected: t.counts.rejected.clone(),
+        scores,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spread_shows_the_low_end() {
+        let s = Spread::of(&[0.0, 0.5, 0.5, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]);
+        assert_eq!(s.min, 0.0);
+        assert_eq!(s.p10, 0.0);
+        assert_eq!(s.median, 1.0);
+        assert!((s.mean - 0.8).abs() < 1e-12);
+        assert_eq!(Spread::of(&[]), Spread::default());
+        assert_eq!(Spread::of(&[0.3]).p10, 0.3);
+    }
+
+    #[test]
+    fn a_method_row_counts_users_at_zero() {
+        let score = |hit_rate, new: Option<f64>, hr_at_n| TagScore {
+            tags: 50,
+            hit_rate,
+            hit_rate_new: new,
+            hr_at_n,
+        };
+        let row = MethodRow::of(
+            "m",
+            &[
+                score(0.0, Some(0.0), false),
+                score(0.5, None, true),
+                score(1.0, Some(0.5), true),
+            ],
+        );
+        assert_eq!(row.users, 3);
+        assert_eq!(row.users_without_hit, 1);
+        assert_eq!(row.users_with_new, 2);
+        assert!((row.hit_rate_new - 0.25).abs() < 1e-12);
+        assert!((row.hr_at_n - 2.0 / 3.0).abs() < 1e-12);
+        assert!((row.hit_rate.mean - 0.5).abs() < 1e-12);
+    }
+}

@@ -1,0 +1,159 @@
+//! The LLM quality loop (`recgpt eval llm`) on the real data: the sample, the tag scorer and
+//! bad input. The loop itself runs with the real model in `make test` (`recgpt eval llm
+//! --floors prompts/cases/llm_floors.json`) and in the tags tests below.
+
+use std::process::Command;
+
+use recgpt_data::import::{import_online_retail, ImportTarget};
+use recgpt_data::parse_date;
+use recgpt_pipeline::quality::{popular_tags, QualityError, SplitUsers, TagScorer, TagTexts};
+use recgpt_pipeline::tags::TagVocabulary;
+
+use crate::common::{data_file, model_file, real_store, temp_home};
+use crate::embed::embedder;
+use crate::retrieval::{model, prepared, SPLIT};
+
+#[test]
+fn the_sample_is_seeded_nested_and_bounded() {
+    let store = real_store();
+    let split = SplitUsers::read(&store, parse_date(SPLIT).unwrap(), 30).unwrap();
+    let eligible = split.eligible();
+    assert!(eligible.len() > 500, "{}", eligible.len());
+    let small = split.sample(5, 7).unwrap();
+    let large = split.sample(50, 7).unwrap();
+    assert_eq!(small, large[..5], "a larger sample holds the smaller one");
+    assert_eq!(small, split.sample(5, 7).unwrap(), "seeded");
+    assert_ne!(
+        small,
+        split.sample(5, 8).unwrap(),
+        "another seed, other users"
+    );
+    for u in &large {
+        let (before, after) = split.sides(u).unwrap();
+        assert!(!before.bought.is_empty() && !after.bought.is_empty());
+    }
+    // the horizon bounds the truth: a shorter one never holds more users
+    let week = SplitUsers::read(&store, parse_date(SPLIT).unwrap(), 7).unwrap();
+    assert!(week.eligible().len() < eligible.len());
+
+    match split.sample(eligible.len() + 1, 7) {
+        Err(QualityError::SampleTooLarge {
+            asked, eligible: e, ..
+        }) => {
+            assert_eq!((asked, e), (eligible.len() + 1, eligible.len()))
+        }
+        other => panic!("{other:?}"),
+    }
+    let err = SplitUsers::read(&store, parse_date("2030-01-01").unwrap(), 30).unwrap_err();
+    assert!(err.to_string().contains("outside the data"), "{err}");
+}
+
+/// The scorer through the tag tower: the titles of the very items a user bought next find
+/// most of them; the most popular tags find fewer; scores are shares.
+#[test]
+fn an_oracle_list_of_tags_beats_the_popular_one() {
+    let store = real_store();
+    let split = SplitUsers::read(&store, parse_date(SPLIT).unwrap(), 30).unwrap();
+    let (model, _, _) = model();
+    let scorer = TagScorer {
+        model,
+        embedder: embedder(),
+        prepared: prepared(),
+        k: 10,
+        n: 30,
+    };
+    let popular: Vec<_> = popular_tags(prepared(), &split.before, 50)
+        .into_iter()
+        .map(|t| prepared().tag_vectors[t as usize])
+        .collect();
+    assert_eq!(popular.len(), 50);
+    let (mut oracle_sum, mut popular_sum) = (0.0, 0.0);
+    let users = split.sample(20, 7).unwrap();
+    for u in &users {
+        let (before, after) = split.sides(u).unwrap();
+        let titles: Vec<String> = after
+            .bought
+            .iter()
+            .take(50)
+            .map(|&i| store.catalog().get(i).title.to_lowercase())
+            .collect();
+        let oracle = scorer
+            .score(TagTexts::Texts(&titles), before, after)
+            .unwrap();
+        let pop = scorer
+            .score(TagTexts::Embedded(popular.clone()), before, after)
+            .unwrap();
+        for s in [&oracle, &pop] {
+            assert!((0.0..=1.0).contains(&s.hit_rate), "{s:?}");
+            assert!(s.hit_rate_new.is_none_or(|h| (0.0..=1.0).contains(&h)));
+        }
+        assert_eq!(pop.tags, 50);
+        oracle_sum += oracle.hit_rate;
+        popular_sum += pop.hit_rate;
+    }
+    let n = users.len() as f64;
+    assert!(oracle_sum / n > 0.5, "oracle {}", oracle_sum / n);
+    assert!(
+        oracle_sum > 2.0 * popular_sum,
+        "{oracle_sum} vs {popular_sum}"
+    );
+}
+
+#[test]
+fn the_catalog_vocabulary_holds_real_product_phrases() {
+    let store = real_store();
+    let compressor = crate::common::compressor(&store, 512);
+    let v = TagVocabulary::of(compressor.texts());
+    eprintln!("{} catalog phrases", v.len());
+    assert!(v.len() > 5_000, "{}", v.len());
+    for phrase in [
+        "t-light holder",
+        "cake cases",
+        "hot water bottle",
+        "jumbo bag",
+    ] {
+        assert!(v.contains(phrase), "{phrase}");
+    }
+    for phrase in [
+        "enamel coffee mugs",
+        "paper ailerad tripty",
+        "jumbo bag red",
+    ] {
+        assert!(!v.contains(phrase), "{phrase}");
+    }
+}
+
+/// Bad input to `recgpt eval llm` fails with a clear error and writes nothing.
+#[test]
+fn eval_llm_refuses_bad_input_and_writes_nothing() {
+    let home = temp_home();
+    import_online_retail(&data_file(), &ImportTarget::new(&home)).expect("import");
+    let run = |args: &[&str], model: &std::path::Path| {
+        let out = Command::new(env!("CARGO_BIN_EXE_recgpt"))
+            .args(["eval", "llm"])
+            .args(args)
+            .env("RECGPT_HOME", &home)
+            .env("RECGPT_MODEL", model)
+            .output()
+            .expect("run recgpt");
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = run(&["--split", "2030-01-01"], &model_file());
+    assert!(err.contains("outside the data"), "{err}");
+    let err = run(
+        &["--split", "2011-10-01", "--users", "100000"],
+        &model_file(),
+    );
+    assert!(err.contains("--users 100000: only"), "{err}");
+    let not_a_model = temp_home().join("model.gguf");
+    std::fs::write(&not_a_model, "not a model").unwrap();
+    let err = run(&["--split", "2011-10-01", "--users", "2"], &not_a_model);
+    assert!(err.contains("not a GGUF file"), "{err}");
+    let err = run(
+        &["--split", "2011-10-01", "--floors", "/nonexistent.json"],
+        &model_file(),
+    );
+    assert!(err.contains("nonexistent.json"), "{err}");
+    assert!(!home.join("eval").exists(), "nothing written");
+}
