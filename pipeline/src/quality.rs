@@ -224,32 +224,33 @@ impl TagScorer<'_> {
 /// The `n` title tags bought most before the split (each purchase of an item counts its core
 /// title tag once), as tag ids of `prepared.item_tags`.
 pub fn popular_tags(prepared: &Prepared, before: &Interactions, n: usize) -> Vec<u32> {
-    let mut count: BTreeMap<u32, u32> = BTreeMap::new();
-    for u in &before.users {
-        for &i in &u.bought {
-            if let Some(&t) = prepared.item_tags.of_item[i as usize].last() {
-                *count.entry(t).or_default() += 1;
-            }
-        }
-    }
-    let mut ranked: Vec<(u32, u32)> = count.into_iter().collect();
-    ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-    ranked.into_iter().take(n).map(|(t, _)| t).collect()
+    most_bought(before, n, |i| {
+        prepared.item_tags.of_item[i as usize].last().copied()
+    })
 }
 
 /// The `n` categories bought most before the split.
 pub fn popular_categories(prepared: &Prepared, before: &Interactions, n: usize) -> HashSet<u32> {
+    most_bought(before, n, |i| Some(prepared.features.category[i as usize]))
+        .into_iter()
+        .collect()
+}
+
+/// The `n` keys (`key_of` an item) bought most, most first (ties by key).
+fn most_bought(
+    before: &Interactions,
+    n: usize,
+    key_of: impl Fn(ItemIx) -> Option<u32>,
+) -> Vec<u32> {
     let mut count: BTreeMap<u32, u32> = BTreeMap::new();
-    for u in &before.users {
-        for &i in &u.bought {
-            *count
-                .entry(prepared.features.category[i as usize])
-                .or_default() += 1;
+    for &i in before.users.iter().flat_map(|u| &u.bought) {
+        if let Some(key) = key_of(i) {
+            *count.entry(key).or_default() += 1;
         }
     }
     let mut ranked: Vec<(u32, u32)> = count.into_iter().collect();
     ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-    ranked.into_iter().take(n).map(|(c, _)| c).collect()
+    ranked.into_iter().take(n).map(|(key, _)| key).collect()
 }
 
 /// Summary of a per-user figure: the low end matters as much as the mean.
@@ -311,20 +312,6 @@ impl MethodRow {
             users_with_new: new.len(),
             hr_at_n: scores.iter().filter(|s| s.hr_at_n).count() as f64 / n,
         }
-    }
-}
-
-/// A clock for users/min.
-#[derive(Debug)]
-pub struct Clock(Instant);
-
-impl Clock {
-    pub fn start() -> Self {
-        Self(Instant::now())
-    }
-
-    pub fn seconds(&self) -> f64 {
-        self.0.elapsed().as_secs_f64()
     }
 }
 
@@ -431,7 +418,7 @@ impl<T: TokenCount> LlmEval<'_, T> {
         let window = self
             .store
             .window(Some(self.split.split), Some(self.split.split));
-        let clock = Clock::start();
+        let started = Instant::now();
         let mut tokens = TokenUse::default();
         let mut reasoned: Vec<UserReasoning> = Vec::new();
         for chunk in sample.chunks(self.chunk.max(1)) {
@@ -449,7 +436,7 @@ impl<T: TokenCount> LlmEval<'_, T> {
             reasoned.extend(out);
             progress(reasoned.len());
         }
-        let seconds = clock.seconds();
+        let seconds = started.elapsed().as_secs_f64();
 
         let prepared = self.scorer.prepared;
         let popular: Vec<[f32; DIM]> = popular_tags(prepared, &self.split.before, self.tags)
