@@ -93,6 +93,7 @@ bench: model embedder build
 	$(RECGPT) bench embed
 	$(RECGPT) train --until 2011-11-01
 	$(RECGPT) bench retrieval
+	$(RECGPT) bench cf
 	$(RECGPT) train && $(RECGPT) index build
 	$(RECGPT) recommend 12347 13018 --k 20
 	$(RECGPT) bench serve

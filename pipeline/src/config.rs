@@ -16,6 +16,7 @@ pub use crate::llm::{BackendConfig, LlmConfig};
 use crate::retrieval::EvalConfig;
 use crate::serve::ServeConfig;
 use crate::tags::TagsConfig;
+use recgpt_retrieval::fusion::FusionConfig;
 use recgpt_retrieval::index::IndexConfig;
 use recgpt_retrieval::retrieve::RetrieveConfig;
 use recgpt_retrieval::tower::TowerConfig;
@@ -42,6 +43,8 @@ pub struct Config {
     pub retrieve: RetrieveConfig,
     /// `recgpt eval`.
     pub eval: EvalConfig,
+    /// How the retrieval channels (collaborative filtering, user tower, LLM tags) are fused.
+    pub fusion: FusionConfig,
     /// Stage `explain`.
     pub explain: ExplainConfig,
     /// `recgpt serve`.

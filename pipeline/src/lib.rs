@@ -16,6 +16,7 @@
 //! - [`serve`]: the HTTP endpoint.
 
 pub mod bench;
+pub mod channels;
 pub mod compress;
 pub mod config;
 pub mod explain;

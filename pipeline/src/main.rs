@@ -240,6 +240,18 @@ enum EvalCommand {
         /// run breaks one.
         #[arg(long)]
         floors: Option<PathBuf>,
+        /// Rank with the items each user bought before the split left out, and score against
+        /// the new items only (MovieLens-style data, where nothing is bought twice).
+        #[arg(long)]
+        exclude_bought: bool,
+        /// Also sweep the fusion weights (user tower × LLM tags) on the sample: for a dev
+        /// split only.
+        #[arg(long)]
+        sweep: bool,
+        /// Reason again for every user instead of reading interests and tags kept in
+        /// `eval/reasoned/` from a run with the same model, prompts, settings and narrative.
+        #[arg(long)]
+        no_cache: bool,
         #[command(flatten)]
         llm: LlmArgs,
         #[command(flatten)]
@@ -361,6 +373,19 @@ enum BenchCommand {
         /// same run, as ratios to the configured model's.
         #[arg(long)]
         compare: Option<PathBuf>,
+    },
+    /// The collaborative-filtering channel (dense EASE, sparse item-kNN) on the real purchases
+    /// and on catalogs made of disjoint copies of them: fit time, memory, users/s.
+    Cf {
+        /// Catalog sizes as multiples of the real one (30: about 114k items).
+        #[arg(long, value_delimiter = ',', default_values_t = [1, 3, 30])]
+        scale: Vec<usize>,
+        /// Users scored per row.
+        #[arg(long, default_value_t = 500)]
+        users: usize,
+        /// Dense EASE runs only where its matrices (12 bytes × items²) fit in this many MiB.
+        #[arg(long, default_value_t = 8192.0)]
+        memory_budget_mib: f64,
     },
     /// Text-embedding throughput on the catalog's titles: padded to the batch's longest
     /// input against the package tokenizer's fixed 128 tokens.

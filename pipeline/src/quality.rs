@@ -15,7 +15,8 @@
 //! pool and the evaluation's ThreeTower use), and the most popular title tags before the split
 //! (the same list for everyone); for HR@N also the N most popular categories.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use chrono::NaiveDate;
@@ -26,9 +27,14 @@ use recgpt_retrieval::metrics::top_k;
 use recgpt_retrieval::tower::{TowerError, TowerModel};
 use serde::{Deserialize, Serialize};
 
+use recgpt_retrieval::eval::{EvalSet, Protocol};
+
+use crate::channels::{self, ChannelReport, Comparison};
 use crate::compress::Compressor;
+use crate::config::Config;
 use crate::llm::{LlmBackend, TokenCount};
 use crate::reason::{Reasoner, StageError, TokenUse, UserReasoning};
+use crate::recommend::reasoning_inputs;
 use crate::retrieval::Prepared;
 
 /// Errors of the quality loop.
@@ -57,6 +63,9 @@ pub enum QualityError {
     Embed(#[from] EmbedError),
     #[error(transparent)]
     Tower(#[from] TowerError),
+    /// The reasoning cache could not be read or written.
+    #[error("eval llm cache {0}")]
+    Cache(String),
 }
 
 /// The users of a split: purchases before it, and in the horizon after it.
@@ -356,6 +365,10 @@ pub struct StageFigures {
     /// Tags (model and fallback) whose every word is a word of the catalog's titles.
     pub tags_with_catalog_words: f64,
     pub seconds: f64,
+    /// Users whose interests and tags came from the cache: the time and token figures are
+    /// those of the others.
+    #[serde(default)]
+    pub cached_users: usize,
     pub users_per_minute: f64,
     pub prompt_tokens_per_user: f64,
     pub evaluated_prompt_tokens_per_user: f64,
@@ -380,6 +393,10 @@ pub struct LlmEvalReport {
     /// HR@N of the N most popular categories before the split.
     pub popular_categories_hr_at_n: f64,
     pub stages: StageFigures,
+    /// The channels and their fusion ranked on the same users (absent in reports from before
+    /// it existed).
+    #[serde(default)]
+    pub channels: Option<ChannelReport>,
     pub per_user: Vec<UserRow>,
 }
 
@@ -394,6 +411,14 @@ pub struct LlmEval<'a, T: TokenCount> {
     pub tags: usize,
     /// Users sent to the backend together.
     pub chunk: usize,
+    pub config: &'a Config,
+    /// Where each user's interests and tags are kept, by a fingerprint of the narrative and of
+    /// everything reasoning depends on (model, prompts, settings, store), so a rerun with the
+    /// same inputs (a fusion sweep, a larger nested sample) reasons only for new users.
+    pub cache: Option<PathBuf>,
+    pub protocol: Protocol,
+    /// Also sweep the fusion weights.
+    pub sweep: bool,
 }
 
 impl<T: TokenCount> std::fmt::Debug for LlmEval<'_, T> {
@@ -420,22 +445,61 @@ impl<T: TokenCount> LlmEval<'_, T> {
             .window(Some(self.split.split), Some(self.split.split));
         let started = Instant::now();
         let mut tokens = TokenUse::default();
-        let mut reasoned: Vec<UserReasoning> = Vec::new();
-        for chunk in sample.chunks(self.chunk.max(1)) {
-            let histories = chunk
-                .iter()
-                .map(|u| self.store.history(u, &window))
-                .collect::<Result<Vec<_>, _>>()?;
-            let narratives: Vec<_> = histories
-                .iter()
-                .map(|h| self.compressor.compress(h, &window))
-                .collect();
-            let pairs: Vec<_> = histories.iter().zip(&narratives).collect();
+        let inputs = reasoning_inputs(
+            self.reasoner.miner.prompts,
+            self.config,
+            llm.model_id(),
+            &self.store.manifest().fingerprint,
+        );
+        let mut reasoned: Vec<Option<UserReasoning>> = vec![None; sample.len()];
+        let mut fresh = Vec::new();
+        for (u, user) in sample.iter().enumerate() {
+            let history = self.store.history(user, &window)?;
+            let narrative = self.compressor.compress(&history, &window);
+            let key = format!(
+                "{:016x}",
+                crate::hash::fnv1a([inputs.as_bytes(), b"\x1f", narrative.text.as_bytes()])
+            );
+            let cached = self
+                .cache
+                .as_ref()
+                .map(|dir| dir.join(format!("{user}-{key}.json")));
+            match cached.as_ref().and_then(|p| std::fs::read(p).ok()) {
+                Some(bytes) => {
+                    reasoned[u] = Some(serde_json::from_slice(&bytes).map_err(|e| {
+                        QualityError::Cache(format!(
+                            "{}: {e}",
+                            cached.as_ref().expect("read").display()
+                        ))
+                    })?)
+                }
+                None => fresh.push((u, history, narrative, cached)),
+            }
+        }
+        let cached_users = sample.len() - fresh.len();
+        progress(cached_users);
+        for chunk in fresh.chunks(self.chunk.max(1)) {
+            let pairs: Vec<_> = chunk.iter().map(|(_, h, n, _)| (h, n)).collect();
             let (out, used) = self.reasoner.run(llm, &pairs)?;
             tokens.merge(&used);
-            reasoned.extend(out);
-            progress(reasoned.len());
+            for ((u, _, _, path), r) in chunk.iter().zip(out) {
+                if let Some(path) = path {
+                    let write = || -> std::io::Result<()> {
+                        std::fs::create_dir_all(path.parent().expect("in a folder"))?;
+                        let tmp = path.with_extension("tmp");
+                        std::fs::write(&tmp, serde_json::to_vec(&r)?)?;
+                        std::fs::rename(&tmp, path)
+                    };
+                    write().map_err(|e| QualityError::Cache(format!("{}: {e}", path.display())))?;
+                }
+                reasoned[*u] = Some(r);
+            }
+            progress(reasoned.iter().filter(|r| r.is_some()).count());
         }
+        let reasoned: Vec<UserReasoning> = reasoned
+            .into_iter()
+            .map(|r| r.expect("every user reasoned"))
+            .collect();
         let seconds = started.elapsed().as_secs_f64();
 
         let prepared = self.scorer.prepared;
@@ -488,6 +552,7 @@ impl<T: TokenCount> LlmEval<'_, T> {
             .collect();
         let words = catalog_words(self.compressor);
         let users = rows.len().max(1) as f64;
+        let fresh_users = (rows.len() - cached_users).max(1) as f64;
         let stages = StageFigures {
             model_share: Spread::of(&rows.iter().map(|r| r.model_share).collect::<Vec<_>>()),
             users_below_60_percent: rows.iter().filter(|r| r.model_share < 0.6).count(),
@@ -524,10 +589,11 @@ impl<T: TokenCount> LlmEval<'_, T> {
                 known as f64 / tags.len().max(1) as f64
             },
             seconds,
-            users_per_minute: rows.len() as f64 / (seconds / 60.0).max(1e-9),
-            prompt_tokens_per_user: tokens.prompt as f64 / users,
-            evaluated_prompt_tokens_per_user: tokens.evaluated() as f64 / users,
-            generated_tokens_per_user: tokens.generated as f64 / users,
+            cached_users,
+            users_per_minute: (rows.len() - cached_users) as f64 / (seconds / 60.0).max(1e-9),
+            prompt_tokens_per_user: tokens.prompt as f64 / fresh_users,
+            evaluated_prompt_tokens_per_user: tokens.evaluated() as f64 / fresh_users,
+            generated_tokens_per_user: tokens.generated as f64 / fresh_users,
         };
         let mut prompt_versions: Vec<String> = reasoned
             .iter()
@@ -540,6 +606,34 @@ impl<T: TokenCount> LlmEval<'_, T> {
             .collect();
         prompt_versions.sort();
         prompt_versions.dedup();
+
+        let model = self.scorer.model;
+        let mut llm_tags = HashMap::new();
+        for r in &reasoned {
+            let texts: Vec<&str> = r.tags.tags.iter().map(|t| t.tag.as_str()).collect();
+            let embedded = self.scorer.embedder.embed(&texts)?;
+            llm_tags.insert(r.interests.user.clone(), model.tag_vectors(&embedded)?);
+        }
+        let set = EvalSet {
+            users: reasoned
+                .iter()
+                .map(|r| {
+                    self.split
+                        .sides(&r.interests.user)
+                        .expect("sampled users bought on both sides")
+                })
+                .collect(),
+        };
+        let comparison = Comparison {
+            config: self.config,
+            prepared,
+            model,
+            before: &self.split.before,
+            llm_tags: &llm_tags,
+            protocol: self.protocol,
+            seed,
+        };
+        let channels = channels::compare(&comparison, &set, self.sweep)?;
         Ok(LlmEvalReport {
             split: self.split.split.to_string(),
             horizon_days: self.split.horizon_days,
@@ -553,6 +647,7 @@ impl<T: TokenCount> LlmEval<'_, T> {
             methods,
             popular_categories_hr_at_n: popular_category_hits as f64 / users,
             stages,
+            channels: Some(channels),
             per_user: rows,
         })
     }

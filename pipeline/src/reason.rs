@@ -35,7 +35,7 @@ pub enum StageError {
 }
 
 /// One user's interests and tags.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UserReasoning {
     pub interests: UserInterests,
     pub tags: UserTags,

@@ -21,7 +21,7 @@ use crate::embed::{cosine, EmbedError, Embedder};
 use crate::explain::keys::{InterestKeys, KeyError};
 use crate::explain::{ExplainCounts, ExplainError, Explainer, Pair};
 use crate::interests::Interest;
-use crate::prompts::Task;
+use crate::prompts::{Prompts, Task};
 use crate::reason::{Reasoner, StageError, TokenUse, UserReasoning};
 use crate::results::{Recommendation, ResultStore, ResultsError, UserResult};
 use crate::retrieval::{recently_bought, Prepared};
@@ -375,23 +375,31 @@ impl Recommender<'_> {
     /// leaves it as it is, so the job keeps the stored interests and tags and redoes only what
     /// follows them.
     pub fn reasoning_inputs(&self, model_id: &str) -> String {
-        let prompts = self.explainer.prompts;
-        let c = self.config;
-        let sections = serde_json::json!({
-            "compress": c.compress,
-            "sampling": c.llm.sampling,
-            "interests": c.interests,
-            "tags": c.tags,
-            "categories": c.categories,
-            "store": self.model.meta.store_fingerprint,
-        });
-        hash_parts(&[
-            prompts.version(Task::Interests),
-            prompts.version(Task::Tags),
-            model_id.to_string(),
-            sections.to_string(),
-        ])
+        reasoning_inputs(
+            self.explainer.prompts,
+            self.config,
+            model_id,
+            &self.model.meta.store_fingerprint,
+        )
     }
+}
+
+/// [`Recommender::reasoning_inputs`] from its parts (`store`: the event store's fingerprint).
+pub fn reasoning_inputs(prompts: &Prompts, c: &Config, model_id: &str, store: &str) -> String {
+    let sections = serde_json::json!({
+        "compress": c.compress,
+        "sampling": c.llm.sampling,
+        "interests": c.interests,
+        "tags": c.tags,
+        "categories": c.categories,
+        "store": store,
+    });
+    hash_parts(&[
+        prompts.version(Task::Interests),
+        prompts.version(Task::Tags),
+        model_id.to_string(),
+        sections.to_string(),
+    ])
 }
 
 /// FNV-1a of `parts`, each ended by a unit separator, as 16 hex digits.

@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use recgpt_data::{BehaviorKind, DataError, History, ItemIx, Store, Timestamp};
-use recgpt_retrieval::baselines::{Ease, ItemKnn, MostPopular, Scorer};
+use recgpt_retrieval::baselines::{Ease, ItemKnn, MostPopular, Scorer, SparseItemKnn};
 use recgpt_retrieval::categories::Categories;
 use recgpt_retrieval::embed::{EmbedError, Embedder, DIM};
 use recgpt_retrieval::eval::{self, EvalSet, MethodReport, ThreeTower, UserTower};
@@ -39,6 +39,11 @@ pub struct EvalConfig {
     pub tag_k: usize,
     /// `recgpt eval llm`: days after the split whose purchases are the truth.
     pub horizon_days: u32,
+    /// The collaborative-filtering channel is EASE up to this many catalog items (its dense
+    /// `items × items` inverse takes 12·items² bytes while fitting) and sparse item-kNN above.
+    pub ease_max_items: usize,
+    /// Neighbours kept per item by sparse item-kNN.
+    pub knn_neighbours: usize,
 }
 
 impl Default for EvalConfig {
@@ -50,7 +55,19 @@ impl Default for EvalConfig {
             tag_hr_n: 30,
             tag_k: 10,
             horizon_days: 30,
+            ease_max_items: 20_000,
+            knn_neighbours: 100,
         }
+    }
+}
+
+/// The collaborative-filtering channel fitted on `train`: EASE where its dense matrix fits
+/// (`eval.ease_max_items`), sparse item-kNN otherwise.
+pub fn cf_channel(train: &Interactions, items: usize, config: &Config) -> Box<dyn Scorer> {
+    if items <= config.eval.ease_max_items {
+        Box::new(Ease::fit(train, items, config.eval.ease_lambda))
+    } else {
+        Box::new(SparseItemKnn::fit(train, items, config.eval.knn_neighbours))
     }
 }
 
@@ -318,12 +335,17 @@ pub fn evaluate_trained(
     let run = |scorer: &dyn Scorer, methods: &mut Vec<MethodReport>| {
         methods.push(eval::evaluate(scorer, &set, items, category, ks));
     };
-    for name in ["MostPopular", "ItemKNN", "EASE"] {
+    for name in ["MostPopular", "ItemKNN", "SparseItemKNN", "EASE"] {
         progress(name);
         let started = std::time::Instant::now();
         let scorer: Box<dyn Scorer> = match name {
             "MostPopular" => Box::new(MostPopular::fit(before, items)),
             "ItemKNN" => Box::new(ItemKnn::fit(before, items)),
+            "SparseItemKNN" => Box::new(SparseItemKnn::fit(
+                before,
+                items,
+                config.eval.knn_neighbours,
+            )),
             _ => Box::new(Ease::fit(before, items, config.eval.ease_lambda)),
         };
         run(scorer.as_ref(), &mut methods);

@@ -65,7 +65,106 @@ impl<'a> EvalSet<'a> {
     }
 }
 
-/// Scores `scorer` on `set` at every K in `ks`. `category[i]` is item i's category.
+/// Which items a ranking may hold and which count as found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    /// Everything is ranked and a repeat purchase counts (Online Retail's reorders); the
+    /// `_new` figures then rank without the user's history against the new items.
+    #[default]
+    Repeats,
+    /// Items bought before the split are out of every ranking and of the truth
+    /// (MovieLens-style data, where nothing is bought twice): both figure sets are the `_new`
+    /// ones.
+    ExcludeBought,
+}
+
+/// One user's figures at one K: the terms of [`AtK`]'s means.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UserAtK {
+    pub recall: f64,
+    pub ndcg: f64,
+    pub hr: f64,
+    /// `None` for a user without a new item.
+    pub recall_new: Option<f64>,
+    pub ndcg_new: Option<f64>,
+    pub hr_new: Option<f64>,
+    pub distinct_categories: f64,
+    pub category_entropy: f64,
+}
+
+/// One user's ranking and figures at every K.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserEval {
+    /// The first max(K) items of the ranking.
+    pub top: Vec<ItemIx>,
+    pub at: Vec<UserAtK>,
+}
+
+/// Scores `scorer` for every user of `set` at every K in `ks`, under `protocol`.
+/// `category[i]` is item i's category.
+pub fn evaluate_users(
+    scorer: &dyn Scorer,
+    set: &EvalSet<'_>,
+    items: usize,
+    category: &[u32],
+    ks: &[usize],
+    protocol: Protocol,
+) -> Vec<UserEval> {
+    let kmax = ks.iter().copied().max().unwrap_or(0);
+    let mut scores = vec![0f32; items];
+    let none = HashSet::new();
+    set.users
+        .iter()
+        .map(|(before, after)| {
+            scorer.score(before, &mut scores);
+            let history: HashSet<ItemIx> = before.bought.iter().copied().collect();
+            let new: HashSet<ItemIx> = after
+                .bought
+                .iter()
+                .copied()
+                .filter(|i| !history.contains(i))
+                .collect();
+            let top_new = if new.is_empty() {
+                Vec::new()
+            } else {
+                top_k(&scores, kmax, &history)
+            };
+            let (top, truth) = match protocol {
+                Protocol::Repeats => (
+                    top_k(&scores, kmax, &none),
+                    after.bought.iter().copied().collect(),
+                ),
+                Protocol::ExcludeBought => (top_new.clone(), new.clone()),
+            };
+            let at = ks
+                .iter()
+                .map(|&k| {
+                    let top = &top[..k.min(top.len())];
+                    let top_new = &top_new[..k.min(top_new.len())];
+                    let new_figure = |f: fn(&[ItemIx], &HashSet<ItemIx>) -> f64| {
+                        (!new.is_empty()).then(|| f(top_new, &new))
+                    };
+                    let cats: Vec<u32> = top.iter().map(|&i| category[i as usize]).collect();
+                    UserAtK {
+                        recall: recall(top, &truth),
+                        ndcg: ndcg(top, &truth),
+                        hr: hit(top, &truth),
+                        recall_new: new_figure(recall),
+                        ndcg_new: new_figure(ndcg),
+                        hr_new: new_figure(hit),
+                        distinct_categories: cats.iter().collect::<BTreeSet<_>>().len() as f64,
+                        category_entropy: category_entropy(&cats),
+                    }
+                })
+                .collect();
+            UserEval { top, at }
+        })
+        .collect()
+}
+
+/// Scores `scorer` on `set` at every K in `ks`: the means of [`evaluate_users`] (the `_new`
+/// ones over users with a new item), and catalog coverage.
 pub fn evaluate(
     scorer: &dyn Scorer,
     set: &EvalSet<'_>,
@@ -73,60 +172,40 @@ pub fn evaluate(
     category: &[u32],
     ks: &[usize],
 ) -> MethodReport {
-    let kmax = ks.iter().copied().max().unwrap_or(0);
-    let mut at: Vec<AtK> = ks
+    let users = evaluate_users(scorer, set, items, category, ks, Protocol::Repeats);
+    let n = users.len().max(1) as f64;
+    let at = ks
         .iter()
-        .map(|&k| AtK {
-            k,
-            ..AtK::default()
+        .enumerate()
+        .map(|(x, &k)| {
+            let mean =
+                |f: &dyn Fn(&UserAtK) -> f64| users.iter().map(|u| f(&u.at[x])).sum::<f64>() / n;
+            let new: Vec<&UserAtK> = users
+                .iter()
+                .map(|u| &u.at[x])
+                .filter(|a| a.recall_new.is_some())
+                .collect();
+            let mean_new = |f: &dyn Fn(&UserAtK) -> Option<f64>| {
+                new.iter().filter_map(|a| f(a)).sum::<f64>() / new.len().max(1) as f64
+            };
+            let seen: HashSet<ItemIx> = users
+                .iter()
+                .flat_map(|u| u.top[..k.min(u.top.len())].iter().copied())
+                .collect();
+            AtK {
+                k,
+                recall: mean(&|a| a.recall),
+                ndcg: mean(&|a| a.ndcg),
+                hr: mean(&|a| a.hr),
+                recall_new: mean_new(&|a| a.recall_new),
+                ndcg_new: mean_new(&|a| a.ndcg_new),
+                hr_new: mean_new(&|a| a.hr_new),
+                coverage: seen.len() as f64 / items.max(1) as f64,
+                distinct_categories: mean(&|a| a.distinct_categories),
+                category_entropy: mean(&|a| a.category_entropy),
+            }
         })
         .collect();
-    let mut seen: Vec<HashSet<ItemIx>> = vec![HashSet::new(); ks.len()];
-    let mut scores = vec![0f32; items];
-    let (mut n, mut n_new) = (0usize, 0usize);
-    let none = HashSet::new();
-    for (before, after) in &set.users {
-        scorer.score(before, &mut scores);
-        let truth: HashSet<ItemIx> = after.bought.iter().copied().collect();
-        let history: HashSet<ItemIx> = before.bought.iter().copied().collect();
-        let new: HashSet<ItemIx> = truth.difference(&history).copied().collect();
-        let top = top_k(&scores, kmax, &none);
-        let top_new = if new.is_empty() {
-            Vec::new()
-        } else {
-            top_k(&scores, kmax, &history)
-        };
-        n += 1;
-        n_new += usize::from(!new.is_empty());
-        for ((m, &k), seen) in at.iter_mut().zip(ks).zip(&mut seen) {
-            let top = &top[..k.min(top.len())];
-            m.recall += recall(top, &truth);
-            m.ndcg += ndcg(top, &truth);
-            m.hr += hit(top, &truth);
-            if !new.is_empty() {
-                let top_new = &top_new[..k.min(top_new.len())];
-                m.recall_new += recall(top_new, &new);
-                m.ndcg_new += ndcg(top_new, &new);
-                m.hr_new += hit(top_new, &new);
-            }
-            let cats: Vec<u32> = top.iter().map(|&i| category[i as usize]).collect();
-            m.distinct_categories += cats.iter().collect::<BTreeSet<_>>().len() as f64;
-            m.category_entropy += category_entropy(&cats);
-            seen.extend(top.iter().copied());
-        }
-    }
-    for (m, seen) in at.iter_mut().zip(&seen) {
-        let (n, n_new) = (n.max(1) as f64, n_new.max(1) as f64);
-        m.recall /= n;
-        m.ndcg /= n;
-        m.hr /= n;
-        m.recall_new /= n_new;
-        m.ndcg_new /= n_new;
-        m.hr_new /= n_new;
-        m.distinct_categories /= n;
-        m.category_entropy /= n;
-        m.coverage = seen.len() as f64 / items.max(1) as f64;
-    }
     MethodReport {
         method: scorer.name().to_string(),
         at,

@@ -5,6 +5,7 @@
 //! - [`interactions`]: who bought what on each side of a time split.
 //! - [`title_tags`]: "modifier + core word" tags derived from item titles.
 //! - [`baselines`]: MostPopular, ItemKNN, EASE.
+//! - [`fusion`]: multi-channel retrieval by weighted reciprocal-rank fusion.
 //! - [`metrics`], [`eval`]: ranking metrics and the evaluation harness.
 //! - [`index`]: vector indexes (Qdrant Edge, exact) behind one trait.
 //! - [`retrieve`]: per-user retrieval with tag queries and max fusion.
@@ -14,6 +15,7 @@ pub mod baselines;
 pub mod categories;
 pub mod embed;
 pub mod eval;
+pub mod fusion;
 pub mod index;
 pub mod interactions;
 pub mod metrics;

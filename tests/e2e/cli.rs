@@ -179,7 +179,7 @@ fn train_index_retrieve_and_eval_from_the_command_line() {
             "--json",
         ],
     ));
-    assert_eq!(e["methods"].as_array().unwrap().len(), 5);
+    assert_eq!(e["methods"].as_array().unwrap().len(), 6);
     assert!(home.join("eval/eval-2011-11-01.json").is_file());
     let svg = std::fs::read_to_string(home.join("eval/recall-2011-11-01.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("ThreeTower"));

@@ -34,6 +34,10 @@ fn config() -> Config {
     let mut config = Config::default();
     config.retrieve.k = K;
     config.compress.budget = 512;
+    // a short tag list: these tests are about explanations
+    config.tags.target = 20;
+    config.tags.per_round = 10;
+    config.tags.max_tokens = 400;
     config
 }
 

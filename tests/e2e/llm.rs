@@ -163,7 +163,8 @@ fn follow_up_turns_reuse_the_conversation_kv_cache() {
         schema: first.schema.clone(),
         grammar: None,
         repeat_penalty: 1.0,
-        max_tokens: 64,
+        // more than the context holds: a follow-up answers in what is left of it
+        max_tokens: 4096,
     };
     let run = || {
         llm()

@@ -2,12 +2,16 @@
 //! bad input. The loop itself runs with the real model in `make test` (`recgpt eval llm
 //! --floors prompts/cases/llm_floors.json`) and in the tags tests below.
 
+use std::collections::HashMap;
 use std::process::Command;
 
 use recgpt_data::import::{import_online_retail, ImportTarget};
 use recgpt_data::parse_date;
+use recgpt_pipeline::channels::{self, Comparison};
+use recgpt_pipeline::config::Config;
 use recgpt_pipeline::quality::{popular_tags, QualityError, SplitUsers, TagScorer, TagTexts};
 use recgpt_pipeline::tags::TagVocabulary;
+use recgpt_retrieval::eval::{EvalSet, Protocol};
 
 use crate::common::{data_file, model_file, real_store, temp_home};
 use crate::embed::embedder;
@@ -97,6 +101,76 @@ fn an_oracle_list_of_tags_beats_the_popular_one() {
         oracle_sum > 2.0 * popular_sum,
         "{oracle_sum} vs {popular_sum}"
     );
+}
+
+/// The channel comparison on real users: CF (EASE), the user tower and a tag channel whose tags
+/// are the titles of what each user bought next (an oracle), fused. The oracle channel lifts the
+/// fusion above its ablation; intervals bracket their differences; the exclude-bought protocol
+/// never ranks a bought item.
+#[test]
+fn fusion_with_an_oracle_tag_channel_beats_its_ablation() {
+    let store = real_store();
+    let split = SplitUsers::read(&store, parse_date(SPLIT).unwrap(), 30).unwrap();
+    let (model, _, _) = model();
+    let users = split.sample(40, 7).unwrap();
+    let set = EvalSet {
+        users: users.iter().map(|u| split.sides(u).unwrap()).collect(),
+    };
+    let mut oracle = HashMap::new();
+    for (_, after) in &set.users {
+        let titles: Vec<String> = after
+            .bought
+            .iter()
+            .take(20)
+            .map(|&i| store.catalog().get(i).title.to_lowercase())
+            .collect();
+        let refs: Vec<&str> = titles.iter().map(String::as_str).collect();
+        let embedded = embedder().embed(&refs).unwrap();
+        oracle.insert(after.user.clone(), model.tag_vectors(&embedded).unwrap());
+    }
+    let config = Config::default();
+    let compare = |protocol| {
+        let c = Comparison {
+            config: &config,
+            prepared: prepared(),
+            model,
+            before: &split.before,
+            llm_tags: &oracle,
+            protocol,
+            seed: 7,
+        };
+        channels::compare(&c, &set, false).unwrap()
+    };
+    let report = compare(Protocol::Repeats);
+    let row = |name: &str| report.rows.iter().find(|r| r.method == name).unwrap();
+    assert_eq!(report.rows[0].method, "EASE");
+    assert!(report.rows[0].vs_cf.is_none());
+    let (fusion, ablation) = (row("Fusion"), row("Fusion without LLM tags"));
+    assert!(
+        fusion.recall_50 > ablation.recall_50 + 0.05,
+        "{fusion:?} vs {ablation:?}"
+    );
+    for r in &report.rows[1..] {
+        let v = r.vs_cf.as_ref().unwrap();
+        assert!(v.recall_50.low <= v.recall_50.diff && v.recall_50.diff <= v.recall_50.high);
+        assert!(
+            (0.0..=1.0).contains(&r.recall_50) && r.recall_20 <= r.recall_50,
+            "{r:?}"
+        );
+        assert!(r.novelty_50 >= 1.0 && r.categories_50 >= 1.0, "{r:?}");
+    }
+    assert!(
+        row("ThreeTower (LLM tags)").recall_new_50 > row("ThreeTower (title tags)").recall_new_50
+    );
+
+    // nothing bought before the split is ranked: Recall@50 is Recall-new@50
+    let excluded = compare(Protocol::ExcludeBought);
+    for (r, e) in report.rows.iter().zip(&excluded.rows) {
+        assert!(
+            (r.recall_new_50 - e.recall_new_50).abs() < 1e-9,
+            "{r:?} {e:?}"
+        );
+    }
 }
 
 #[test]

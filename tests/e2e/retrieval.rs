@@ -163,7 +163,14 @@ fn evaluation_ranks_real_methods_on_the_real_split() {
     let names: Vec<&str> = report.methods.iter().map(|m| m.method.as_str()).collect();
     assert_eq!(
         names,
-        ["MostPopular", "ItemKNN", "EASE", "UserTower", "ThreeTower"]
+        [
+            "MostPopular",
+            "ItemKNN",
+            "SparseItemKNN",
+            "EASE",
+            "UserTower",
+            "ThreeTower"
+        ]
     );
     assert!(report.users > 1000, "{} users on both sides", report.users);
     let at20 = |name: &str| {
@@ -196,7 +203,7 @@ fn evaluation_ranks_real_methods_on_the_real_split() {
     let pop = at20("MostPopular");
     assert!(pop.recall > 0.0);
     // personalised methods beat popularity on real purchases and cover more of the catalog
-    for name in ["ItemKNN", "EASE", "ThreeTower"] {
+    for name in ["ItemKNN", "SparseItemKNN", "EASE", "ThreeTower"] {
         let m = at20(name);
         assert!(
             m.recall > pop.recall,
@@ -206,6 +213,8 @@ fn evaluation_ranks_real_methods_on_the_real_split() {
         );
         assert!(m.coverage > pop.coverage, "{name} coverage");
     }
+    // 100 neighbours an item keep most of the dense ItemKNN's recall
+    assert!(at20("SparseItemKNN").recall > 0.9 * at20("ItemKNN").recall);
     let tag_hr = report.tag_hr.as_ref().unwrap();
     assert!(tag_hr.users > 1000 && tag_hr.value > 0.0 && tag_hr.value <= 1.0);
 }

@@ -49,6 +49,61 @@ pub fn compress(
     Ok(())
 }
 
+pub fn cf(
+    home: &Path,
+    config: &Config,
+    scales: &[usize],
+    users: usize,
+    memory_budget_mib: f64,
+    json: bool,
+) -> Result<()> {
+    let store = recgpt_data::Store::open(home)?;
+    let (train, _) = recgpt_retrieval::interactions::Interactions::split(&store, None)?;
+    let b = recgpt_pipeline::bench::cf::cf_bench(
+        &train,
+        store.catalog().len(),
+        scales,
+        config.eval.ease_lambda,
+        config.eval.knn_neighbours,
+        memory_budget_mib,
+        users,
+    );
+    if json {
+        return print_json(&b);
+    }
+    println!(
+        "{:<14} {:>6} {:>9} {:>9} {:>9} {:>10} {:>10} {:>11} {:>9}",
+        "method",
+        "scale",
+        "items",
+        "users",
+        "fit s",
+        "fit ÷ EASE",
+        "model MiB",
+        "peak MiB",
+        "users/s"
+    );
+    let opt = |x: Option<f64>, p: usize| x.map_or("-".to_string(), |x| format!("{x:.p$}"));
+    for r in &b.rows {
+        println!(
+            "{:<14} {:>6} {:>9} {:>9} {:>9} {:>10} {:>10.0} {:>11} {:>9}",
+            r.method,
+            r.scale,
+            r.items,
+            r.users,
+            r.fit_seconds
+                .map_or(format!("over {:.0} MiB", b.memory_budget_mib), |s| format!(
+                    "{s:.2}"
+                )),
+            opt(r.fit_vs_ease, 2),
+            r.model_mib,
+            opt(r.peak_rss_mib, 0),
+            opt(r.users_per_second, 0),
+        );
+    }
+    Ok(())
+}
+
 pub fn llm(
     home: &Path,
     config: Config,

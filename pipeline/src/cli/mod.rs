@@ -17,6 +17,7 @@ use recgpt_pipeline::compress::Compressor;
 use recgpt_pipeline::config::{BackendConfig, Config};
 use recgpt_pipeline::llm::{quantize, GgufTokenizer, LlmBackend, TokenCounter};
 use recgpt_pipeline::model;
+use recgpt_retrieval::eval::Protocol;
 
 use crate::{
     BenchCommand, Cli, Command, EvalCommand, ExportCommand, HistoryArgs, ImportCommand,
@@ -125,6 +126,9 @@ pub fn run(cli: Cli) -> Result<()> {
                     budget,
                     model,
                     floors,
+                    exclude_bought,
+                    sweep,
+                    no_cache,
                     llm,
                     embedder,
                 }),
@@ -140,6 +144,12 @@ pub fn run(cli: Cli) -> Result<()> {
                 split,
                 users,
                 seed: sample_seed,
+                protocol: match exclude_bought {
+                    true => Protocol::ExcludeBought,
+                    false => Protocol::Repeats,
+                },
+                sweep,
+                cache: !no_cache,
             };
             let floors = floors.as_deref();
             quality::eval_llm(&home, &config, &sample, floors, &embedder, cli.json)
@@ -270,6 +280,11 @@ pub fn run(cli: Cli) -> Result<()> {
                 cli.json,
             )
         }
+        Command::Bench(BenchCommand::Cf {
+            scale,
+            users,
+            memory_budget_mib,
+        }) => bench::cf(&home, &config, &scale, users, memory_budget_mib, cli.json),
         Command::Bench(BenchCommand::Serve {
             seconds,
             connections,

@@ -17,17 +17,22 @@ use recgpt_pipeline::prompts::Prompts;
 use recgpt_pipeline::quality::{LlmEval, LlmEvalReport, LlmFloors, SplitUsers, TagScorer};
 use recgpt_pipeline::reason::Reasoner;
 use recgpt_pipeline::retrieval::{self, Prepared};
+use recgpt_retrieval::eval::Protocol;
 use recgpt_retrieval::tower::TowerModel;
 
 use super::print_json;
 use crate::EmbedderArgs;
 
-/// Which users: `users` of those who bought on both sides of `split`, by `seed`.
+/// Which users: `users` of those who bought on both sides of `split`, by `seed`; how their
+/// rankings are scored, and whether reasoning is cached.
 #[derive(Debug, Clone, Copy)]
 pub struct Sample {
     pub split: NaiveDate,
     pub users: usize,
     pub seed: u64,
+    pub protocol: Protocol,
+    pub sweep: bool,
+    pub cache: bool,
 }
 
 pub fn eval_llm(
@@ -89,6 +94,10 @@ pub fn eval_llm(
         },
         tags: config.tags.target,
         chunk: (config.llm.backend.batch() / rounds).max(1),
+        config,
+        cache: sample.cache.then(|| home.join("eval").join("reasoned")),
+        protocol: sample.protocol,
+        sweep: sample.sweep,
     };
     let bar = ProgressBar::new(users.len() as u64);
     bar.set_style(
@@ -112,6 +121,9 @@ pub fn eval_llm(
         print_json(&report)?;
     } else {
         print!("{}", table(&report));
+        if let Some(channels) = &report.channels {
+            print!("{}", recgpt_pipeline::channels::table(channels));
+        }
         println!("written: {}", path.display());
     }
     let broken = floors.map(|f| f.broken(&report)).unwrap_or_default();

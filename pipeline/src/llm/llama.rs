@@ -59,6 +59,9 @@ impl Default for LlamaCppConfig {
 /// Shorter shared prefixes are not worth a KV copy.
 const MIN_SHARED_PREFIX: usize = 16;
 
+/// The fewest answer tokens a follow-up turn is started with when its context runs short.
+const FOLLOW_UP_MIN_ROOM: usize = 128;
+
 /// llama.cpp in-process.
 #[derive(Debug)]
 pub struct LlamaCppBackend {
@@ -210,6 +213,27 @@ impl LlamaCppBackend {
             });
         }
         Ok(())
+    }
+
+    /// The answer length a follow-up turn gets: what it asks for, or what is left of the
+    /// context after its conversation when that is less (its answer may then be cut off and
+    /// is counted so), so one long conversation does not fail the whole batch. Less than
+    /// [`FOLLOW_UP_MIN_ROOM`] left is an overflow.
+    fn follow_up_room(&self, prompt: &[LlamaToken], max_tokens: usize) -> Result<usize, LlmError> {
+        let room = (self.config.context as usize).saturating_sub(prompt.len());
+        let answer = max_tokens.min(room);
+        if answer < max_tokens.min(FOLLOW_UP_MIN_ROOM) {
+            return self.fits(prompt, max_tokens).map(|()| max_tokens);
+        }
+        if answer < max_tokens {
+            tracing::debug!(
+                prompt = prompt.len(),
+                max_tokens,
+                answer,
+                "follow-up answer shortened to fit the context"
+            );
+        }
+        Ok(answer)
     }
 
     /// Decodes every request with continuous batching: up to `batch` sequences (slots) in one
@@ -383,9 +407,9 @@ impl<'r> Schedule<'r> {
     /// turns into free slots.
     fn entering(&mut self, backend: &LlamaCppBackend) -> Result<Vec<Entry<'r>>, LlmError> {
         let mut entering = Vec::new();
-        for (request, turn) in std::mem::take(&mut self.continuing) {
+        for (request, mut turn) in std::mem::take(&mut self.continuing) {
             let prompt = backend.prompt_tokens(&turn)?;
-            backend.fits(&prompt, turn.max_tokens)?;
+            turn.max_tokens = backend.follow_up_room(&prompt, turn.max_tokens)?;
             entering.push(Entry {
                 slot: self.slot_of[request],
                 request,
