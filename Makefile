@@ -79,7 +79,7 @@ test: model embedder server lint
 	RECGPT_DATA="$$(scripts/setup.sh data)" cargo test --workspace --locked
 	$(RECGPT_DEV) --home $(TEST_HOME) import online-retail "$$(scripts/setup.sh data)" > /dev/null
 	$(RECGPT_DEV) --home $(TEST_HOME) prompts test
-	$(RECGPT_DEV) --home $(TEST_HOME) eval llm --split 2011-10-01 --users $(LOOP_USERS) --epochs 2 \
+	$(RECGPT_DEV) --home $(TEST_HOME) eval llm --split 2011-10-01 --users $(LOOP_USERS) --epochs 2 --no-cache \
 		--floors prompts/cases/llm_floors.json
 
 # Accept changed prompt-regression outputs (review the diff of prompts/cases/expected/ first).

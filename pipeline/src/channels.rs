@@ -134,6 +134,19 @@ pub fn compare(
         "ThreeTower (title tags)".into(),
     );
     let llm = ThreeTower::new(c.model, &user, c.llm_tags, "ThreeTower (LLM tags)".into());
+    // as many LLM tags as title tags: max fusion over more queries favours the tag queries
+    let first = c.config.eval.tags_per_user;
+    let llm_first_tags: HashMap<String, Vec<Vec<f32>>> = c
+        .llm_tags
+        .iter()
+        .map(|(u, t)| (u.clone(), t.iter().take(first).cloned().collect()))
+        .collect();
+    let llm_first = ThreeTower::new(
+        c.model,
+        &user,
+        &llm_first_tags,
+        format!("ThreeTower (first {first} LLM tags)"),
+    );
     let fused = |name: &str, user_w: f32, llm_w: f32| {
         Fusion::new(
             name,
@@ -148,7 +161,15 @@ pub fn compare(
     };
     let without = fused("Fusion without LLM tags", fusion.user, 0.0);
     let with = fused("Fusion", fusion.user, fusion.llm);
-    let methods: [&dyn Scorer; 6] = [cf.as_ref(), &user, &title, &llm, &without, &with];
+    let methods: [&dyn Scorer; 7] = [
+        cf.as_ref(),
+        &user,
+        &title,
+        &llm,
+        &llm_first,
+        &without,
+        &with,
+    ];
 
     let popularity = popularity_ranks(c.before, items);
     let run = |s: &dyn Scorer| evaluate_users(s, set, items, category, &KS, c.protocol);
@@ -289,7 +310,7 @@ pub fn table(r: &ChannelReport) -> String {
     );
     let _ = writeln!(
         out,
-        "{:<26} {:>7} {:>7} {:>22} {:>8} {:>22} {:>8} {:>7} {:>22} {:>7}",
+        "{:<32} {:>7} {:>7} {:>22} {:>8} {:>22} {:>8} {:>7} {:>22} {:>7}",
         "method",
         "R@20",
         "R@50",
@@ -310,7 +331,7 @@ pub fn table(r: &ChannelReport) -> String {
         let v = m.vs_cf.as_ref();
         let _ = writeln!(
             out,
-            "{:<26} {:>7.3} {:>7.3} {:>22} {:>8.3} {:>22} {:>8.3} {:>7.1} {:>22} {:>7.0}",
+            "{:<32} {:>7.3} {:>7.3} {:>22} {:>8.3} {:>22} {:>8.3} {:>7.1} {:>22} {:>7.0}",
             m.method,
             m.recall_20,
             m.recall_50,
@@ -332,7 +353,7 @@ pub fn table(r: &ChannelReport) -> String {
         for s in &r.sweep {
             let _ = writeln!(
                 out,
-                "{:>33.2} {:>4.2} {:>6.3} {:>8.3} {:>8.1}",
+                "{:>39.2} {:>4.2} {:>6.3} {:>8.3} {:>8.1}",
                 s.user, s.llm, s.recall_50, s.recall_new_50, s.categories_50
             );
         }

@@ -7,6 +7,7 @@
 
 use chrono::NaiveDate;
 use recgpt_data::History;
+use recgpt_retrieval::baselines::Scorer;
 use serde::{Deserialize, Serialize};
 
 use recgpt_data::Catalog;
@@ -144,8 +145,16 @@ impl<'a> Reasoner<'a> {
                     .tags
                     .grounded
                     .then(|| std::sync::Arc::new(TagVocabulary::of(texts))),
+                neighbourhood: None,
             },
         }
+    }
+
+    /// Leads each interest's tag choices with the phrases of the items `scorer` ranks first
+    /// for the user (`tags.neighbourhood` of them).
+    pub fn with_neighbourhood(mut self, scorer: &'a (dyn Scorer + Sync)) -> Self {
+        self.predictor.neighbourhood = Some(scorer);
+        self
     }
 
     /// Keeps at most `tags.max_per_category` tags per item category.

@@ -63,7 +63,11 @@ impl Default for EvalConfig {
 
 /// The collaborative-filtering channel fitted on `train`: EASE where its dense matrix fits
 /// (`eval.ease_max_items`), sparse item-kNN otherwise.
-pub fn cf_channel(train: &Interactions, items: usize, config: &Config) -> Box<dyn Scorer> {
+pub fn cf_channel(
+    train: &Interactions,
+    items: usize,
+    config: &Config,
+) -> Box<dyn Scorer + Send + Sync> {
     if items <= config.eval.ease_max_items {
         Box::new(Ease::fit(train, items, config.eval.ease_lambda))
     } else {

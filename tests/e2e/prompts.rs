@@ -97,6 +97,7 @@ fn golden_prompts_render_as_snapshotted() {
             config: TagsConfig::default(),
             categories: None,
             vocabulary: None,
+            neighbourhood: None,
         };
         let turn = predictor
             .follow_up(&interests, &history, window.as_of, Part::WHOLE)

@@ -78,6 +78,13 @@ pub fn eval_llm(
         config,
     )
     .with_categories(&embedder, &prepared.categories);
+    // collaborative filtering on the purchases before the split, for tags.neighbourhood
+    let cf = (config.tags.neighbourhood > 0)
+        .then(|| retrieval::cf_channel(&split.before, store.catalog().len(), config));
+    let reasoner = match &cf {
+        Some(cf) => reasoner.with_neighbourhood(cf.as_ref()),
+        None => reasoner,
+    };
     let llm = config.llm.load()?;
     let rounds = config.interests.rounds.max(1);
     let eval = LlmEval {
@@ -222,15 +229,24 @@ pub fn table(r: &LlmEvalReport) -> String {
     );
     let rejected: Vec<String> = s.rejected.iter().map(|(k, v)| format!("{v} {k}")).collect();
     let _ = writeln!(out, "tags rejected: {}", rejected.join(", "));
-    let _ = writeln!(
-        out,
-        "{:.2} users/min ({:.0} s); per user {:.0} prompt tokens ({:.0} evaluated), {:.0} generated",
-        s.users_per_minute,
-        s.seconds,
-        s.prompt_tokens_per_user,
-        s.evaluated_prompt_tokens_per_user,
-        s.generated_tokens_per_user
-    );
+    if s.cached_users == r.users {
+        let _ = writeln!(
+            out,
+            "interests and tags of every user from eval/reasoned/: time and tokens not measured (--no-cache)"
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "{:.2} users/min ({:.0} s); per user {:.0} prompt tokens ({:.0} evaluated), {:.0} generated; {} of {} users from the cache",
+            s.users_per_minute,
+            s.seconds,
+            s.prompt_tokens_per_user,
+            s.evaluated_prompt_tokens_per_user,
+            s.generated_tokens_per_user,
+            s.cached_users,
+            r.users
+        );
+    }
     for u in &r.per_user {
         let llm = u.scores.get("llm").map_or(0.0, |s| s.hit_rate);
         let _ = writeln!(

@@ -27,6 +27,10 @@ pub struct TagsConfig {
     /// Penalty on tokens the answer already holds (1.0: none): a small model otherwise lists
     /// the same tag again and again.
     pub repeat_penalty: f32,
+    /// Items collaborative filtering ranks first for the user whose catalog phrases lead each
+    /// interest's choices in grounded decoding (0: off; needs a neighbourhood scorer, which
+    /// `recgpt eval llm` gives).
+    pub neighbourhood: usize,
 }
 
 impl Default for TagsConfig {
@@ -41,6 +45,7 @@ impl Default for TagsConfig {
             grounded: true,
             choices_per_interest: 150,
             repeat_penalty: 1.3,
+            neighbourhood: 0,
         }
     }
 }

@@ -14,11 +14,14 @@ pub mod grammar;
 pub mod validate;
 pub mod vocab;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
 use chrono::{Datelike, NaiveDate};
 use recgpt_data::{BehaviorKind, Catalog, History};
+use recgpt_retrieval::baselines::Scorer;
+use recgpt_retrieval::interactions::UserItems;
+use recgpt_retrieval::metrics::top_k;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -105,7 +108,6 @@ pub fn season(date: NaiveDate) -> &'static str {
 }
 
 /// Builds the tags turn and validates its answers.
-#[derive(Debug)]
 pub struct TagPredictor<'a> {
     pub prompts: &'a Prompts,
     pub catalog: &'a Catalog,
@@ -116,6 +118,22 @@ pub struct TagPredictor<'a> {
     /// The catalog's phrases: with `config.grounded`, tags are decoded among them and a tag
     /// outside them is rejected (`not_in_catalog`).
     pub vocabulary: Option<Arc<TagVocabulary>>,
+    /// Collaborative filtering over the catalog: with `config.neighbourhood` > 0, the phrases
+    /// of the items it ranks first for the user lead each interest's choices.
+    pub neighbourhood: Option<&'a (dyn Scorer + Sync)>,
+}
+
+impl std::fmt::Debug for TagPredictor<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TagPredictor")
+            .field("config", &self.config)
+            .field("categories", &self.categories)
+            .field(
+                "neighbourhood",
+                &self.neighbourhood.map(|s| s.name().to_string()),
+            )
+            .finish_non_exhaustive()
+    }
 }
 
 /// What a user's tags are checked against: catalog brands, recent purchases, and each
@@ -229,6 +247,7 @@ impl TagPredictor<'_> {
             .as_deref()
             .filter(|_| self.config.grounded)?;
         let rules = self.rules(interests, history, as_of);
+        let near = self.near_phrases(vocabulary, history);
         let choices: Vec<InterestChoices<'_>> = interests
             .interests
             .iter()
@@ -236,7 +255,11 @@ impl TagPredictor<'_> {
                 let name = stems(&i.name);
                 let context = rules.context[i.name.as_str()].clone();
                 let phrases = vocabulary.choices(
-                    &ChoiceContext { name, context },
+                    &ChoiceContext {
+                        name,
+                        context,
+                        near: near.clone(),
+                    },
                     self.config.choices_per_interest,
                     part,
                     |p| rules.broken(p, &i.name, Some(vocabulary)).is_some(),
@@ -282,6 +305,25 @@ impl TagPredictor<'_> {
     }
 
     /// Names of items bought in the last `recent_days` before as-of, newest first.
+    /// The catalog phrases of the `config.neighbourhood` items the neighbourhood scorer ranks
+    /// first for the user's purchases (none without one).
+    fn near_phrases(&self, vocabulary: &TagVocabulary, history: &History) -> BTreeSet<String> {
+        let (Some(scorer), n) = (self.neighbourhood, self.config.neighbourhood) else {
+            return BTreeSet::new();
+        };
+        if n == 0 {
+            return BTreeSet::new();
+        }
+        let events: Vec<&recgpt_data::Behavior> = history.events.iter().collect();
+        let user = UserItems::from_events(&history.user, &events);
+        let mut scores = vec![0f32; self.catalog.len()];
+        scorer.score(&user, &mut scores);
+        top_k(&scores, n, &HashSet::new())
+            .into_iter()
+            .flat_map(|ix| vocabulary.phrases_of(self.texts.compact(ix)))
+            .collect()
+    }
+
     fn recent_items(&self, history: &History, as_of: NaiveDate) -> Vec<u32> {
         let since = as_of - chrono::Days::new(self.config.recent_days as u64);
         let mut seen = BTreeSet::new();

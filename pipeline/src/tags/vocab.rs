@@ -67,6 +67,9 @@ pub struct ChoiceContext {
     pub name: BTreeSet<String>,
     /// Stems of its description and evidence items.
     pub context: BTreeSet<String>,
+    /// Phrases of the items collaborative filtering ranks first for the user: among the
+    /// phrases related to the interest, these come first.
+    pub near: BTreeSet<String>,
 }
 
 impl TagVocabulary {
@@ -117,8 +120,9 @@ impl TagVocabulary {
             .is_ok()
     }
 
-    /// Up to `max` phrases for one interest: those sharing a stem with its name, then with its
-    /// context, more shared stems first, then phrases found in more items; never a phrase
+    /// Up to `max` phrases for one interest: among those sharing a stem with its name or its
+    /// context, the user's near phrases first, then more stems shared with the name, then
+    /// with the context, then phrases found in more items; never a phrase
     /// `reject` refuses. `part` takes every `part.of`-th of them from the `part.index`-th on,
     /// so that the answers a user samples are offered different phrases. Sorted alphabetically
     /// (the grammar's trie does not care about order, and sorted output is stable).
@@ -145,7 +149,11 @@ impl TagVocabulary {
                 }
             }
         }
-        let mut ranked: Vec<(u32, (u32, u32))> = score.into_iter().collect();
+        let near = |id: u32| interest.near.contains(&self.phrases[id as usize]);
+        let mut ranked: Vec<(u32, (bool, u32, u32))> = score
+            .into_iter()
+            .map(|(id, (name, context))| (id, (near(id), name, context)))
+            .collect();
         ranked.sort_by(|(a, sa), (b, sb)| {
             sb.cmp(sa)
                 .then(self.items[*b as usize].cmp(&self.items[*a as usize]))
@@ -162,6 +170,14 @@ impl TagVocabulary {
             .collect();
         out.sort_unstable();
         out
+    }
+
+    /// The phrases of `text` (an item's compact text) that the vocabulary holds.
+    pub fn phrases_of(&self, text: &str) -> Vec<String> {
+        phrases(text)
+            .into_iter()
+            .filter(|p| self.contains(p))
+            .collect()
     }
 
     /// The stems of a phrase of the vocabulary (`None` for another text).
@@ -266,6 +282,7 @@ mod tests {
         let tea = ChoiceContext {
             name: stems("regency"),
             context: stems("teacup"),
+            near: Default::default(),
         };
         let c = v.choices(&tea, 100, Part::WHOLE, |_| false);
         assert!(c.contains(&"regency cakestand"));
@@ -277,6 +294,19 @@ mod tests {
         assert_eq!(one.len(), 1);
         assert!(one[0].contains("regency"));
         assert_ne!(one[0], "regency cakestand");
+        // a near phrase related to the interest leads, even one matching only its context;
+        // an unrelated near phrase is never offered
+        let near = ChoiceContext {
+            near: ["teacup and saucer", "jumbo bag"].map(String::from).into(),
+            ..tea.clone()
+        };
+        assert_eq!(
+            v.choices(&near, 1, Part::WHOLE, |_| false),
+            ["teacup and saucer"]
+        );
+        assert!(!v
+            .choices(&near, 100, Part::WHOLE, |_| false)
+            .contains(&"jumbo bag"));
         // the parts of a user's answers are disjoint and cover the whole
         let parts: Vec<Vec<&str>> = (0..3)
             .map(|index| v.choices(&tea, 100, Part { index, of: 3 }, |_| false))
