@@ -174,18 +174,13 @@ pub fn compare(
     let popularity = popularity_ranks(c.before, items);
     let run = |s: &dyn Scorer| evaluate_users(s, set, items, category, &KS, c.protocol);
     let base = run(cf.as_ref());
+    let base_figures = PerUser::of(&base, &popularity);
     let rows = methods
         .iter()
         .enumerate()
-        .map(|(m, s)| {
-            let users = if m == 0 { base.clone() } else { run(*s) };
-            row(
-                s.name(),
-                &users,
-                (m > 0).then_some(&base[..]),
-                &popularity,
-                c.seed,
-            )
+        .map(|(m, s)| match m {
+            0 => row(s.name(), &base, None, &popularity, c.seed),
+            _ => row(s.name(), &run(*s), Some(&base_figures), &popularity, c.seed),
         })
         .collect();
     let sweep = if sweep {
@@ -270,13 +265,12 @@ fn mean(xs: &[f64]) -> f64 {
 fn row(
     method: &str,
     users: &[UserEval],
-    cf: Option<&[UserEval]>,
+    cf: Option<&PerUser>,
     popularity: &[f64],
     seed: u64,
 ) -> ChannelRow {
     let p = PerUser::of(users, popularity);
-    let vs_cf = cf.map(|cf| {
-        let b = PerUser::of(cf, popularity);
+    let vs_cf = cf.map(|b| {
         let interval = |a: &[f64], b: &[f64]| paired_bootstrap(a, b, RESAMPLES, seed);
         VsCf {
             recall_50: interval(&p.recall_50, &b.recall_50),

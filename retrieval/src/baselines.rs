@@ -272,11 +272,9 @@ mod tests {
         // 40 users over 30 items, a fixed pseudo-random pattern
         let rows: Vec<Vec<ItemIx>> = (0..40u32)
             .map(|u| {
-                let mut r: Vec<ItemIx> = (0..30u32)
+                (0..30u32)
                     .filter(|i| (u * 7 + i * 13) % 5 == 0 || (u + i) % 11 == 0)
-                    .collect();
-                r.dedup();
-                r
+                    .collect()
             })
             .collect();
         let refs: Vec<&[ItemIx]> = rows.iter().map(Vec::as_slice).collect();

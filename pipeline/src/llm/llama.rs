@@ -222,8 +222,12 @@ impl LlamaCppBackend {
     fn follow_up_room(&self, prompt: &[LlamaToken], max_tokens: usize) -> Result<usize, LlmError> {
         let room = (self.config.context as usize).saturating_sub(prompt.len());
         let answer = max_tokens.min(room);
-        if answer < max_tokens.min(FOLLOW_UP_MIN_ROOM) {
-            return self.fits(prompt, max_tokens).map(|()| max_tokens);
+        if prompt.is_empty() || answer < max_tokens.min(FOLLOW_UP_MIN_ROOM) {
+            return Err(LlmError::ContextOverflow {
+                prompt: prompt.len(),
+                max_tokens,
+                context: self.config.context as usize,
+            });
         }
         if answer < max_tokens {
             tracing::debug!(
