@@ -190,6 +190,17 @@ enum Command {
         /// Epochs of the three-tower model (config `tower.epochs`).
         #[arg(long)]
         epochs: Option<usize>,
+        /// Also run the LLM chain (interests and tags, cached per user in `eval/reasoned/`, so
+        /// a killed run resumes) for a seeded sample of this many users who bought on both
+        /// sides of --split, and rank CF, the towers, the LLM tags, their fusion and the fusion
+        /// without the LLM on that sample with paired bootstrap intervals against CF: what
+        /// `recgpt eval llm --split … --users N` reports.
+        #[arg(long)]
+        llm_sample: Option<usize>,
+        /// With --llm-sample: rank without the items each user bought before the split and
+        /// score against new items only.
+        #[arg(long, requires = "llm_sample")]
+        exclude_bought: bool,
         #[command(flatten)]
         embedder: EmbedderArgs,
     },
@@ -218,7 +229,7 @@ enum EvalCommand {
         #[arg(long, default_value_t = 8)]
         users: usize,
         /// Seed of the sample (a larger sample with the same seed holds the smaller one).
-        #[arg(long, default_value_t = 7)]
+        #[arg(long, default_value_t = cli::DEFAULT_SAMPLE_SEED)]
         sample_seed: u64,
         /// Days after the split whose purchases are the truth (config `eval.horizon_days`).
         #[arg(long)]

@@ -48,7 +48,7 @@ pub enum QualityError {
         last: NaiveDate,
     },
     /// More users asked for than bought on both sides. The caller's fault.
-    #[error("--users {asked}: only {eligible} users bought both before {split} and in the {horizon} days after it")]
+    #[error("a sample of {asked} users: only {eligible} users bought both before {split} and in the {horizon} days after it")]
     SampleTooLarge {
         asked: usize,
         eligible: usize,

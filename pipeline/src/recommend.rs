@@ -2,16 +2,26 @@
 //! tags (three towers + vector index), the interest behind each retrieved item, and its
 //! explanation; stored per user in the results store.
 //!
+//! The list is the weighted reciprocal-rank fusion (`[fusion]`) of three channels, each item
+//! labelled with the channel whose term was largest ([`CHANNELS`]): `cf`, collaborative
+//! filtering on the user's purchases (EASE, or sparse item-kNN on a large catalog); `user`,
+//! the user tower's query alone; `llm`, the LLM's tags through the three towers (one query per
+//! tag plus the user query, max fusion).
+//!
 //! The interest behind an item is the interest of the tag whose query retrieved it. An item
-//! found by the user-only query takes the user's interest nearest its title (cosine of the
-//! MiniLM embeddings of the interest's "name: description" and the item's title).
+//! no tag query found (from the user query or CF alone) takes the user's interest nearest its
+//! title (cosine of the MiniLM embeddings of the interest's "name: description" and the
+//! item's title), so every item, CF's included, has an interest and an explanation.
 
 use std::collections::HashMap;
 
-use recgpt_data::History;
+use recgpt_data::{History, ItemIx};
+use recgpt_retrieval::baselines::Scorer;
+use recgpt_retrieval::fusion::reciprocal_rank;
 use recgpt_retrieval::index::{IndexError, VectorIndex};
 use recgpt_retrieval::interactions::UserItems;
-use recgpt_retrieval::retrieve::{retrieve, Candidate, TagQuery};
+use recgpt_retrieval::metrics::top_k;
+use recgpt_retrieval::retrieve::{retrieve, Candidate, RetrieveConfig, TagQuery};
 use recgpt_retrieval::tower::{TowerError, TowerModel};
 use serde::Serialize;
 
@@ -66,19 +76,32 @@ pub struct Recommender<'a> {
     pub index: &'a dyn VectorIndex,
     pub embedder: &'a Embedder,
     pub results: &'a ResultStore,
+    /// The collaborative-filtering channel, fitted on the towers' training purchases
+    /// ([`crate::retrieval::cf_channel`]); `None` leaves it out of the fusion.
+    pub cf: Option<&'a (dyn Scorer + Send + Sync)>,
 }
 
 impl std::fmt::Debug for Recommender<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Recommender")
             .field("index", &self.index.kind())
+            .field("cf", &self.cf.map(|c| c.name()))
             .finish_non_exhaustive()
     }
 }
 
-/// A retrieved candidate and the index of the interest behind it (`None` when the user has
-/// no interest).
-pub type Found = (Candidate, Option<usize>);
+/// The channels fused into a user's list, as each recommendation names its own.
+pub const CHANNELS: [&str; 3] = ["cf", "user", "llm"];
+
+/// A retrieved candidate (its score the fused one; its tag the tag query that found it, if
+/// any did), the channel it came from and the index of the interest behind it (`None` when
+/// the user has no interest).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Found {
+    pub candidate: Candidate,
+    pub channel: &'static str,
+    pub interest: Option<usize>,
+}
 
 /// One user after reasoning and retrieval, ready to be explained.
 #[derive(Debug, Clone)]
@@ -194,7 +217,12 @@ impl Recommender<'_> {
             names.iter().map(|n| n.to_string()).zip(resolved).collect();
         let mut pair_list = Vec::new();
         for u in &users {
-            for (c, interest) in &u.found {
+            for Found {
+                candidate: c,
+                interest,
+                ..
+            } in &u.found
+            {
                 if let Some(i) = interest {
                     let i: &Interest = &u.reasoning.interests.interests[*i];
                     pair_list.push(Pair {
@@ -216,7 +244,12 @@ impl Recommender<'_> {
             let recommendations = u
                 .found
                 .into_iter()
-                .map(|(c, interest)| {
+                .map(|found| {
+                    let Found {
+                        candidate: c,
+                        channel,
+                        interest,
+                    } = found;
                     let item = catalog.get(c.item);
                     let (interest, interest_key, explanation, explanation_source) = match interest {
                         Some(i) => {
@@ -236,6 +269,7 @@ impl Recommender<'_> {
                         category: self.explainer.category(c.item).map(str::to_string),
                         score: c.score,
                         tag: c.tag,
+                        channel: channel.to_string(),
                         interest,
                         interest_key,
                         explanation,
@@ -258,7 +292,8 @@ impl Recommender<'_> {
         Ok((out, counts))
     }
 
-    /// A user's candidates, each with the interest behind it.
+    /// A user's candidates: the fused list of the channels, each item with its channel and
+    /// the interest behind it.
     pub fn retrieve(
         &self,
         history: &History,
@@ -283,14 +318,39 @@ impl Recommender<'_> {
             narrative.as_of,
             self.config.retrieve.exclude_bought_days,
         );
-        let found = retrieve(
-            self.index,
-            self.model,
-            &user,
-            &queries,
-            &filter,
-            &self.config.retrieve,
-        )?;
+        let fusion = &self.config.fusion;
+        // each channel's ranking: `depth` items beyond the history, as in the evaluation
+        let depth = fusion.depth + items.bought.len();
+        let deep = RetrieveConfig {
+            k: depth,
+            per_query: self.config.retrieve.per_query.max(1),
+            ..self.config.retrieve.clone()
+        };
+        let llm = retrieve(self.index, self.model, &user, &queries, &filter, &deep)?;
+        let user_only = self
+            .index
+            .search(std::slice::from_ref(&user), depth, &filter)?;
+        let user_only: Vec<ItemIx> = user_only.into_iter().flatten().map(|h| h.item).collect();
+        let cf: Vec<ItemIx> = match self.cf {
+            Some(cf) => {
+                let mut scores = vec![0f32; self.model.item_vectors.len()];
+                cf.score(&items, &mut scores);
+                top_k(&scores, depth, &filter.exclude)
+            }
+            None => Vec::new(),
+        };
+        let lists = [
+            (cf, if self.cf.is_some() { fusion.cf } else { 0.0 }),
+            (user_only, fusion.user),
+            (llm.iter().map(|c| c.item).collect(), fusion.llm),
+        ];
+        let mut fused = reciprocal_rank(&lists, fusion.k0);
+        fused.truncate(self.config.retrieve.k);
+        let tag_of: HashMap<ItemIx, &str> = llm
+            .iter()
+            .filter_map(|c| Some((c.item, c.tag.as_deref()?)))
+            .collect();
+
         let interests = &r.interests.interests;
         let by_name: HashMap<&str, usize> = interests
             .iter()
@@ -303,16 +363,16 @@ impl Recommender<'_> {
             .iter()
             .map(|t| (t.tag.as_str(), t.interest.as_str()))
             .collect();
-        let through_tag: Vec<Option<usize>> = found
+        let through_tag: Vec<Option<usize>> = fused
             .iter()
-            .map(|c| {
-                c.tag
-                    .as_deref()
+            .map(|f| {
+                tag_of
+                    .get(&f.item)
                     .and_then(|t| tag_interest.get(t))
                     .and_then(|name| by_name.get(name).copied())
             })
             .collect();
-        // interests are embedded only when an item came from the user-only query
+        // interests are embedded only when an item came without a tag's interest
         let interest_vectors = if through_tag.iter().any(Option::is_none) && !interests.is_empty() {
             let texts: Vec<String> = interests
                 .iter()
@@ -323,19 +383,27 @@ impl Recommender<'_> {
         } else {
             Vec::new()
         };
-        Ok(found
+        Ok(fused
             .into_iter()
             .zip(through_tag)
-            .map(|(c, through_tag)| {
+            .map(|(f, through_tag)| {
                 let interest = through_tag.or_else(|| {
-                    let title = &self.prepared.features.titles[c.item as usize];
+                    let title = &self.prepared.features.titles[f.item as usize];
                     interest_vectors
                         .iter()
                         .enumerate()
                         .max_by(|a, b| cosine(a.1, title).total_cmp(&cosine(b.1, title)))
                         .map(|(i, _)| i)
                 });
-                (c, interest)
+                Found {
+                    candidate: Candidate {
+                        item: f.item,
+                        score: f.score,
+                        tag: tag_of.get(&f.item).map(|t| t.to_string()),
+                    },
+                    channel: CHANNELS[f.channel],
+                    interest,
+                }
             })
             .collect())
     }
@@ -357,6 +425,13 @@ impl Recommender<'_> {
         let meta = &self.model.meta;
         let sections = serde_json::json!({
             "retrieve": c.retrieve,
+            "fusion": c.fusion,
+            "cf": [
+                self.cf.map(|cf| cf.name()),
+                c.eval.ease_lambda,
+                c.eval.ease_max_items,
+                c.eval.knn_neighbours,
+            ],
             "explain": c.explain,
             "towers": [&meta.config, &meta.until, &meta.store_fingerprint, &meta.losses],
             "index": [self.index.kind(), self.index.len()],

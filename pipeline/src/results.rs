@@ -71,8 +71,12 @@ pub struct Recommendation {
     pub title: String,
     pub category: Option<String>,
     pub score: f32,
-    /// The tag whose query retrieved it; `None` for the user-only query.
+    /// The tag whose query retrieved it; `None` when no tag query did.
     pub tag: Option<String>,
+    /// The channel it came from: `cf`, `user` or `llm` (see [`crate::recommend::CHANNELS`]);
+    /// empty in results stored before the channels were fused.
+    #[serde(default)]
+    pub channel: String,
     /// The interest it serves (through the tag, else the nearest interest); `None` when the
     /// user has no interest.
     pub interest: Option<String>,

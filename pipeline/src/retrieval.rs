@@ -75,6 +75,33 @@ pub fn cf_channel(
     }
 }
 
+/// The product's CF channel: [`cf_channel`] fitted on the purchases the towers were trained
+/// on (before `model.meta.until`), or `None` when `fusion.cf` is 0.
+pub fn fit_cf(
+    store: &Store,
+    model: &TowerModel,
+    config: &Config,
+) -> Result<Option<Box<dyn Scorer + Send + Sync>>, DataError> {
+    if config.fusion.cf <= 0.0 {
+        return Ok(None);
+    }
+    let until = model
+        .meta
+        .until
+        .as_deref()
+        .and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok());
+    let t0 = std::time::Instant::now();
+    let (before, _) = Interactions::split(store, until.map(Timestamp::from_date))?;
+    let cf = cf_channel(&before, model.item_vectors.len(), config);
+    tracing::info!(
+        channel = cf.name(),
+        users = before.users.len(),
+        seconds = t0.elapsed().as_secs_f64(),
+        "fitted the CF channel"
+    );
+    Ok(Some(cf))
+}
+
 /// Errors of the retrieval commands.
 #[derive(Debug, thiserror::Error)]
 pub enum RetrievalError {

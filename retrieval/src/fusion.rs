@@ -4,7 +4,7 @@
 //! channel that gave it most is its label. Each channel contributes `depth` items beyond the
 //! user's history, so a ranking that leaves the history out still has `depth` fused items.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use recgpt_data::ItemIx;
 use serde::{Deserialize, Serialize};
@@ -40,6 +40,45 @@ impl Default for FusionConfig {
             k0: 60.0,
         }
     }
+}
+
+/// An item of a fused list: its fused score and the channel (index into the lists) whose
+/// term was largest.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Fused {
+    pub item: ItemIx,
+    pub score: f32,
+    pub channel: usize,
+}
+
+/// Weighted reciprocal-rank fusion of ranked lists (best first, each with its weight): an
+/// item's score is Σ w / (k0 + rank), rank counted from 1 in each list that holds it. Best
+/// first; ties go to the lower item index. Lists of weight 0 add nothing.
+pub fn reciprocal_rank(lists: &[(Vec<ItemIx>, f32)], k0: f32) -> Vec<Fused> {
+    let mut by_item: HashMap<ItemIx, (f32, f32, usize)> = HashMap::new();
+    for (c, (list, weight)) in lists.iter().enumerate() {
+        if *weight <= 0.0 {
+            continue;
+        }
+        for (rank, item) in list.iter().enumerate() {
+            let term = weight / (k0 + rank as f32 + 1.0);
+            let e = by_item.entry(*item).or_insert((0.0, 0.0, c));
+            e.0 += term;
+            if term > e.1 {
+                (e.1, e.2) = (term, c);
+            }
+        }
+    }
+    let mut out: Vec<Fused> = by_item
+        .into_iter()
+        .map(|(item, (score, _, channel))| Fused {
+            item,
+            score,
+            channel,
+        })
+        .collect();
+    out.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.item.cmp(&b.item)));
+    out
 }
 
 /// Scorers fused by weighted reciprocal rank.
@@ -81,27 +120,25 @@ impl<'a> Fusion<'a> {
     /// Adds every channel's reciprocal-rank terms for `user` to `out` (zeroed first) and
     /// returns, per item that got any, the channel that gave it most.
     pub fn fuse(&self, user: &UserItems, out: &mut [f32]) -> Vec<(ItemIx, usize)> {
-        out.fill(0.0);
-        let mut best: Vec<(f32, usize)> = vec![(0.0, usize::MAX); out.len()];
         let mut scores = vec![0f32; out.len()];
         let none = HashSet::new();
         let depth = self.depth + user.bought.len();
-        for (c, (scorer, weight)) in self.channels.iter().enumerate() {
-            scorer.score(user, &mut scores);
-            for (rank, item) in top_k(&scores, depth, &none).into_iter().enumerate() {
-                let term = weight / (self.k0 + rank as f32 + 1.0);
-                out[item as usize] += term;
-                let b = &mut best[item as usize];
-                if term > b.0 {
-                    *b = (term, c);
-                }
-            }
+        let lists: Vec<(Vec<ItemIx>, f32)> = self
+            .channels
+            .iter()
+            .map(|(scorer, weight)| {
+                scorer.score(user, &mut scores);
+                (top_k(&scores, depth, &none), *weight)
+            })
+            .collect();
+        out.fill(0.0);
+        let fused = reciprocal_rank(&lists, self.k0);
+        for f in &fused {
+            out[f.item as usize] = f.score;
         }
-        best.iter()
-            .enumerate()
-            .filter(|(_, (_, c))| *c != usize::MAX)
-            .map(|(i, (_, c))| (i as ItemIx, *c))
-            .collect()
+        let mut labels: Vec<(ItemIx, usize)> = fused.iter().map(|f| (f.item, f.channel)).collect();
+        labels.sort_unstable();
+        labels
     }
 
     /// The name of channel `c` (as [`Self::fuse`] numbers them).
@@ -164,6 +201,18 @@ mod tests {
         );
         // depth 3: item 4 is b's third and a's absent; item 2 is a's third
         assert_eq!(out[2], out[4]);
+    }
+
+    #[test]
+    fn ranked_lists_fuse_by_reciprocal_rank_with_the_largest_term_as_label() {
+        let lists = vec![(vec![7, 3, 5], 1.0), (vec![3, 9], 2.0), (vec![7], 0.0)];
+        let fused = reciprocal_rank(&lists, 60.0);
+        let items: Vec<ItemIx> = fused.iter().map(|f| f.item).collect();
+        // 3: 1/62 + 2/61; 9: 2/62; 7: 1/61 (its weight-0 list adds nothing); 5: 1/63
+        assert_eq!(items, vec![3, 9, 7, 5]);
+        assert!((fused[0].score - (1.0 / 62.0 + 2.0 / 61.0)).abs() < 1e-6);
+        assert_eq!(fused[0].channel, 1);
+        assert_eq!(fused[2].channel, 0);
     }
 
     #[test]

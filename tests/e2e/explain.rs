@@ -16,7 +16,7 @@ use recgpt_pipeline::explain::{Explainer, Pair};
 use recgpt_pipeline::interests::ThemeIndex;
 use recgpt_pipeline::prompts::Prompts;
 use recgpt_pipeline::reason::Reasoner;
-use recgpt_pipeline::recommend::{ChainCounts, Recommender};
+use recgpt_pipeline::recommend::{ChainCounts, Recommender, CHANNELS};
 use recgpt_pipeline::results::{ResultStore, UserResult};
 use recgpt_pipeline::retrieval;
 use recgpt_pipeline::serve::{router, AppState};
@@ -58,8 +58,9 @@ fn chain() -> &'static Chain {
         prepared().categories.save(&home).unwrap();
         let store = Store::open(&home).unwrap();
         let config = config();
-        let (tower, _, _) = model();
+        let (tower, before, _) = model();
         let index = retrieval::build_index(&home, &store, prepared(), tower, &config).unwrap();
+        let cf = retrieval::cf_channel(before, tower.item_vectors.len(), &config);
         let results = ResultStore::open(&home).unwrap();
         let mut keys = InterestKeys::load(&results, config.explain.key_similarity).unwrap();
         let compressor = compressor(&store, config.compress.budget);
@@ -81,6 +82,7 @@ fn chain() -> &'static Chain {
             index: &index,
             embedder: embedder(),
             results: &results,
+            cf: Some(cf.as_ref()),
         };
         let window = store.window(Some(parse_date(SPLIT).unwrap()), None);
         let (histories, narratives) = crate::common::narrated(&store, &compressor, &window, &USERS);
@@ -179,6 +181,18 @@ fn every_recommendation_has_its_interest_and_a_checked_explanation() {
             }
         }
     }
+    // the list fuses the channels, and CF's items (the heaviest channel) are explained too
+    let channels: Vec<&str> = chain
+        .results
+        .iter()
+        .flat_map(|r| &r.recommendations)
+        .map(|rec| rec.channel.as_str())
+        .collect();
+    assert!(
+        channels.iter().all(|c| CHANNELS.contains(c)),
+        "{channels:?}"
+    );
+    assert!(channels.contains(&"cf"), "{channels:?}");
     let e = &chain.counts.explain;
     assert_eq!(e.requested, USERS.len() * K);
     assert_eq!(e.generated + e.fallbacks + e.hits, e.requested, "{e:?}");

@@ -219,7 +219,7 @@ fn eval_llm_refuses_bad_input_and_writes_nothing() {
         &["--split", "2011-10-01", "--users", "100000"],
         &model_file(),
     );
-    assert!(err.contains("--users 100000: only"), "{err}");
+    assert!(err.contains("a sample of 100000 users: only"), "{err}");
     let not_a_model = temp_home().join("model.gguf");
     std::fs::write(&not_a_model, "not a model").unwrap();
     let err = run(&["--split", "2011-10-01", "--users", "2"], &not_a_model);
@@ -229,5 +229,15 @@ fn eval_llm_refuses_bad_input_and_writes_nothing() {
         &model_file(),
     );
     assert!(err.contains("nonexistent.json"), "{err}");
+    // `recgpt eval --llm-sample N` checks its sample before the full evaluation runs
+    let out = Command::new(env!("CARGO_BIN_EXE_recgpt"))
+        .args(["eval", "--split", "2011-11-01", "--llm-sample", "100000"])
+        .env("RECGPT_HOME", &home)
+        .env("RECGPT_MODEL", model_file())
+        .output()
+        .expect("run recgpt");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("a sample of 100000 users: only"), "{err}");
     assert!(!home.join("eval").exists(), "nothing written");
 }

@@ -153,6 +153,7 @@ pub fn export(home: &Path, format: ExportFormat, out: Option<&Path>) -> Result<(
                 "title",
                 "score",
                 "tag",
+                "channel",
                 "interest",
                 "explanation",
                 "explanation_source",
@@ -166,6 +167,7 @@ pub fn export(home: &Path, format: ExportFormat, out: Option<&Path>) -> Result<(
                         &x.title,
                         &format!("{:.4}", x.score),
                         x.tag.as_deref().unwrap_or(""),
+                        &x.channel,
                         x.interest.as_deref().unwrap_or(""),
                         x.explanation.as_deref().unwrap_or(""),
                         x.explanation_source.as_deref().unwrap_or(""),
@@ -257,12 +259,13 @@ pub fn show(
     println!("\n== recommendations ==");
     for (rank, x) in r.recommendations.iter().enumerate() {
         println!(
-            "  {:>2}. {:<8} {:<36} score {:.3}  tag: {}  interest: {}",
+            "  {:>2}. {:<8} {:<36} score {:.4}  channel: {}  tag: {}  interest: {}",
             rank + 1,
             x.item,
             x.title,
             x.score,
-            x.tag.as_deref().unwrap_or("(user)"),
+            x.channel,
+            x.tag.as_deref().unwrap_or("-"),
             x.interest.as_deref().unwrap_or("-")
         );
         if let Some(e) = &x.explanation {

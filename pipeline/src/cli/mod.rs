@@ -24,6 +24,9 @@ use crate::{
     IndexCommand, LlmArgs, ModelCommand, PromptsCommand, StatsCommand,
 };
 
+/// The default seed of a user sample (`--sample-seed`).
+pub const DEFAULT_SAMPLE_SEED: u64 = 7;
+
 pub fn date(s: &str) -> Result<chrono::NaiveDate, String> {
     recgpt_data::parse_date(s).map_err(|e| e.to_string())
 }
@@ -158,6 +161,8 @@ pub fn run(cli: Cli) -> Result<()> {
             split,
             k,
             epochs,
+            llm_sample,
+            exclude_bought,
             embedder,
             what: None,
         } => {
@@ -167,7 +172,28 @@ pub fn run(cli: Cli) -> Result<()> {
                 config.eval.ks = k;
             }
             let split = split.expect("clap requires --split without a subcommand");
-            retrieval::eval(&home, &config, split, &embedder, cli.json)
+            let sample = llm_sample.map(|users| quality::Sample {
+                split,
+                users,
+                seed: DEFAULT_SAMPLE_SEED,
+                protocol: match exclude_bought {
+                    true => Protocol::ExcludeBought,
+                    false => Protocol::Repeats,
+                },
+                sweep: false,
+                cache: true,
+            });
+            // a bad sample fails before the full evaluation runs
+            if let Some(sample) = &sample {
+                quality::check_sample(&home, &config, sample)?;
+            }
+            retrieval::eval(&home, &config, split, &embedder, cli.json)?;
+            match &sample {
+                Some(sample) => {
+                    quality::eval_llm(&home, &config, sample, None, &embedder, cli.json)
+                }
+                None => Ok(()),
+            }
         }
         Command::Run {
             users,

@@ -52,10 +52,7 @@ pub fn eval_llm(
         }
         None => None,
     };
-    check_gguf(&config.llm.model)?;
-    let store = Store::open(home)?;
-    let split = SplitUsers::read(&store, sample.split, config.eval.horizon_days)?;
-    let users = split.sample(sample.users, sample.seed)?;
+    let (store, split, users) = read_sample(home, config, sample)?;
 
     let embedder = Embedder::load(
         &embedder
@@ -143,6 +140,25 @@ pub fn eval_llm(
         broken.len()
     );
     Ok(())
+}
+
+/// Fails as `eval_llm` would on a model file that is not a GGUF, a split date outside the
+/// data or a sample larger than the users on both sides, before anything else runs.
+pub fn check_sample(home: &Path, config: &Config, sample: &Sample) -> Result<()> {
+    read_sample(home, config, sample).map(|_| ())
+}
+
+/// The store, the users on both sides of the split and the sample of them.
+fn read_sample(
+    home: &Path,
+    config: &Config,
+    sample: &Sample,
+) -> Result<(Store, SplitUsers, Vec<String>)> {
+    check_gguf(&config.llm.model)?;
+    let store = Store::open(home)?;
+    let split = SplitUsers::read(&store, sample.split, config.eval.horizon_days)?;
+    let users = split.sample(sample.users, sample.seed)?;
+    Ok((store, split, users))
 }
 
 /// The three-tower model trained on purchases before `split`: kept in `eval/tower-SPLIT/` and

@@ -18,6 +18,7 @@ use recgpt_pipeline::recommend::Recommender;
 use recgpt_pipeline::results::ResultStore;
 use recgpt_pipeline::retrieval;
 use recgpt_pipeline::serve::{self, AppState};
+use recgpt_retrieval::baselines::Scorer;
 use recgpt_retrieval::index::EdgeIndex;
 use recgpt_retrieval::tower::TowerModel;
 
@@ -33,6 +34,8 @@ pub(super) struct ChainInputs {
     pub index: EdgeIndex,
     pub results: ResultStore,
     pub prompts: Prompts,
+    /// The collaborative-filtering channel (absent when `fusion.cf` is 0).
+    pub cf: Option<Box<dyn Scorer + Send + Sync>>,
 }
 
 impl ChainInputs {
@@ -63,6 +66,7 @@ impl ChainInputs {
         }
         .context("no index: run `recgpt index build` first")?;
         let results = ResultStore::open(home)?;
+        let cf = retrieval::fit_cf(&ctx.store, &model, config)?;
         Ok(Self {
             ctx,
             embedder,
@@ -71,6 +75,7 @@ impl ChainInputs {
             index,
             results,
             prompts: Prompts::new(),
+            cf,
         })
     }
 
@@ -98,6 +103,7 @@ impl ChainInputs {
             index: &self.index,
             embedder: &self.embedder,
             results: &self.results,
+            cf: self.cf.as_deref(),
         }
     }
 }
@@ -138,11 +144,12 @@ pub fn recommend(
         }
         for rec in &r.recommendations {
             println!(
-                "  {:>6.3} {:<8} {:<36} tag: {:<28} interest: {}",
+                "  {:>6.4} {:<4} {:<8} {:<36} tag: {:<28} interest: {}",
                 rec.score,
+                rec.channel,
                 rec.item,
                 rec.title,
-                rec.tag.as_deref().unwrap_or("(user)"),
+                rec.tag.as_deref().unwrap_or("-"),
                 rec.interest.as_deref().unwrap_or("-"),
             );
             if let Some(e) = &rec.explanation {

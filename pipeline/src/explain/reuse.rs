@@ -155,6 +155,7 @@ mod tests {
                 category: None,
                 score: 0.0,
                 tag: None,
+                channel: "llm".into(),
                 interest: Some(key.to_string()),
                 interest_key: Some(key.to_string()),
                 explanation: Some("You like it.".into()),

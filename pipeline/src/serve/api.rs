@@ -47,8 +47,11 @@ pub struct RecommendationOut {
     pub title: String,
     pub category: Option<String>,
     pub score: f32,
-    /// The tag whose query retrieved the item (none: the user-only query).
+    /// The tag whose query retrieved the item (none: no tag query did).
     pub tag: Option<String>,
+    /// The retrieval channel the item came from: `cf` (collaborative filtering), `user` (the
+    /// user tower) or `llm` (the LLM's tags).
+    pub channel: String,
     /// The interest behind the item.
     pub interest: Option<String>,
     pub explanation: Option<String>,
@@ -199,6 +202,7 @@ pub async fn recommendations(
                 category: r.category,
                 score: r.score,
                 tag: r.tag,
+                channel: r.channel,
                 interest: r.interest,
                 explanation: r.explanation,
                 explanation_source: r.explanation_source,
