@@ -327,10 +327,14 @@ impl Recommender<'_> {
             ..self.config.retrieve.clone()
         };
         let llm = retrieve(self.index, self.model, &user, &queries, &filter, &deep)?;
-        let user_only = self
-            .index
-            .search(std::slice::from_ref(&user), depth, &filter)?;
-        let user_only: Vec<ItemIx> = user_only.into_iter().flatten().map(|h| h.item).collect();
+        let user_only: Vec<ItemIx> = if fusion.user > 0.0 {
+            let hits = self
+                .index
+                .search(std::slice::from_ref(&user), depth, &filter)?;
+            hits.into_iter().flatten().map(|h| h.item).collect()
+        } else {
+            Vec::new()
+        };
         let cf: Vec<ItemIx> = match self.cf {
             Some(cf) => {
                 let mut scores = vec![0f32; self.model.item_vectors.len()];

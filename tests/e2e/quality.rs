@@ -128,7 +128,10 @@ fn fusion_with_an_oracle_tag_channel_beats_its_ablation() {
         let embedded = embedder().embed(&refs).unwrap();
         oracle.insert(after.user.clone(), model.tag_vectors(&embedded).unwrap());
     }
-    let config = Config::default();
+    // the mechanism, not the tuned defaults: every channel weighs in
+    let mut config = Config::default();
+    config.fusion.user = 0.5;
+    config.fusion.llm = 0.5;
     let compare = |protocol| {
         let c = Comparison {
             config: &config,
