@@ -323,7 +323,6 @@ impl Recommender<'_> {
         let depth = fusion.depth + items.bought.len();
         let deep = RetrieveConfig {
             k: depth,
-            per_query: self.config.retrieve.per_query.max(1),
             ..self.config.retrieve.clone()
         };
         let llm = retrieve(self.index, self.model, &user, &queries, &filter, &deep)?;
@@ -344,7 +343,7 @@ impl Recommender<'_> {
             None => Vec::new(),
         };
         let lists = [
-            (cf, if self.cf.is_some() { fusion.cf } else { 0.0 }),
+            (cf, fusion.cf),
             (user_only, fusion.user),
             (llm.iter().map(|c| c.item).collect(), fusion.llm),
         ];

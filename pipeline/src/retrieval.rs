@@ -85,11 +85,14 @@ pub fn fit_cf(
     if config.fusion.cf <= 0.0 {
         return Ok(None);
     }
+    // a cut-off that does not parse is an error, not "all events" (that would fit CF on
+    // purchases the towers never saw)
     let until = model
         .meta
         .until
         .as_deref()
-        .and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok());
+        .map(recgpt_data::parse_date)
+        .transpose()?;
     let t0 = std::time::Instant::now();
     let (before, _) = Interactions::split(store, until.map(Timestamp::from_date))?;
     let cf = cf_channel(&before, model.item_vectors.len(), config);
