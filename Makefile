@@ -24,8 +24,10 @@ RECGPT := $(CARGO_TARGET_DIR)/release/recgpt
 deps:
 	@scripts/setup.sh deps
 
+# The smallest model (tests and demo) and the batch job's default (Qwen2.5-Coder-0.5B).
 model: deps
 	@scripts/setup.sh model >/dev/null
+	@scripts/setup.sh qwen 0.5b >/dev/null
 
 embedder: deps
 	@scripts/setup.sh embedder >/dev/null

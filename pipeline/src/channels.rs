@@ -27,6 +27,8 @@ use serde::{Deserialize, Serialize};
 use crate::config::Config;
 use crate::retrieval::{cf_channel, Prepared};
 
+/// The LLM channel's row.
+pub const LLM_TAGS: &str = "ThreeTower (LLM tags)";
 /// The cut-offs of the comparison.
 const KS: [usize; 3] = [10, 20, 50];
 /// Bootstrap resamples of each interval.
@@ -133,7 +135,7 @@ pub fn compare(
         &title_tags,
         "ThreeTower (title tags)".into(),
     );
-    let llm = ThreeTower::new(c.model, &user, c.llm_tags, "ThreeTower (LLM tags)".into());
+    let llm = ThreeTower::new(c.model, &user, c.llm_tags, LLM_TAGS.into());
     // as many LLM tags as title tags: max fusion over more queries favours the tag queries
     let first = c.config.eval.tags_per_user;
     let llm_first_tags: HashMap<String, Vec<Vec<f32>>> = c

@@ -117,7 +117,7 @@ mod tests {
         assert!(parsed
             .llm
             .model
-            .ends_with(".cache/recgpt/models/SmolLM2-135M-Instruct.Q4_1.gguf"));
+            .ends_with(".cache/recgpt/models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"));
         assert!(!parsed.llm.model.starts_with("~"));
         parsed.llm.model = PathBuf::new();
         defaults.llm.model = PathBuf::new();

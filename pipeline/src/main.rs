@@ -244,9 +244,10 @@ enum EvalCommand {
         /// Narrative token budget (config `compress.budget`).
         #[arg(long)]
         budget: Option<usize>,
-        /// GGUF model (config `llm.model`).
-        #[arg(long, env = "RECGPT_MODEL")]
-        model: Option<PathBuf>,
+        /// GGUF model (config `llm.model`); several, comma-separated, run the loop for each
+        /// on the same sample and compare them (quality per CPU-minute).
+        #[arg(long, env = "RECGPT_MODEL", value_delimiter = ',')]
+        model: Vec<PathBuf>,
         /// Quality floors (JSON, e.g. prompts/cases/llm_floors.json): exit non-zero when the
         /// run breaks one.
         #[arg(long)]

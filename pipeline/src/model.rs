@@ -3,8 +3,13 @@
 
 use std::path::PathBuf;
 
-/// File name of the default model inside the cache.
-pub const DEFAULT_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+/// File name of the default model inside the cache: Qwen2.5-Coder-0.5B-Instruct, chosen by
+/// the quality loop's model comparison (tag hit@10 per CPU-minute on the dev split).
+pub const DEFAULT_MODEL_FILE: &str = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf";
+
+/// File name of the smallest model (SmolLM2-135M-Instruct), which `make test` and `make demo`
+/// run for speed on a few CPU cores.
+pub const SMALL_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 
 fn home_dir() -> PathBuf {
     std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from)
@@ -20,9 +25,16 @@ pub fn cache_dir() -> PathBuf {
         .join("recgpt")
 }
 
-/// The model `make model` fetches: `<cache>/models/SmolLM2-135M-Instruct.Q4_1.gguf`.
+/// The default model, which `make model` fetches (`scripts/setup.sh qwen 0.5b`):
+/// `<cache>/models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf`.
 pub fn default_model_path() -> PathBuf {
     cache_dir().join("models").join(DEFAULT_MODEL_FILE)
+}
+
+/// The smallest model, which `make model` fetches too (`scripts/setup.sh model`):
+/// `<cache>/models/SmolLM2-135M-Instruct.Q4_1.gguf`.
+pub fn small_model_path() -> PathBuf {
+    cache_dir().join("models").join(SMALL_MODEL_FILE)
 }
 
 /// The text embedder's directory: `RECGPT_EMBEDDER`, else `<cache>/models/all-MiniLM-L6-v2`.

@@ -33,7 +33,7 @@ use crate::channels::{self, ChannelReport, Comparison};
 use crate::compress::Compressor;
 use crate::config::Config;
 use crate::llm::{LlmBackend, TokenCount};
-use crate::reason::{Reasoner, StageError, TokenUse, UserReasoning};
+use crate::reason::{Reasoner, StageError, UserReasoning};
 use crate::recommend::reasoning_inputs;
 use crate::retrieval::Prepared;
 
@@ -350,7 +350,7 @@ pub struct UserRow {
 }
 
 /// Per-user figures of the LLM stages, summarised.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StageFigures {
     pub model_share: Spread,
     /// Users whose model share is below 0.6 (the target's per-user level).
@@ -365,14 +365,36 @@ pub struct StageFigures {
     /// Tags (model and fallback) whose every word is a word of the catalog's titles.
     pub tags_with_catalog_words: f64,
     pub seconds: f64,
-    /// Users whose interests and tags came from the cache: the time and token figures are
-    /// those of the others.
+    /// Users whose interests and tags came from the cache.
     #[serde(default)]
     pub cached_users: usize,
+    /// Users whose reasoning cost is known (reasoned in this run, or cached with its cost):
+    /// users/min and the tokens per user are theirs.
+    #[serde(default)]
+    pub timed_users: usize,
     pub users_per_minute: f64,
     pub prompt_tokens_per_user: f64,
     pub evaluated_prompt_tokens_per_user: f64,
     pub generated_tokens_per_user: f64,
+}
+
+/// A user's share of what reasoning for their chunk of users cost (the chunk's wall time and
+/// tokens divided evenly), kept with the cached reasoning so that a rerun reports it too.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Cost {
+    pub seconds: f64,
+    pub prompt_tokens: f64,
+    pub evaluated_prompt_tokens: f64,
+    pub generated_tokens: f64,
+}
+
+/// An entry of the reasoning cache (entries written before costs were kept have none).
+#[derive(Debug, Serialize, Deserialize)]
+struct Cached {
+    #[serde(flatten)]
+    reasoning: UserReasoning,
+    #[serde(default)]
+    cost: Option<Cost>,
 }
 
 /// A `recgpt eval llm` run.
@@ -398,6 +420,88 @@ pub struct LlmEvalReport {
     #[serde(default)]
     pub channels: Option<ChannelReport>,
     pub per_user: Vec<UserRow>,
+}
+
+/// Users with at least this many distinct items before the split are expected to have at
+/// least [`MANY_INTERESTS`] interests.
+pub const LONG_HISTORY_ITEMS: usize = 50;
+pub const MANY_INTERESTS: usize = 10;
+
+/// One model's figures in a comparison of models on the same sample (`recgpt eval llm
+/// --model A,B,…`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelRow {
+    pub model: String,
+    pub users: usize,
+    pub interests_median: f64,
+    /// Users with at least [`LONG_HISTORY_ITEMS`] items before the split, and those of them
+    /// with at least [`MANY_INTERESTS`] interests.
+    pub long_history_users: usize,
+    pub long_history_users_with_many_interests: usize,
+    /// Interests whose description the model wrote (not the template), over all interests.
+    pub model_description_share: f64,
+    pub model_share: Spread,
+    pub users_below_60_percent: usize,
+    /// The `llm` row: tag hit@k, on new items, HR@N.
+    pub hit_rate: f64,
+    pub hit_rate_new: f64,
+    pub hr_at_n: f64,
+    /// The LLM channel's Recall@50 and Recall-new@50 (when the channels were ranked).
+    pub channel_recall_50: Option<f64>,
+    pub channel_recall_new_50: Option<f64>,
+    pub generated_tokens_per_user: f64,
+    pub users_per_minute: f64,
+    /// CPU-minutes of reasoning per user: the decoding threads × minutes per user (`None`
+    /// for a remote backend or when no user's cost is known).
+    pub cpu_minutes_per_user: Option<f64>,
+    /// Tag hit@k per CPU-minute per user: quality per unit of compute.
+    pub hit_rate_per_cpu_minute: Option<f64>,
+}
+
+impl ModelRow {
+    /// The row of one report; `threads` as in [`ModelRow::cpu_minutes_per_user`].
+    pub fn of(r: &LlmEvalReport, threads: Option<usize>) -> Self {
+        let llm = r.methods.iter().find(|m| m.method == METHODS[0]);
+        let channel = r
+            .channels
+            .as_ref()
+            .and_then(|c| c.rows.iter().find(|row| row.method == channels::LLM_TAGS));
+        let long: Vec<&UserRow> = r
+            .per_user
+            .iter()
+            .filter(|u| u.items_before >= LONG_HISTORY_ITEMS)
+            .collect();
+        let interests: usize = r.per_user.iter().map(|u| u.interests.len()).sum();
+        let described: usize = r.per_user.iter().map(|u| u.model_descriptions).sum();
+        let s = &r.stages;
+        let cpu_minutes_per_user = match (threads, s.timed_users, s.users_per_minute) {
+            (Some(t), n, rate) if n > 0 && rate > 0.0 => Some(t as f64 / rate),
+            _ => None,
+        };
+        let hit_rate = llm.map_or(0.0, |m| m.hit_rate.mean);
+        Self {
+            model: r.model_id.clone(),
+            users: r.users,
+            interests_median: s.interests.median,
+            long_history_users: long.len(),
+            long_history_users_with_many_interests: long
+                .iter()
+                .filter(|u| u.interests.len() >= MANY_INTERESTS)
+                .count(),
+            model_description_share: described as f64 / interests.max(1) as f64,
+            model_share: s.model_share,
+            users_below_60_percent: s.users_below_60_percent,
+            hit_rate,
+            hit_rate_new: llm.map_or(0.0, |m| m.hit_rate_new),
+            hr_at_n: llm.map_or(0.0, |m| m.hr_at_n),
+            channel_recall_50: channel.map(|c| c.recall_50),
+            channel_recall_new_50: channel.map(|c| c.recall_new_50),
+            generated_tokens_per_user: s.generated_tokens_per_user,
+            users_per_minute: s.users_per_minute,
+            cpu_minutes_per_user,
+            hit_rate_per_cpu_minute: cpu_minutes_per_user.map(|m| hit_rate / m),
+        }
+    }
 }
 
 /// The loop's inputs besides the LLM.
@@ -444,7 +548,6 @@ impl<T: TokenCount> LlmEval<'_, T> {
             .store
             .window(Some(self.split.split), Some(self.split.split));
         let started = Instant::now();
-        let mut tokens = TokenUse::default();
         let inputs = reasoning_inputs(
             self.reasoner.miner.prompts,
             self.config,
@@ -452,6 +555,7 @@ impl<T: TokenCount> LlmEval<'_, T> {
             &self.store.manifest().fingerprint,
         );
         let mut reasoned: Vec<Option<UserReasoning>> = vec![None; sample.len()];
+        let mut costs: Vec<Option<Cost>> = vec![None; sample.len()];
         let mut fresh = Vec::new();
         for (u, user) in sample.iter().enumerate() {
             let history = self.store.history(user, &window)?;
@@ -466,12 +570,14 @@ impl<T: TokenCount> LlmEval<'_, T> {
                 .map(|dir| dir.join(format!("{user}-{key}.json")));
             match cached.as_ref().and_then(|p| std::fs::read(p).ok()) {
                 Some(bytes) => {
-                    reasoned[u] = Some(serde_json::from_slice(&bytes).map_err(|e| {
+                    let entry: Cached = serde_json::from_slice(&bytes).map_err(|e| {
                         QualityError::Cache(format!(
                             "{}: {e}",
                             cached.as_ref().expect("read").display()
                         ))
-                    })?)
+                    })?;
+                    reasoned[u] = Some(entry.reasoning);
+                    costs[u] = entry.cost;
                 }
                 None => fresh.push((u, history, narrative, cached)),
             }
@@ -480,14 +586,26 @@ impl<T: TokenCount> LlmEval<'_, T> {
         progress(cached_users);
         for chunk in fresh.chunks(self.chunk.max(1)) {
             let pairs: Vec<_> = chunk.iter().map(|(_, h, n, _)| (h, n)).collect();
+            let chunk_started = Instant::now();
             let (out, used) = self.reasoner.run(llm, &pairs)?;
-            tokens.merge(&used);
+            let each = chunk.len() as f64;
+            let cost = Cost {
+                seconds: chunk_started.elapsed().as_secs_f64() / each,
+                prompt_tokens: used.prompt as f64 / each,
+                evaluated_prompt_tokens: used.evaluated() as f64 / each,
+                generated_tokens: used.generated as f64 / each,
+            };
             for ((u, _, _, path), r) in chunk.iter().zip(out) {
+                costs[*u] = Some(cost);
                 if let Some(path) = path {
+                    let entry = Cached {
+                        reasoning: r.clone(),
+                        cost: Some(cost),
+                    };
                     let write = || -> std::io::Result<()> {
                         std::fs::create_dir_all(path.parent().expect("in a folder"))?;
                         let tmp = path.with_extension("tmp");
-                        std::fs::write(&tmp, serde_json::to_vec(&r)?)?;
+                        std::fs::write(&tmp, serde_json::to_vec(&entry)?)?;
                         std::fs::rename(&tmp, path)
                     };
                     write().map_err(|e| QualityError::Cache(format!("{}: {e}", path.display())))?;
@@ -552,7 +670,10 @@ impl<T: TokenCount> LlmEval<'_, T> {
             .collect();
         let words = catalog_words(self.compressor);
         let users = rows.len().max(1) as f64;
-        let fresh_users = (rows.len() - cached_users).max(1) as f64;
+        let timed: Vec<Cost> = costs.iter().flatten().copied().collect();
+        let per_timed_user = |f: fn(&Cost) -> f64| -> f64 {
+            timed.iter().map(f).sum::<f64>() / timed.len().max(1) as f64
+        };
         let stages = StageFigures {
             model_share: Spread::of(&rows.iter().map(|r| r.model_share).collect::<Vec<_>>()),
             users_below_60_percent: rows.iter().filter(|r| r.model_share < 0.6).count(),
@@ -590,10 +711,14 @@ impl<T: TokenCount> LlmEval<'_, T> {
             },
             seconds,
             cached_users,
-            users_per_minute: (rows.len() - cached_users) as f64 / (seconds / 60.0).max(1e-9),
-            prompt_tokens_per_user: tokens.prompt as f64 / fresh_users,
-            evaluated_prompt_tokens_per_user: tokens.evaluated() as f64 / fresh_users,
-            generated_tokens_per_user: tokens.generated as f64 / fresh_users,
+            timed_users: timed.len(),
+            users_per_minute: match per_timed_user(|c| c.seconds) {
+                s if s > 0.0 => 60.0 / s,
+                _ => 0.0,
+            },
+            prompt_tokens_per_user: per_timed_user(|c| c.prompt_tokens),
+            evaluated_prompt_tokens_per_user: per_timed_user(|c| c.evaluated_prompt_tokens),
+            generated_tokens_per_user: per_timed_user(|c| c.generated_tokens),
         };
         let mut prompt_versions: Vec<String> = reasoned
             .iter()
@@ -662,6 +787,10 @@ pub struct LlmFloors {
     pub model_share_min: Option<f64>,
     /// Each user's interests.
     pub interests_min: Option<usize>,
+    /// The interests of each user with at least [`LONG_HISTORY_ITEMS`] distinct items before
+    /// the split.
+    #[serde(default)]
+    pub long_history_interests_min: Option<usize>,
     /// Each user's interests with a model-written description.
     pub model_descriptions_min: Option<usize>,
     /// Share of answers (interests and tags) that parse.
@@ -690,6 +819,16 @@ impl LlmFloors {
         }
         if let Some(f) = self.interests_min {
             per_user("interests_min", f as f64, &|u| u.interests.len() as f64);
+        }
+        if let Some(f) = self.long_history_interests_min {
+            per_user(
+                "long_history_interests_min",
+                f as f64,
+                &|u| match u.items_before >= LONG_HISTORY_ITEMS {
+                    true => u.interests.len() as f64,
+                    false => f64::INFINITY,
+                },
+            );
         }
         if let Some(f) = self.model_descriptions_min {
             per_user("model_descriptions_min", f as f64, &|u| {
@@ -774,6 +913,98 @@ mod tests {
         assert!((s.mean - 0.8).abs() < 1e-12);
         assert_eq!(Spread::of(&[]), Spread::default());
         assert_eq!(Spread::of(&[0.3]).p10, 0.3);
+    }
+
+    fn report(users: &[(usize, usize, usize)]) -> LlmEvalReport {
+        // (items before, interests, model descriptions) per user
+        let per_user: Vec<UserRow> = users
+            .iter()
+            .enumerate()
+            .map(|(i, &(items, interests, described))| UserRow {
+                user: format!("u{i}"),
+                items_before: items,
+                items_after: 3,
+                interests: (0..interests).map(|j| format!("interest {j}")).collect(),
+                model_descriptions: described,
+                tags: Vec::new(),
+                model_tags: 30,
+                model_share: 0.6,
+                answers: 6,
+                unparsable: 0,
+                cut_off: 0,
+                rejected: BTreeMap::new(),
+                scores: BTreeMap::new(),
+            })
+            .collect();
+        LlmEvalReport {
+            split: "2011-10-01".into(),
+            horizon_days: 30,
+            sample_seed: 7,
+            users: per_user.len(),
+            eligible_users: 100,
+            model_id: "m".into(),
+            prompt_versions: Vec::new(),
+            k: 10,
+            n: 30,
+            methods: vec![MethodRow::of(
+                METHODS[0],
+                &[TagScore {
+                    tags: 50,
+                    hit_rate: 0.3,
+                    hit_rate_new: Some(0.2),
+                    hr_at_n: true,
+                }],
+            )],
+            popular_categories_hr_at_n: 1.0,
+            stages: StageFigures {
+                answers: 6 * users.len(),
+                timed_users: users.len(),
+                users_per_minute: 0.5,
+                tags_with_catalog_words: 1.0,
+                ..StageFigures::default()
+            },
+            channels: None,
+            per_user,
+        }
+    }
+
+    #[test]
+    fn the_long_history_floor_counts_only_long_histories() {
+        let floors = LlmFloors {
+            long_history_interests_min: Some(10),
+            ..LlmFloors::default()
+        };
+        // a short history with 3 interests passes; a long one with 9 does not
+        let r = report(&[(20, 3, 3), (60, 12, 12), (50, 9, 9)]);
+        let broken = floors.broken(&r);
+        assert_eq!(broken.len(), 1, "{broken:?}");
+        assert!(broken[0].contains("u2 (9.00)"), "{broken:?}");
+        assert!(!broken[0].contains("u0"), "{broken:?}");
+        assert!(floors
+            .broken(&report(&[(20, 3, 3), (60, 12, 0)]))
+            .is_empty());
+    }
+
+    #[test]
+    fn a_model_row_prices_quality_in_cpu_minutes() {
+        let row = ModelRow::of(&report(&[(20, 3, 3), (60, 12, 6), (50, 9, 0)]), Some(2));
+        assert_eq!(
+            (
+                row.long_history_users,
+                row.long_history_users_with_many_interests
+            ),
+            (2, 1)
+        );
+        assert!((row.model_description_share - 9.0 / 24.0).abs() < 1e-12);
+        // 2 threads at 0.5 users/min: 4 CPU-minutes a user
+        assert_eq!(row.cpu_minutes_per_user, Some(4.0));
+        assert!((row.hit_rate_per_cpu_minute.unwrap() - 0.3 / 4.0).abs() < 1e-12);
+        assert_eq!(row.channel_recall_50, None);
+        // a remote backend's threads are unknown
+        assert_eq!(
+            ModelRow::of(&report(&[(20, 3, 3)]), None).cpu_minutes_per_user,
+            None
+        );
     }
 
     #[test]

@@ -462,6 +462,11 @@ impl Recommender<'_> {
     }
 }
 
+/// The version of the code that turns a narrative into interests and tags beyond the prompts
+/// and settings (theme mining, how rounds share the themes, the validation rules): raised with
+/// any change to it, so that outputs stored or cached under older rules are made again.
+pub const REASONING_RULES: &str = "2";
+
 /// [`Recommender::reasoning_inputs`] from its parts (`store`: the event store's fingerprint).
 pub fn reasoning_inputs(prompts: &Prompts, c: &Config, model_id: &str, store: &str) -> String {
     let sections = serde_json::json!({
@@ -473,6 +478,7 @@ pub fn reasoning_inputs(prompts: &Prompts, c: &Config, model_id: &str, store: &s
         "store": store,
     });
     hash_parts(&[
+        REASONING_RULES.to_string(),
         prompts.version(Task::Interests),
         prompts.version(Task::Tags),
         model_id.to_string(),

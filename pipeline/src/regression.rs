@@ -61,6 +61,8 @@ pub struct Floors {
     pub tag_parse_rate_min: f64,
     pub hallucinated_evidence_rate_max: f64,
     pub interests_per_user_min: f64,
+    /// The fewest interests of any one user (the golden users all bought over 50 items).
+    pub interests_each_user_min: f64,
     pub tags_per_user_min: f64,
     pub model_tags_per_user_min: f64,
     /// The fewest model tags of any one user (a mean must not hide a user at zero).
@@ -79,6 +81,7 @@ pub struct Metrics {
     pub tag_parse_rate: f64,
     pub hallucinated_evidence_rate: f64,
     pub interests_per_user: f64,
+    pub interests_fewest: f64,
     pub tags_per_user: f64,
     pub model_tags_per_user: f64,
     pub model_tags_fewest: f64,
@@ -147,6 +150,11 @@ fn metrics(out: &[UserReasoning], explained: &ExplainCounts) -> Metrics {
         hallucinated_evidence_rate: sum(&|r| r.interests.counts.evidence_hallucinated)
             / sum(&|r| r.interests.counts.evidence).max(1.0),
         interests_per_user: sum(&|r| r.interests.interests.len()) / n,
+        interests_fewest: out
+            .iter()
+            .map(|r| r.interests.interests.len())
+            .min()
+            .unwrap_or(0) as f64,
         tags_per_user: tags / n,
         model_tags_per_user: sum(&|r| r.tags.counts.from_model) / n,
         model_tags_fewest: out
@@ -179,6 +187,11 @@ fn check(m: &Metrics, f: &Floors) -> Vec<String> {
         "interests per user",
         m.interests_per_user,
         f.interests_per_user_min,
+    );
+    min(
+        "interests of the user with the fewest",
+        m.interests_fewest,
+        f.interests_each_user_min,
     );
     min("tags per user", m.tags_per_user, f.tags_per_user_min);
     min(
@@ -405,7 +418,8 @@ mod tests {
             interest_parse_rate: 1.0,
             tag_parse_rate: 1.0,
             hallucinated_evidence_rate: 0.0,
-            interests_per_user: 5.0,
+            interests_per_user: 11.0,
+            interests_fewest: 10.0,
             tags_per_user: 50.0,
             model_tags_per_user: 20.0,
             model_tags_fewest: 16.0,
@@ -422,6 +436,13 @@ mod tests {
         let failures = check(&hidden, &floors);
         assert_eq!(failures.len(), 1, "{failures:?}");
         assert!(failures[0].starts_with("model tags of the user with the fewest"));
+        let few = Metrics {
+            interests_fewest: 4.0,
+            ..good.clone()
+        };
+        let failures = check(&few, &floors);
+        assert_eq!(failures.len(), 1, "{failures:?}");
+        assert!(failures[0].starts_with("interests of the user with the fewest"));
         let bad = Metrics {
             tag_parse_rate: 0.9,
             hallucinated_evidence_rate: 0.1,

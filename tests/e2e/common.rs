@@ -25,7 +25,7 @@ pub fn data_file() -> PathBuf {
 /// The real model file.
 pub fn model_file() -> PathBuf {
     let path = std::env::var_os("RECGPT_MODEL")
-        .map_or_else(recgpt_pipeline::model::default_model_path, PathBuf::from);
+        .map_or_else(recgpt_pipeline::model::small_model_path, PathBuf::from);
     assert!(
         path.is_file(),
         "model not found at {} (run `make model`, or set RECGPT_MODEL)",

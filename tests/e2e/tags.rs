@@ -4,7 +4,9 @@ use std::collections::HashSet;
 
 use recgpt_pipeline::categories::Categories;
 use recgpt_pipeline::config::Config;
+use recgpt_pipeline::interests::validate::whole_sentence;
 use recgpt_pipeline::interests::{InterestsConfig, ThemeIndex};
+use recgpt_pipeline::llm::{LlamaCppBackend, LlamaCppConfig};
 use recgpt_pipeline::prompts::Prompts;
 use recgpt_pipeline::reason::{Reasoner, TokenUse, UserReasoning};
 use recgpt_pipeline::tags::validate::{stems, well_formed};
@@ -57,7 +59,7 @@ fn tags_follow_interests_in_the_same_conversation_and_reach_the_target() {
 
 /// Stages `interests` + `tags` on a real user with any backend: what must hold whatever runs
 /// the model (used by the OpenAI-compatible and mistral.rs backends' tests).
-pub fn stages_work_with(llm: &dyn recgpt_pipeline::llm::LlmBackend) {
+pub fn stages_work_with(llm: &dyn recgpt_pipeline::llm::LlmBackend) -> UserReasoning {
     let (out, tokens, narrative_tokens) = reason(llm, &["12347"]);
     let r = &out[0];
     assert_eq!(r.interests.model_id, llm.model_id());
@@ -83,6 +85,43 @@ pub fn stages_work_with(llm: &dyn recgpt_pipeline::llm::LlmBackend) {
         assert!(well_formed(&tag.tag), "{tag:?}");
     }
     assert!(tokens.prompt > narrative_tokens, "{tokens:?}");
+    out.into_iter().next().expect("one user")
+}
+
+/// The batch job's default model (`model::DEFAULT_MODEL_FILE`, chosen by the quality loop's
+/// model comparison; the other tests run the smallest model for speed) on a real user: the
+/// stages work with it, and it writes interest descriptions itself, as whole sentences.
+#[test]
+fn the_default_model_reasons_for_a_real_user() {
+    let _turn = crate::common::model_turn();
+    let path = recgpt_pipeline::model::default_model_path();
+    assert!(
+        path.is_file(),
+        "the default model is not at {} (run `make model`)",
+        path.display()
+    );
+    let llm = LlamaCppBackend::load(
+        &path,
+        LlamaCppConfig {
+            context: 2048,
+            batch: InterestsConfig::default().rounds,
+            ..LlamaCppConfig::default()
+        },
+    )
+    .expect("load the default model");
+    let r = stages_work_with(&llm);
+    let interests = &r.interests.interests;
+    let written: Vec<&str> = interests
+        .iter()
+        .filter(|i| i.description_source == "model")
+        .map(|i| i.description.as_str())
+        .collect();
+    assert!(!written.is_empty(), "{interests:#?}");
+    for d in &written {
+        assert!(whole_sentence(d), "{d}");
+    }
+    // user 12347 bought well over 50 items: the rounds describe at least ten of their themes
+    assert!(interests.len() >= 10, "{interests:#?}");
 }
 
 #[test]

@@ -142,7 +142,6 @@ pub fn run(cli: Cli) -> Result<()> {
             config.eval.horizon_days = horizon.unwrap_or(config.eval.horizon_days);
             config.eval.tag_k = k.unwrap_or(config.eval.tag_k);
             config.compress.budget = budget.unwrap_or(config.compress.budget);
-            config.llm.model = model.unwrap_or(config.llm.model);
             let sample = quality::Sample {
                 split,
                 users,
@@ -155,7 +154,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 cache: !no_cache,
             };
             let floors = floors.as_deref();
-            quality::eval_llm(&home, &config, &sample, floors, &embedder, cli.json)
+            quality::eval_llm(&home, &config, &model, &sample, floors, &embedder, cli.json)
         }
         Command::Eval {
             split,
@@ -190,7 +189,7 @@ pub fn run(cli: Cli) -> Result<()> {
             retrieval::eval(&home, &config, split, &embedder, cli.json)?;
             match &sample {
                 Some(sample) => {
-                    quality::eval_llm(&home, &config, sample, None, &embedder, cli.json)
+                    quality::eval_llm(&home, &config, &[], sample, None, &embedder, cli.json)
                 }
                 None => Ok(()),
             }

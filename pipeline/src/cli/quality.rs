@@ -1,7 +1,7 @@
 //! `recgpt eval llm`: the LLM quality loop.
 
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use chrono::NaiveDate;
@@ -14,7 +14,10 @@ use recgpt_pipeline::interests::ThemeIndex;
 use recgpt_pipeline::llm::{check_gguf, GgufTokenizer, TokenCounter};
 use recgpt_pipeline::model::default_embedder_dir;
 use recgpt_pipeline::prompts::Prompts;
-use recgpt_pipeline::quality::{LlmEval, LlmEvalReport, LlmFloors, SplitUsers, TagScorer};
+use recgpt_pipeline::quality::{
+    LlmEval, LlmEvalReport, LlmFloors, ModelRow, SplitUsers, TagScorer, LONG_HISTORY_ITEMS,
+    MANY_INTERESTS,
+};
 use recgpt_pipeline::reason::Reasoner;
 use recgpt_pipeline::retrieval::{self, Prepared};
 use recgpt_retrieval::eval::Protocol;
@@ -35,9 +38,12 @@ pub struct Sample {
     pub cache: bool,
 }
 
+/// The loop for each of `models` in turn (the configured model when empty) on the same
+/// sample; with more than one, a comparison table of the models follows their reports.
 pub fn eval_llm(
     home: &Path,
     config: &Config,
+    models: &[PathBuf],
     sample: &Sample,
     floors: Option<&Path>,
     embedder: &EmbedderArgs,
@@ -52,6 +58,13 @@ pub fn eval_llm(
         }
         None => None,
     };
+    let models: Vec<PathBuf> = match models {
+        [] => vec![config.llm.model.clone()],
+        some => some.to_vec(),
+    };
+    for model in &models {
+        check_gguf(model)?;
+    }
     let (store, split, users) = read_sample(home, config, sample)?;
 
     let embedder = Embedder::load(
@@ -61,8 +74,77 @@ pub fn eval_llm(
             .unwrap_or_else(default_embedder_dir),
     )?;
     let prepared = Prepared::load(home, &store, config, &embedder)?;
-    let model = split_tower(home, &store, &prepared, config, sample.split)?;
+    let tower = split_tower(home, &store, &prepared, config, sample.split)?;
+    let dir = home.join("eval");
+    std::fs::create_dir_all(&dir)?;
 
+    let mut reports = Vec::new();
+    for model in &models {
+        let mut config = config.clone();
+        config.llm.model = model.clone();
+        let report = eval_model(
+            &config, &store, &split, &users, sample, &embedder, &prepared, &tower, home,
+        )?;
+        let path = dir.join(report_name(sample, &report, model));
+        std::fs::write(&path, serde_json::to_vec_pretty(&report)?)?;
+        if !json {
+            print!("{}", table(&report));
+            if let Some(channels) = &report.channels {
+                print!("{}", recgpt_pipeline::channels::table(channels));
+            }
+            println!("written: {}", path.display());
+        }
+        reports.push(report);
+    }
+    let threads = config.llm.backend.threads_used();
+    let rows: Vec<ModelRow> = reports.iter().map(|r| ModelRow::of(r, threads)).collect();
+    if json {
+        match reports.as_slice() {
+            [one] => print_json(one)?,
+            all => print_json(&serde_json::json!({ "models": rows, "reports": all }))?,
+        }
+    } else if reports.len() > 1 {
+        print!("{}", models_table(&rows));
+    }
+    let broken: Vec<String> = floors
+        .map(|f| reports.iter().flat_map(|r| f.broken(r)).collect())
+        .unwrap_or_default();
+    for b in &broken {
+        eprintln!("FLOOR {b}");
+    }
+    anyhow::ensure!(
+        broken.is_empty(),
+        "eval llm: {} floor(s) broken",
+        broken.len()
+    );
+    Ok(())
+}
+
+/// `eval/llm-SPLIT-hH-nN-seedS-MODEL.json`: one report per sample and model.
+fn report_name(sample: &Sample, report: &LlmEvalReport, model: &Path) -> String {
+    let stem = model
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    format!(
+        "llm-{}-h{}-n{}-seed{}-{stem}.json",
+        sample.split, report.horizon_days, sample.users, sample.seed
+    )
+}
+
+/// One model's run of the loop on the sample.
+#[allow(clippy::too_many_arguments)]
+fn eval_model(
+    config: &Config,
+    store: &Store,
+    split: &SplitUsers,
+    users: &[String],
+    sample: &Sample,
+    embedder: &Embedder,
+    prepared: &Prepared,
+    tower: &TowerModel,
+    home: &Path,
+) -> Result<LlmEvalReport> {
     let counter = TokenCounter::new(GgufTokenizer::load(&config.llm.model)?);
     let compressor = Compressor::new(store.catalog(), config.compress.clone(), &counter);
     let prompts = Prompts::new();
@@ -74,7 +156,7 @@ pub fn eval_llm(
         &themes,
         config,
     )
-    .with_categories(&embedder, &prepared.categories);
+    .with_categories(embedder, &prepared.categories);
     // collaborative filtering on the purchases before the split, for tags.neighbourhood
     let cf = (config.tags.neighbourhood > 0)
         .then(|| retrieval::cf_channel(&split.before, store.catalog().len(), config));
@@ -85,14 +167,14 @@ pub fn eval_llm(
     let llm = config.llm.load()?;
     let rounds = config.interests.rounds.max(1);
     let eval = LlmEval {
-        store: &store,
-        split: &split,
+        store,
+        split,
         compressor: &compressor,
         reasoner: &reasoner,
         scorer: TagScorer {
-            model: &model,
-            embedder: &embedder,
-            prepared: &prepared,
+            model: tower,
+            embedder,
+            prepared,
             k: config.eval.tag_k,
             n: config.eval.tag_hr_n,
         },
@@ -109,42 +191,17 @@ pub fn eval_llm(
             .expect("valid template")
             .progress_chars("=> "),
     );
-    let report = eval.run(llm.as_ref(), &users, sample.seed, &mut |done| {
+    let report = eval.run(llm.as_ref(), users, sample.seed, &mut |done| {
         bar.set_position(done as u64)
     })?;
     bar.finish_and_clear();
-
-    let dir = home.join("eval");
-    std::fs::create_dir_all(&dir)?;
-    let path = dir.join(format!(
-        "llm-{}-h{}-n{}-seed{}.json",
-        sample.split, report.horizon_days, sample.users, sample.seed
-    ));
-    std::fs::write(&path, serde_json::to_vec_pretty(&report)?)?;
-    if json {
-        print_json(&report)?;
-    } else {
-        print!("{}", table(&report));
-        if let Some(channels) = &report.channels {
-            print!("{}", recgpt_pipeline::channels::table(channels));
-        }
-        println!("written: {}", path.display());
-    }
-    let broken = floors.map(|f| f.broken(&report)).unwrap_or_default();
-    for b in &broken {
-        eprintln!("FLOOR {b}");
-    }
-    anyhow::ensure!(
-        broken.is_empty(),
-        "eval llm: {} floor(s) broken",
-        broken.len()
-    );
-    Ok(())
+    Ok(report)
 }
 
 /// Fails as `eval_llm` would on a model file that is not a GGUF, a split date outside the
 /// data or a sample larger than the users on both sides, before anything else runs.
 pub fn check_sample(home: &Path, config: &Config, sample: &Sample) -> Result<()> {
+    check_gguf(&config.llm.model)?;
     read_sample(home, config, sample).map(|_| ())
 }
 
@@ -154,7 +211,6 @@ fn read_sample(
     config: &Config,
     sample: &Sample,
 ) -> Result<(Store, SplitUsers, Vec<String>)> {
-    check_gguf(&config.llm.model)?;
     let store = Store::open(home)?;
     let split = SplitUsers::read(&store, sample.split, config.eval.horizon_days)?;
     let users = split.sample(sample.users, sample.seed)?;
@@ -186,6 +242,42 @@ fn split_tower(
         .save(&dir)
         .with_context(|| format!("saving the model to {}", dir.display()))?;
     Ok(model)
+}
+
+/// The models side by side (Markdown).
+pub fn models_table(rows: &[ModelRow]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "| model | interests (median) | users with >= {LONG_HISTORY_ITEMS} items and >= {MANY_INTERESTS} interests | model-written descriptions | model share of tags (min / median, users < 0.6) | hit@k `llm` | new@k | HR@N | LLM channel R@50 / Rnew@50 | generated tokens per user | users/min | CPU-min per user | hit@k per CPU-min |"
+    );
+    let _ = writeln!(out, "|{}", " --- |".repeat(13));
+    let opt =
+        |v: Option<f64>, digits: usize| v.map_or("-".to_string(), |v| format!("{v:.digits$}"));
+    for r in rows {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} of {} | {:.0}% | {:.2} / {:.2}, {} | {:.3} | {:.3} | {:.3} | {} / {} | {:.0} | {:.2} | {} | {} |",
+            r.model,
+            r.interests_median,
+            r.long_history_users_with_many_interests,
+            r.long_history_users,
+            100.0 * r.model_description_share,
+            r.model_share.min,
+            r.model_share.median,
+            r.users_below_60_percent,
+            r.hit_rate,
+            r.hit_rate_new,
+            r.hr_at_n,
+            opt(r.channel_recall_50, 3),
+            opt(r.channel_recall_new_50, 3),
+            r.generated_tokens_per_user,
+            r.users_per_minute,
+            opt(r.cpu_minutes_per_user, 2),
+            opt(r.hit_rate_per_cpu_minute, 3),
+        );
+    }
+    out
 }
 
 /// The report as text tables.
@@ -245,20 +337,21 @@ pub fn table(r: &LlmEvalReport) -> String {
     );
     let rejected: Vec<String> = s.rejected.iter().map(|(k, v)| format!("{v} {k}")).collect();
     let _ = writeln!(out, "tags rejected: {}", rejected.join(", "));
-    if s.cached_users == r.users {
+    if s.timed_users == 0 {
         let _ = writeln!(
             out,
-            "interests and tags of every user from eval/reasoned/: time and tokens not measured (--no-cache)"
+            "interests and tags of every user from eval/reasoned/ entries without their cost: time and tokens not measured (--no-cache)"
         );
     } else {
         let _ = writeln!(
             out,
-            "{:.2} users/min ({:.0} s); per user {:.0} prompt tokens ({:.0} evaluated), {:.0} generated; {} of {} users from the cache",
+            "{:.2} users/min; per user {:.0} prompt tokens ({:.0} evaluated), {:.0} generated (over the {} users with a known cost); this run {:.0} s, {} of {} users from the cache",
             s.users_per_minute,
-            s.seconds,
             s.prompt_tokens_per_user,
             s.evaluated_prompt_tokens_per_user,
             s.generated_tokens_per_user,
+            s.timed_users,
+            s.seconds,
             s.cached_users,
             r.users
         );

@@ -14,7 +14,9 @@ use serde_json::json;
 
 pub use config::{InterestNames, InterestsConfig};
 pub use themes::{Theme, ThemeIndex};
-use validate::{is_generic, near_duplicates, related, usable_description, Grounder};
+use validate::{
+    is_generic, near_duplicates, related, usable_description, whole_sentence, Grounder,
+};
 
 use crate::compress::{ItemTexts, Narrative};
 use crate::llm::{Finish, GenerateRequest, Generation, Sampling};
@@ -72,6 +74,24 @@ pub fn complete_prefix(text: &str) -> Option<String> {
     }
     let (end, open) = last?;
     Some(text[..end].to_string() + &open.iter().rev().collect::<String>())
+}
+
+/// The themes round `round` of `rounds` describes: every `rounds`-th theme from the round's
+/// rank, so the rounds together cover each theme once. With fewer themes than rounds a later
+/// round describes a theme again (another sample of its description, merged on validation).
+pub fn round_themes(themes: &[Theme], round: usize, rounds: usize) -> Vec<Theme> {
+    if themes.is_empty() {
+        return Vec::new();
+    }
+    if themes.len() <= round {
+        return vec![themes[round % themes.len()].clone()];
+    }
+    themes
+        .iter()
+        .skip(round)
+        .step_by(rounds.max(1))
+        .cloned()
+        .collect()
 }
 
 /// What validation kept and rejected.
@@ -175,11 +195,13 @@ impl InterestMiner<'_> {
     pub fn schema(&self, choices: &[String], themes: &[Theme]) -> serde_json::Value {
         // words and plain punctuation, no digits: a small model's runaway descriptions are
         // digit loops ("2011 2011 …", a token per digit) that exhaust the answer budget
+        // one sentence that closes with a full stop: a length cap reached mid-sentence leaves
+        // a dangling word before it, which `whole_sentence` rejects
         let description =
-            json!({"type": "string", "pattern": "^[A-Za-z][A-Za-z ,;:'&/()-]{7,89}$"});
+            json!({"type": "string", "pattern": "^[A-Za-z][A-Za-z ,;:'&/()-]{9,119}[.]$"});
         if self.config.names == InterestNames::Themes && !themes.is_empty() {
-            // One optional property per theme, in rank order: a theme can be chosen at most
-            // once, and the model decides which.
+            // One required property per theme of the round, in rank order: the model describes
+            // each and chooses its evidence among the theme's items.
             let properties: serde_json::Map<String, serde_json::Value> = themes
                 .iter()
                 .map(|t| {
@@ -202,7 +224,7 @@ impl InterestMiner<'_> {
                     "interests": {
                         "type": "object",
                         "properties": properties,
-                        "required": [themes[0].phrase],
+                        "required": themes.iter().map(|t| t.phrase.as_str()).collect::<Vec<_>>(),
                         "additionalProperties": false
                     }
                 },
@@ -292,15 +314,13 @@ impl InterestMiner<'_> {
         let rounds = self.config.rounds.max(1);
         Ok((0..rounds)
             .map(|round| {
-                // Round r must describe the r-th ranked theme (the grammar requires it) and may
-                // add others: rounds cover different themes, while the prompt (and its KV
-                // cache) stays the same.
-                let mut rotated = themes.clone();
-                if !rotated.is_empty() {
-                    let shift = round % rotated.len();
-                    rotated.rotate_left(shift);
-                }
-                (round, self.schema(&choices, &rotated))
+                // The rounds share the themes out (the grammar requires each of a round's
+                // themes), so together they describe every theme once, while the prompt (and
+                // its KV cache) stays the same.
+                (
+                    round,
+                    self.schema(&choices, &round_themes(&themes, round, rounds)),
+                )
             })
             .map(|(round, schema)| GenerateRequest {
                 messages: messages.clone(),
@@ -389,19 +409,20 @@ impl InterestMiner<'_> {
                 }
             } else {
                 let model_text = raw.description.trim().to_string();
-                let (description, source) =
-                    if usable_description(&model_text, &name, &evidence_names) {
-                        (model_text, "model")
-                    } else {
-                        counts.descriptions_templated += 1;
-                        (
-                            format!(
-                                "Buys {name} items such as {}.",
-                                evidence_names.join(" and ")
-                            ),
-                            "template",
-                        )
-                    };
+                let (description, source) = if whole_sentence(&model_text)
+                    && usable_description(&model_text, &name, &evidence_names)
+                {
+                    (model_text, "model")
+                } else {
+                    counts.descriptions_templated += 1;
+                    (
+                        format!(
+                            "Buys {name} items such as {}.",
+                            evidence_names.join(" and ")
+                        ),
+                        "template",
+                    )
+                };
                 kept.push(Interest {
                     name,
                     description,
@@ -425,7 +446,29 @@ impl InterestMiner<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::complete_prefix;
+    use super::{complete_prefix, round_themes, Theme};
+
+    #[test]
+    fn rounds_share_the_themes_out() {
+        let themes: Vec<Theme> = (0..7)
+            .map(|i| Theme {
+                phrase: format!("theme {i}"),
+                items: vec![i],
+            })
+            .collect();
+        let names = |round| -> Vec<String> {
+            round_themes(&themes, round, 3)
+                .into_iter()
+                .map(|t| t.phrase)
+                .collect()
+        };
+        assert_eq!(names(0), ["theme 0", "theme 3", "theme 6"]);
+        assert_eq!(names(1), ["theme 1", "theme 4"]);
+        assert_eq!(names(2), ["theme 2", "theme 5"]);
+        // fewer themes than rounds: a later round describes one again
+        assert_eq!(round_themes(&themes[..2], 2, 3)[0].phrase, "theme 0");
+        assert!(round_themes(&[], 0, 3).is_empty());
+    }
 
     #[test]
     fn a_cut_off_answer_keeps_its_complete_interests() {

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::validate::{stem, words, GENERIC_WORDS, STOP_WORDS};
+use super::validate::{near_duplicates, stem, words, GENERIC_WORDS, STOP_WORDS};
 
 /// Words too vague to name an interest alone (colours, sizes, packaging).
 pub const WEAK_WORDS: &[&str] = &[
@@ -107,12 +107,15 @@ impl ThemeIndex {
             }
             // a phrase sharing a word with a better theme that already covers most of its
             // items adds nothing (`airline` after `airline bag`, `bag vintage` after it too)
+            // a theme whose name validation would merge into a chosen one ("lunch" after
+            // "lunch bag") is covered too: it would cost a described interest for nothing
             let covered = chosen.iter().any(|t| {
                 let overlap = ixs.iter().filter(|ix| t.items.contains(ix)).count();
-                t.phrase
-                    .split(' ')
-                    .any(|w| phrase.split(' ').any(|v| v == w))
-                    && overlap * 10 >= ixs.len() * 8
+                near_duplicates(&t.phrase, &phrase)
+                    || t.phrase
+                        .split(' ')
+                        .any(|w| phrase.split(' ').any(|v| v == w))
+                        && overlap * 10 >= ixs.len() * 8
             });
             if !covered {
                 chosen.push(Theme { phrase, items: ixs });

@@ -128,6 +128,83 @@ pub fn related(name: &str, evidence_items: &[&str]) -> bool {
 
 /// A description is usable when it has at least three content words, is not degenerate (no
 /// content word three times or more) and mentions a word of the interest's name or evidence.
+/// A description that reads as one whole sentence: at least four words, closing with a full
+/// stop after a word that can end one (not "and", "of", "the" …, which a length cap reached
+/// mid-sentence leaves behind).
+pub fn whole_sentence(description: &str) -> bool {
+    let Some(body) = description.trim().strip_suffix('.') else {
+        return false;
+    };
+    // "and they ." or "neon, p.": the grammar closed the string where the sentence broke off
+    if body.ends_with(|c: char| !c.is_alphanumeric()) {
+        return false;
+    }
+    let w = words(body);
+    w.len() >= 4
+        && w.last().is_some_and(|last| {
+            last.len() > 1
+                && !STOP_WORDS.contains(&last.as_str())
+                && !DANGLING_WORDS.contains(&last.as_str())
+        })
+}
+
+/// Words a sentence does not end on, beyond the stop words.
+const DANGLING_WORDS: &[&str] = &[
+    "such",
+    "like",
+    "as",
+    "including",
+    "both",
+    "either",
+    "very",
+    "more",
+    "most",
+    "their",
+    "its",
+    "his",
+    "her",
+    "your",
+    "our",
+    "my",
+    "than",
+    "into",
+    "onto",
+    "from",
+    "about",
+    "is",
+    "are",
+    "who",
+    "which",
+    "but",
+    "so",
+    "because",
+    "will",
+    "can",
+    "they",
+    "it",
+    "we",
+    "you",
+    "he",
+    "she",
+    "that",
+    "this",
+    "these",
+    "those",
+    "be",
+    "was",
+    "were",
+    "has",
+    "have",
+    "had",
+    "not",
+    "no",
+    "each",
+    "every",
+    "all",
+    "any",
+    "some",
+];
+
 pub fn usable_description(description: &str, name: &str, evidence_items: &[&str]) -> bool {
     let mut counts = std::collections::HashMap::new();
     for w in content_words_list(description) {
@@ -267,6 +344,25 @@ mod tests {
             "home sweet",
             "home sweet",
             &["home sweet home mug"]
+        ));
+    }
+
+    #[test]
+    fn whole_sentences_only() {
+        assert!(whole_sentence("Likes a cheerful doormat at the door."));
+        assert!(whole_sentence("Enjoys baking cakes for family parties."));
+        // cut by a length cap: the full stop follows a word that cannot end a sentence
+        assert!(!whole_sentence(
+            "Lunch bags are a popular choice for both adults and."
+        ));
+        assert!(!whole_sentence("Collects vintage items such as."));
+        assert!(!whole_sentence("Likes a cheerful doormat at the door"));
+        assert!(!whole_sentence("Cake cases."));
+        assert!(!whole_sentence(
+            "A customer's hobby is cake cases, a fun thing, and they ."
+        ));
+        assert!(!whole_sentence(
+            "lunch box, blue heart neon, red heart neon, p."
         ));
     }
 

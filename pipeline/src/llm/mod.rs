@@ -78,6 +78,16 @@ impl BackendConfig {
         }
     }
 
+    /// The CPU threads an in-process backend decodes on (`None` for a server elsewhere).
+    pub fn threads_used(&self) -> Option<usize> {
+        let all = || std::thread::available_parallelism().map_or(1, |n| n.get());
+        match self {
+            Self::LlamaCpp(c) if c.threads > 0 => Some(c.threads),
+            Self::LlamaCpp(_) | Self::Mistralrs(_) => Some(all()),
+            Self::Openai(_) => None,
+        }
+    }
+
     pub fn set_batch(&mut self, batch: usize) {
         match self {
             Self::LlamaCpp(c) => c.batch = batch,
