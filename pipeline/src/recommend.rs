@@ -465,7 +465,7 @@ impl Recommender<'_> {
 /// The version of the code that turns a narrative into interests and tags beyond the prompts
 /// and settings (theme mining, how rounds share the themes, the validation rules): raised with
 /// any change to it, so that outputs stored or cached under older rules are made again.
-pub const REASONING_RULES: &str = "2";
+pub const REASONING_RULES: &str = "3";
 
 /// [`Recommender::reasoning_inputs`] from its parts (`store`: the event store's fingerprint).
 pub fn reasoning_inputs(prompts: &Prompts, c: &Config, model_id: &str, store: &str) -> String {

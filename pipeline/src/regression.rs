@@ -421,9 +421,9 @@ mod tests {
             interests_per_user: 11.0,
             interests_fewest: 10.0,
             tags_per_user: 50.0,
-            model_tags_per_user: 20.0,
-            model_tags_fewest: 16.0,
-            fallback_share: 0.6,
+            model_tags_per_user: 40.0,
+            model_tags_fewest: 35.0,
+            fallback_share: 0.2,
             explanation_parse_rate: 1.0,
             explanation_model_share: 0.5,
         };

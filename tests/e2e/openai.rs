@@ -37,7 +37,9 @@ impl LlamaServer {
             .arg("--model")
             .arg(model_file())
             .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--ctx-size", &(2048 * parallel).to_string()])
+            // each slot holds as much as an in-process sequence (`LlamaCppConfig::default`):
+            // a user's interests answer and tags turn share the conversation
+            .args(["--ctx-size", &(3072 * parallel).to_string()])
             .args(["--parallel", &parallel.to_string(), "--threads", "2"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -164,7 +164,11 @@ impl LlamaCppBackend {
     /// prompts sharing a prefix longer than the one every prompt shares (one user's rounds),
     /// and every other request alone; a unit never holds more than `slots` requests.
     fn units(prompts: &[Vec<LlamaToken>], slots: usize) -> Vec<Range<usize>> {
-        let shared = if prompts.len() > 1 {
+        // one user's rounds alone share their whole prompt: then that is no common part to
+        // look beyond, and the rounds are one unit (not each alone, which would decide each
+        // round's follow-up before the user's other answers are in)
+        let identical = prompts.iter().all(|p| p == &prompts[0]);
+        let shared = if prompts.len() > 1 && !identical {
             common_prefix(prompts)
         } else {
             0
@@ -1027,5 +1031,8 @@ mod tests {
             LlamaCppBackend::units(&prompts, 2),
             vec![0..2, 2..3, 3..4, 4..6]
         );
+        // one user's rounds alone (a batch of one user) are one unit too
+        assert_eq!(LlamaCppBackend::units(&prompts[..3], 8), vec![0..3]);
+        assert_eq!(LlamaCppBackend::units(&prompts[..1], 8), vec![0..1]);
     }
 }
