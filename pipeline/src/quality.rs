@@ -595,13 +595,13 @@ impl<T: TokenCount> LlmEval<'_, T> {
                 evaluated_prompt_tokens: used.evaluated() as f64 / each,
                 generated_tokens: used.generated as f64 / each,
             };
-            for ((u, _, _, path), r) in chunk.iter().zip(out) {
+            for ((u, _, _, path), reasoning) in chunk.iter().zip(out) {
                 costs[*u] = Some(cost);
+                let entry = Cached {
+                    reasoning,
+                    cost: Some(cost),
+                };
                 if let Some(path) = path {
-                    let entry = Cached {
-                        reasoning: r.clone(),
-                        cost: Some(cost),
-                    };
                     let write = || -> std::io::Result<()> {
                         std::fs::create_dir_all(path.parent().expect("in a folder"))?;
                         let tmp = path.with_extension("tmp");
@@ -610,7 +610,7 @@ impl<T: TokenCount> LlmEval<'_, T> {
                     };
                     write().map_err(|e| QualityError::Cache(format!("{}: {e}", path.display())))?;
                 }
-                reasoned[*u] = Some(r);
+                reasoned[*u] = Some(entry.reasoning);
             }
             progress(reasoned.iter().filter(|r| r.is_some()).count());
         }

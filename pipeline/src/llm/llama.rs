@@ -45,6 +45,21 @@ pub struct LlamaCppConfig {
     pub threads: usize,
 }
 
+impl LlamaCppConfig {
+    /// The CPU threads decoding runs on: `threads`, or every core for 0.
+    pub fn threads_used(&self) -> usize {
+        match self.threads {
+            0 => all_cores(),
+            n => n,
+        }
+    }
+}
+
+/// The cores this process may run on.
+pub fn all_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 impl Default for LlamaCppConfig {
     fn default() -> Self {
         Self {
@@ -109,11 +124,7 @@ impl LlamaCppBackend {
     }
 
     fn threads(&self) -> i32 {
-        let n = match self.config.threads {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-            n => n,
-        };
-        n as i32
+        self.config.threads_used() as i32
     }
 
     fn sampler(&self, request: &GenerateRequest) -> Result<SeqSampler, LlmError> {

@@ -80,10 +80,9 @@ impl BackendConfig {
 
     /// The CPU threads an in-process backend decodes on (`None` for a server elsewhere).
     pub fn threads_used(&self) -> Option<usize> {
-        let all = || std::thread::available_parallelism().map_or(1, |n| n.get());
         match self {
-            Self::LlamaCpp(c) if c.threads > 0 => Some(c.threads),
-            Self::LlamaCpp(_) | Self::Mistralrs(_) => Some(all()),
+            Self::LlamaCpp(c) => Some(c.threads_used()),
+            Self::Mistralrs(_) => Some(llama::all_cores()),
             Self::Openai(_) => None,
         }
     }
