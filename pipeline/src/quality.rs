@@ -548,9 +548,15 @@ impl<T: TokenCount> LlmEval<'_, T> {
             .store
             .window(Some(self.split.split), Some(self.split.split));
         let started = Instant::now();
+        // keyed by what shapes the answers: cached answers are validated again under the
+        // tags' validation settings of this run, so a sweep of those needs no model
+        let generation = Config {
+            tags: self.config.tags.for_generation(),
+            ..self.config.clone()
+        };
         let inputs = reasoning_inputs(
             self.reasoner.miner.prompts,
-            self.config,
+            &generation,
             llm.model_id(),
             &self.store.manifest().fingerprint,
         );
@@ -570,12 +576,19 @@ impl<T: TokenCount> LlmEval<'_, T> {
                 .map(|dir| dir.join(format!("{user}-{key}.json")));
             match cached.as_ref().and_then(|p| std::fs::read(p).ok()) {
                 Some(bytes) => {
-                    let entry: Cached = serde_json::from_slice(&bytes).map_err(|e| {
+                    let mut entry: Cached = serde_json::from_slice(&bytes).map_err(|e| {
                         QualityError::Cache(format!(
                             "{}: {e}",
                             cached.as_ref().expect("read").display()
                         ))
                     })?;
+                    let r = &mut entry.reasoning;
+                    r.tags = self.reasoner.predictor.revalidate(
+                        &r.tags,
+                        &r.interests,
+                        &history,
+                        narrative.as_of,
+                    )?;
                     reasoned[u] = Some(entry.reasoning);
                     costs[u] = entry.cost;
                 }

@@ -34,7 +34,8 @@ fn config() -> Config {
     let mut config = Config::default();
     config.retrieve.k = K;
     config.compress.budget = 512;
-    // a short tag list: these tests are about explanations
+    // one interests round and a short tag list: these tests are about explanations
+    config.interests.rounds = 1;
     config.tags.target = 20;
     config.tags.per_round = 10;
     config.tags.max_tokens = 400;

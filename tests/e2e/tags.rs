@@ -10,15 +10,21 @@ use recgpt_pipeline::llm::{LlamaCppBackend, LlamaCppConfig};
 use recgpt_pipeline::prompts::Prompts;
 use recgpt_pipeline::reason::{Reasoner, TokenUse, UserReasoning};
 use recgpt_pipeline::tags::validate::{stems, well_formed};
-use recgpt_pipeline::tags::TagsConfig;
+use recgpt_pipeline::tags::{TagsConfig, UserTags};
 
 use crate::common::real_store;
 use crate::llm::llm;
 
+/// Tags of two real users, with the derived item categories: they follow the interests in the
+/// same conversation, reach the target, keep at most two per category, and validate again to
+/// the same tags (what `recgpt eval llm` does with cached users).
 #[test]
 fn tags_follow_interests_in_the_same_conversation_and_reach_the_target() {
     let _turn = crate::common::model_turn();
-    let (out, tokens, narrative_tokens) = reason(llm(), &["12347", "13018"]);
+    let categories = crate::embed::real_categories();
+    let users = ["12347", "13018"];
+    let (out, tokens, narrative_tokens) =
+        reason_with(llm(), &users, Some(categories), &Config::default());
     assert_eq!(out.len(), 2);
     // the tags turns did not read the narratives again
     assert!(tokens.reused > 3 * narrative_tokens, "{tokens:?}");
@@ -54,13 +60,21 @@ fn tags_follow_interests_in_the_same_conversation_and_reach_the_target() {
             assert!(tag.source == "model" || tag.source == "fallback");
         }
         assert!(t.prompt_version.starts_with("tags@"));
+        at_most_two_per_category(t, categories);
     }
+    validated_again(&out, &users, categories);
 }
 
 /// Stages `interests` + `tags` on a real user with any backend: what must hold whatever runs
 /// the model (used by the OpenAI-compatible and mistral.rs backends' tests).
+/// A shorter tag list than the default (these tests are about the backend and the model, the
+/// default list is the one above).
 pub fn stages_work_with(llm: &dyn recgpt_pipeline::llm::LlmBackend) -> UserReasoning {
-    let (out, tokens, narrative_tokens) = reason(llm, &["12347"]);
+    let mut config = Config::default();
+    config.tags.target = 20;
+    config.tags.per_round = 10;
+    config.tags.max_tokens = 400;
+    let (out, tokens, narrative_tokens) = reason_with(llm, &["12347"], None, &config);
     let r = &out[0];
     assert_eq!(r.interests.model_id, llm.model_id());
     let c = &r.interests.counts;
@@ -76,11 +90,7 @@ pub fn stages_work_with(llm: &dyn recgpt_pipeline::llm::LlmBackend) -> UserReaso
     assert!(t.counts.unparsable < t.counts.answers, "{:?}", t.counts);
     assert!(t.counts.proposed > 0, "{:?}", t.counts);
     assert_eq!(t.counts.from_model + t.counts.from_fallback, t.tags.len());
-    assert!(
-        t.tags.len() >= TagsConfig::default().target,
-        "{}",
-        t.tags.len()
-    );
+    assert!(t.tags.len() >= config.tags.target, "{}", t.tags.len());
     for tag in &t.tags {
         assert!(well_formed(&tag.tag), "{tag:?}");
     }
@@ -124,12 +134,8 @@ fn the_default_model_reasons_for_a_real_user() {
     assert!(interests.len() >= 10, "{interests:#?}");
 }
 
-#[test]
-fn at_most_two_tags_per_category() {
-    let _turn = crate::common::model_turn();
-    let categories = crate::embed::real_categories();
-    let (out, _, _) = reason_with(llm(), &["13018"], Some(categories));
-    let t = &out[0].tags;
+/// At most `max_per_category` of the user's tags in each category, spread over several.
+fn at_most_two_per_category(t: &UserTags, categories: &Categories) {
     let mut per: std::collections::BTreeMap<&str, usize> = Default::default();
     for tag in &t.tags {
         let c = tag
@@ -146,23 +152,59 @@ fn at_most_two_tags_per_category() {
     );
     // the limit spreads a user's tags over several categories
     assert!(per.len() * 2 >= t.tags.len() && per.len() >= 5, "{per:?}");
-    assert_eq!(t.counts.from_model + t.counts.from_fallback, t.tags.len());
 }
 
-/// Interests + tags of real `users` (narratives at budget 512, default config): the outputs, the
-/// token use, and the narratives' total tokens.
-fn reason(
-    llm: &dyn recgpt_pipeline::llm::LlmBackend,
-    users: &[&str],
-) -> (Vec<UserReasoning>, TokenUse, usize) {
-    reason_with(llm, users, None)
+/// The same answers validated again: the same tags under the same limit; under no limit, what
+/// the limit rejected is kept.
+fn validated_again(out: &[UserReasoning], users: &[&str], categories: &Categories) {
+    let store = real_store();
+    let window = store.window(None, None);
+    let compressor = crate::common::compressor(&store, 512);
+    let themes = ThemeIndex::of(compressor.texts());
+    let prompts = Prompts::new();
+    let (histories, narratives) = crate::common::narrated(&store, &compressor, &window, users);
+    for limit in [TagsConfig::default().max_per_category, 50] {
+        let mut config = Config::default();
+        config.tags.max_per_category = limit;
+        let reasoner = Reasoner::new(
+            &prompts,
+            store.catalog(),
+            compressor.texts(),
+            &themes,
+            &config,
+        )
+        .with_categories(crate::embed::embedder(), categories);
+        for ((r, history), narrative) in out.iter().zip(&histories).zip(&narratives) {
+            let t = &r.tags;
+            let again = reasoner
+                .predictor
+                .revalidate(t, &r.interests, history, narrative.as_of)
+                .unwrap();
+            if limit == TagsConfig::default().max_per_category {
+                assert_eq!(&again, t);
+                continue;
+            }
+            assert!(!again.counts.rejected.contains_key("category_full"));
+            assert!(again.counts.from_model >= t.counts.from_model);
+            if t.counts.rejected.contains_key("category_full") && t.counts.from_model < 50 {
+                assert!(
+                    again.counts.from_model > t.counts.from_model,
+                    "{:?}",
+                    again.counts
+                );
+            }
+        }
+    }
 }
 
-/// [`reason`], with at most two tags per category of `categories` when given.
+/// Interests + tags of real `users` (narratives at budget 512) under `config`, with at most
+/// `max_per_category` tags per category of `categories` when given: the outputs, the token use,
+/// and the narratives' total tokens.
 fn reason_with(
     llm: &dyn recgpt_pipeline::llm::LlmBackend,
     users: &[&str],
     categories: Option<&Categories>,
+    config: &Config,
 ) -> (Vec<UserReasoning>, TokenUse, usize) {
     let store = real_store();
     let window = store.window(None, None);
@@ -174,7 +216,7 @@ fn reason_with(
         store.catalog(),
         compressor.texts(),
         &themes,
-        &Config::default(),
+        config,
     );
     if let Some(categories) = categories {
         reasoner = reasoner.with_categories(crate::embed::embedder(), categories);

@@ -49,3 +49,19 @@ impl Default for TagsConfig {
         }
     }
 }
+
+impl TagsConfig {
+    /// These settings less those applied only when answers are validated (`target`,
+    /// `fallback`, `max_per_category`, set to their defaults): what shapes the model's answers.
+    /// Answers kept under one value of those can be validated again under another
+    /// ([`super::TagPredictor::revalidate`]).
+    pub fn for_generation(&self) -> Self {
+        let defaults = Self::default();
+        Self {
+            target: defaults.target,
+            fallback: defaults.fallback,
+            max_per_category: defaults.max_per_category,
+            ..self.clone()
+        }
+    }
+}

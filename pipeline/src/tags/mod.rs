@@ -481,6 +481,34 @@ impl TagPredictor<'_> {
         })
     }
 
+    /// `tags` validated again from its raw answers under this predictor's settings (a cached
+    /// user's answers under other validation settings, see [`TagsConfig::for_generation`]).
+    /// Raw answers keep no finish reason: the cut-off count is carried over (a cut answer
+    /// does not parse, so it counts as unparsable either way).
+    pub fn revalidate(
+        &self,
+        tags: &UserTags,
+        interests: &UserInterests,
+        history: &History,
+        as_of: NaiveDate,
+    ) -> Result<UserTags, EmbedError> {
+        let answers: Vec<Generation> = tags
+            .raw
+            .iter()
+            .map(|text| Generation {
+                text: text.clone(),
+                finish: Finish::Stop,
+                prompt_tokens: 0,
+                shared_prompt_tokens: 0,
+                generated_tokens: 0,
+            })
+            .collect();
+        let mut again = self.validate(interests, history, as_of, &answers, &tags.model_id)?;
+        again.counts.cut_off = tags.counts.cut_off;
+        again.prompt_version = tags.prompt_version.clone();
+        Ok(again)
+    }
+
     /// Tags derived from item names: each item's core product phrase (its last three words, or
     /// two when the three would open with a stop or weak word; never ending on a colour or size
     /// word), attached to the interest whose evidence or name shares a word. Items in order:
