@@ -1,4 +1,4 @@
-//! Item categories. RecGPT needs them (the category loss, at most two tags per category,
+//! Item categories. RecGPT needs them (the category loss, a limit on tags per category,
 //! category diversity, tag HR@30); Online Retail has none, so they are derived from titles:
 //! spherical k-means over the items' title embeddings (k-means++ seeding from a fixed seed,
 //! so the same catalog and embedder give the same categories), each category named by its
