@@ -54,16 +54,37 @@ impl Default for TagsConfig {
 
 impl TagsConfig {
     /// These settings less those applied only when answers are validated (`target`,
-    /// `fallback`, `max_per_category`, set to their defaults): what shapes the model's answers.
-    /// Answers kept under one value of those can be validated again under another
-    /// ([`super::TagPredictor::revalidate`]).
+    /// `fallback`, `max_per_category`, set to fixed values that no default change moves): what
+    /// shapes the model's answers. Answers kept under one value of those can be validated again
+    /// under another ([`super::TagPredictor::revalidate`]).
     pub fn for_generation(&self) -> Self {
-        let defaults = Self::default();
         Self {
-            target: defaults.target,
-            fallback: defaults.fallback,
-            max_per_category: defaults.max_per_category,
+            target: 0,
+            fallback: false,
+            max_per_category: 0,
             ..self.clone()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generation_settings_leave_out_only_the_validation_ones() {
+        let base = TagsConfig::default();
+        let validation = TagsConfig {
+            target: 80,
+            fallback: false,
+            max_per_category: 7,
+            ..base.clone()
+        };
+        assert_eq!(validation.for_generation(), base.for_generation());
+        let asked = TagsConfig {
+            per_round: base.per_round + 1,
+            ..base.clone()
+        };
+        assert_ne!(asked.for_generation(), base.for_generation());
     }
 }
