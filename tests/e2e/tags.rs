@@ -1,8 +1,10 @@
 //! Stages `interests` + `tags` together with the real model on real users.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 
+use recgpt_data::History;
 use recgpt_pipeline::categories::Categories;
+use recgpt_pipeline::compress::Narrative;
 use recgpt_pipeline::config::Config;
 use recgpt_pipeline::interests::validate::whole_sentence;
 use recgpt_pipeline::interests::{InterestsConfig, ThemeIndex};
@@ -16,8 +18,8 @@ use crate::common::real_store;
 use crate::llm::llm;
 
 /// Tags of two real users, with the derived item categories: they follow the interests in the
-/// same conversation, reach the target, keep at most `max_per_category` in each category, and validate again to
-/// the same tags (what `recgpt eval llm` does with cached users).
+/// same conversation, reach the target, keep at most `max_per_category` in each category, and
+/// validate again to the same tags (what `recgpt eval llm` does with cached users).
 #[test]
 fn tags_follow_interests_in_the_same_conversation_and_reach_the_target() {
     let _turn = crate::common::model_turn();
@@ -66,9 +68,8 @@ fn tags_follow_interests_in_the_same_conversation_and_reach_the_target() {
 }
 
 /// Stages `interests` + `tags` on a real user with any backend: what must hold whatever runs
-/// the model (used by the OpenAI-compatible and mistral.rs backends' tests).
-/// A shorter tag list than the default (these tests are about the backend and the model, the
-/// default list is the one above).
+/// the model (used by the OpenAI-compatible and mistral.rs backends' tests), with a 20-tag list
+/// (the default list is tested above).
 pub fn stages_work_with(llm: &dyn recgpt_pipeline::llm::LlmBackend) -> UserReasoning {
     let mut config = Config::default();
     config.tags.target = 20;
@@ -154,46 +155,53 @@ fn at_most_max_per_category(t: &UserTags, categories: &Categories) {
     );
 }
 
-/// The same answers validated again: the same tags under the same limit; under no limit, what
-/// the limit rejected is kept.
+/// The same answers validated again: the same tags under the same limit; under a limit of one,
+/// one tag per category; under no limit, what the limit rejected is kept.
 fn validated_again(out: &[UserReasoning], users: &[&str], categories: &Categories) {
-    let store = real_store();
-    let window = store.window(None, None);
-    let compressor = crate::common::compressor(&store, 512);
-    let themes = ThemeIndex::of(compressor.texts());
-    let prompts = Prompts::new();
-    let (histories, narratives) = crate::common::narrated(&store, &compressor, &window, users);
-    for limit in [TagsConfig::default().max_per_category, 50] {
+    let default = TagsConfig::default().max_per_category;
+    for limit in [default, 1, 50] {
         let mut config = Config::default();
         config.tags.max_per_category = limit;
-        let reasoner = Reasoner::new(
-            &prompts,
-            store.catalog(),
-            compressor.texts(),
-            &themes,
+        with_reasoner(
+            users,
+            Some(categories),
             &config,
-        )
-        .with_categories(crate::embed::embedder(), categories);
-        for ((r, history), narrative) in out.iter().zip(&histories).zip(&narratives) {
-            let t = &r.tags;
-            let again = reasoner
-                .predictor
-                .revalidate(t, &r.interests, history, narrative.as_of)
-                .unwrap();
-            if limit == TagsConfig::default().max_per_category {
-                assert_eq!(&again, t);
-                continue;
-            }
-            assert!(!again.counts.rejected.contains_key("category_full"));
-            assert!(again.counts.from_model >= t.counts.from_model);
-            if t.counts.rejected.contains_key("category_full") && t.counts.from_model < 50 {
-                assert!(
-                    again.counts.from_model > t.counts.from_model,
-                    "{:?}",
-                    again.counts
-                );
-            }
-        }
+            |reasoner, histories, narratives| {
+                for ((r, history), narrative) in out.iter().zip(histories).zip(narratives) {
+                    let t = &r.tags;
+                    let again = reasoner
+                        .predictor
+                        .revalidate(t, &r.interests, history, narrative.as_of)
+                        .unwrap();
+                    let full = again.counts.rejected.contains_key("category_full");
+                    match limit {
+                        l if l == default => assert_eq!(&again, t),
+                        1 => {
+                            let categories_of = |u: &UserTags| -> BTreeSet<Option<String>> {
+                                u.tags.iter().map(|x| x.category.clone()).collect()
+                            };
+                            // (else the limit of one would change nothing)
+                            assert!(categories_of(t).len() < t.tags.len(), "{:?}", t.tags);
+                            assert_eq!(categories_of(&again).len(), again.tags.len());
+                            assert!(again.counts.from_model <= t.counts.from_model);
+                        }
+                        _ => {
+                            assert!(!full, "{:?}", again.counts);
+                            assert!(again.counts.from_model >= t.counts.from_model);
+                            if t.counts.rejected.contains_key("category_full")
+                                && t.counts.from_model < t.tags.len()
+                            {
+                                assert!(
+                                    again.counts.from_model > t.counts.from_model,
+                                    "{:?}",
+                                    again.counts
+                                );
+                            }
+                        }
+                    }
+                }
+            },
+        );
     }
 }
 
@@ -206,6 +214,27 @@ fn reason_with(
     categories: Option<&Categories>,
     config: &Config,
 ) -> (Vec<UserReasoning>, TokenUse, usize) {
+    with_reasoner(
+        users,
+        categories,
+        config,
+        |reasoner, histories, narratives| {
+            let pairs: Vec<_> = histories.iter().zip(narratives).collect();
+            let (out, tokens) = reasoner.run(llm, &pairs).unwrap();
+            (out, tokens, narratives.iter().map(|n| n.tokens).sum())
+        },
+    )
+}
+
+/// `f` with a reasoner over the real catalog under `config` (at most `max_per_category` tags
+/// per category of `categories` when given) and the histories and narratives (budget 512) of
+/// real `users`.
+fn with_reasoner<R>(
+    users: &[&str],
+    categories: Option<&Categories>,
+    config: &Config,
+    f: impl FnOnce(&Reasoner, &[History], &[Narrative]) -> R,
+) -> R {
     let store = real_store();
     let window = store.window(None, None);
     let compressor = crate::common::compressor(&store, 512);
@@ -222,7 +251,5 @@ fn reason_with(
         reasoner = reasoner.with_categories(crate::embed::embedder(), categories);
     }
     let (histories, narratives) = crate::common::narrated(&store, &compressor, &window, users);
-    let pairs: Vec<_> = histories.iter().zip(&narratives).collect();
-    let (out, tokens) = reasoner.run(llm, &pairs).unwrap();
-    (out, tokens, narratives.iter().map(|n| n.tokens).sum())
+    f(&reasoner, &histories, &narratives)
 }

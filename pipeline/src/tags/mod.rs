@@ -505,7 +505,6 @@ impl TagPredictor<'_> {
             .collect();
         let mut again = self.validate(interests, history, as_of, &answers, &tags.model_id)?;
         again.counts.cut_off = tags.counts.cut_off;
-        again.prompt_version = tags.prompt_version.clone();
         Ok(again)
     }
 
