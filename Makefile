@@ -36,7 +36,7 @@ server: deps
 	@scripts/setup.sh server >/dev/null
 
 build: deps
-	cargo build --release --locked -p recgpt-pipeline
+	cargo build --release --locked -p recgpt
 
 demo: model embedder build
 	$(RECGPT) import online-retail "$$(scripts/setup.sh data)"
@@ -71,7 +71,7 @@ lint: deps
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 
 # The test build of recgpt, for the prompt regression (same llama.cpp build as the tests).
-RECGPT_DEV := cargo run --locked -q -p recgpt-pipeline --bin recgpt --
+RECGPT_DEV := cargo run --locked -q -p recgpt --bin recgpt --
 TEST_HOME := $(CACHE)/test-home
 
 # The LLM quality loop's CI-sized run: a few users of the dev split, with floors.
@@ -108,9 +108,9 @@ MISTRALRS_FEATURES ?= mistralrs
 MISTRALRS_ENV := CARGO_TARGET_DIR=$(CACHE)/target-mistralrs RUSTFLAGS="-C target-feature=+avx2,+fma"
 
 build-mistralrs: model
-	$(MISTRALRS_ENV) cargo build --release --locked -p recgpt-pipeline --features $(MISTRALRS_FEATURES)
+	$(MISTRALRS_ENV) cargo build --release --locked -p recgpt --features $(MISTRALRS_FEATURES)
 
 # The stage tests with the mistral.rs backend.
 test-mistralrs: model
 	$(MISTRALRS_ENV) RECGPT_DATA="$$(scripts/setup.sh data)" cargo test --release --locked \
-		-p recgpt-pipeline --features $(MISTRALRS_FEATURES) --test e2e -- mistralrs
+		-p recgpt --features $(MISTRALRS_FEATURES) --test e2e -- mistralrs

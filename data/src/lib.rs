@@ -15,8 +15,10 @@
 mod catalog;
 mod error;
 mod event;
+pub mod hash;
 pub mod import;
 mod store;
+pub mod text;
 mod time;
 
 pub use catalog::{Catalog, Item, ItemIx};

@@ -20,7 +20,7 @@ use recgpt_retrieval::baselines::Scorer;
 use recgpt_retrieval::eval::{evaluate_users, EvalSet, Protocol, ThreeTower, UserEval, UserTower};
 use recgpt_retrieval::fusion::{Fusion, FusionConfig};
 use recgpt_retrieval::interactions::Interactions;
-use recgpt_retrieval::metrics::{paired_bootstrap, Interval};
+use recgpt_retrieval::metrics::{mean, paired_bootstrap, Interval};
 use recgpt_retrieval::tower::{TowerError, TowerModel};
 use serde::{Deserialize, Serialize};
 
@@ -260,10 +260,6 @@ impl PerUser {
     }
 }
 
-fn mean(xs: &[f64]) -> f64 {
-    xs.iter().sum::<f64>() / xs.len().max(1) as f64
-}
-
 fn row(
     method: &str,
     users: &[UserEval],
@@ -283,12 +279,12 @@ fn row(
     });
     ChannelRow {
         method: method.to_string(),
-        recall_20: mean(&p.recall_20),
-        recall_50: mean(&p.recall_50),
-        recall_new_50: mean(&p.recall_new_50),
-        ndcg_10: mean(&p.ndcg_10),
-        categories_50: mean(&p.categories_50),
-        novelty_50: mean(&p.novelty_50),
+        recall_20: mean(p.recall_20.iter().copied()),
+        recall_50: mean(p.recall_50.iter().copied()),
+        recall_new_50: mean(p.recall_new_50.iter().copied()),
+        ndcg_10: mean(p.ndcg_10.iter().copied()),
+        categories_50: mean(p.categories_50.iter().copied()),
+        novelty_50: mean(p.novelty_50.iter().copied()),
         users_at_zero_50: users.iter().filter(|u| u.at[2].hr == 0.0).count(),
         vs_cf,
     }

@@ -1,41 +1,40 @@
-//! `recgpt-pipeline`: the stages of recgpt and what they share.
+//! `recgpt-pipeline`: the stages of recgpt and the chain that composes them. No HTTP,
+//! command-line or terminal code: that is the `recgpt` package's (`app/`).
 //!
 //! - [`stage::Stage`]: the stage order (compress → interests → tags → retrieve → explain).
 //! - [`compress`]: history compression into a narrative that fits a token budget
 //!   ([`compress::Compressor`], [`compress::Narrative`]).
-//! - [`llm`]: the model's tokenizer ([`llm::GgufTokenizer`]) and the memoised exact counter
-//!   ([`llm::TokenCounter`]).
-//! - [`stats`]: narrative statistics over all users (fit rate, token percentiles, retention).
-//! - [`bench`]: the compression throughput and memory benchmark.
-//! - [`model`]: where the model file is found.
-//! - [`embed`], [`categories`]: re-exported from `recgpt-retrieval`.
+//! - [`interests`], [`tags`]: the LLM stages; [`reason`] runs them for a batch of users.
 //! - [`retrieval`]: the three-tower model, index and evaluation wired to the store.
-//! - [`explain`]: explanations per (interest, item) pair and their cache.
 //! - [`recommend`]: the whole chain for a group of users, stored in [`results`].
 //! - [`job`]: the batch job over the user base (staged workers, resumable, sharded).
-//! - [`serve`]: the HTTP endpoint.
+//! - [`channels`], [`quality`], [`regression`]: the retrieval channels' comparison, the LLM
+//!   quality loop and the prompt regression.
+//! - [`stats`], [`bench`]: narrative statistics and the benchmarks' measurements.
+//! - [`config`]: the configuration.
+//! - Re-exported: [`llm`], [`prompts`], [`model`] (`recgpt-llm`), [`explain`]
+//!   (`recgpt-explain`), [`embed`], [`categories`] (`recgpt-retrieval`), [`hash`]
+//!   (`recgpt-data`).
 
 pub mod bench;
 pub mod channels;
 pub mod compress;
 pub mod config;
-pub mod explain;
 pub mod fault;
-pub mod hash;
 pub mod interests;
 pub mod job;
-pub mod llm;
-pub mod model;
-pub mod prompts;
 pub mod quality;
 pub mod reason;
 pub mod recommend;
 pub mod regression;
 pub mod results;
 pub mod retrieval;
-pub mod serve;
 pub mod stage;
 pub mod stats;
 pub mod tags;
 
+pub use recgpt_data::hash;
+pub use recgpt_explain as explain;
+pub use recgpt_llm as llm;
+pub use recgpt_llm::{model, prompts};
 pub use recgpt_retrieval::{categories, embed};

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use recgpt_data::{Store, TimeWindow};
 use serde::{Deserialize, Serialize};
 
-use crate::compress::{CompressConfig, Compressor, ItemTexts};
+use crate::compress::{CompressConfig, Compressor};
 use crate::config::Config;
 use crate::explain::{keys, ExplainCounts, ExplainError, Explainer, Pair};
 use crate::interests::ThemeIndex;
@@ -19,6 +19,7 @@ use crate::llm::{GgufTokenizer, LlmBackend, TokenCounter};
 use crate::prompts::Prompts;
 use crate::reason::{Reasoner, StageError, UserReasoning};
 use crate::results::{ResultStore, ResultsError};
+use recgpt_data::text::ItemTexts;
 
 /// One golden case: a real user, a budget and an optional time split.
 #[derive(Debug, Clone, Deserialize)]
@@ -355,7 +356,14 @@ fn explain(
 ) -> Result<(Vec<String>, ExplainCounts), RegressionError> {
     let catalog = store.catalog();
     let texts = ItemTexts::new(catalog, &config.compress.key_attributes);
-    let explainer = Explainer::new(prompts, catalog, &texts, None, config);
+    let explainer = Explainer::new(
+        prompts,
+        catalog,
+        &texts,
+        None,
+        &config.explain,
+        config.llm.sampling,
+    );
     let pairs = cases
         .iter()
         .map(|c| {

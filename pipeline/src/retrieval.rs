@@ -23,44 +23,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 
-/// `[eval]` in the config file.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct EvalConfig {
-    /// Cut-offs of the metrics.
-    pub ks: Vec<usize>,
-    /// EASE's L2 regularisation λ.
-    pub ease_lambda: f64,
-    /// Title-derived tags per user when the user has no LLM tags.
-    pub tags_per_user: usize,
-    /// Tags whose categories count in tag HR@N.
-    pub tag_hr_n: usize,
-    /// `recgpt eval llm`: items each tag retrieves through the tag tower in the tag hit rate.
-    pub tag_k: usize,
-    /// `recgpt eval llm`: days after the split whose purchases are the truth.
-    pub horizon_days: u32,
-    /// The collaborative-filtering channel is EASE up to this many catalog items (its dense
-    /// `items × items` inverse takes 12·items² bytes while fitting) and sparse item-kNN above.
-    pub ease_max_items: usize,
-    /// Neighbours kept per item by sparse item-kNN.
-    pub knn_neighbours: usize,
-}
-
-impl Default for EvalConfig {
-    fn default() -> Self {
-        Self {
-            ks: vec![10, 20, 50],
-            ease_lambda: 200.0,
-            tags_per_user: 10,
-            tag_hr_n: 30,
-            tag_k: 10,
-            horizon_days: 30,
-            ease_max_items: 20_000,
-            knn_neighbours: 100,
-        }
-    }
-}
-
 /// The collaborative-filtering channel fitted on `train`: EASE where its dense matrix fits
 /// (`eval.ease_max_items`), sparse item-kNN otherwise.
 pub fn cf_channel(

@@ -186,7 +186,7 @@ pub fn evaluate(
                 .filter(|a| a.recall_new.is_some())
                 .collect();
             let mean_new = |f: &dyn Fn(&UserAtK) -> Option<f64>| {
-                new.iter().filter_map(|a| f(a)).sum::<f64>() / new.len().max(1) as f64
+                crate::metrics::mean(new.iter().filter_map(|a| f(a)))
             };
             let seen: HashSet<ItemIx> = users
                 .iter()

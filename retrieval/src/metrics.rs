@@ -39,7 +39,8 @@ pub fn ndcg(top: &[ItemIx], relevant: &HashSet<ItemIx>) -> f64 {
         .enumerate()
         .filter(|(_, i)| relevant.contains(i))
         .map(|(r, _)| gain(r))
-        .sum();
+        // (an empty f64 sum is -0.0, which would print as "-0.000")
+        .fold(0.0, |a, g| a + g);
     let ideal: f64 = (0..top.len().min(relevant.len())).map(gain).sum();
     if ideal == 0.0 {
         0.0
@@ -83,6 +84,15 @@ pub struct Interval {
     pub diff: f64,
     pub low: f64,
     pub high: f64,
+}
+
+/// The mean of `xs`, 0 for none. Summed from +0: an empty f64 sum is −0.0, which prints as
+/// "-0.000".
+pub fn mean(xs: impl IntoIterator<Item = f64>) -> f64 {
+    let (sum, n) = xs
+        .into_iter()
+        .fold((0.0, 0usize), |(s, n), x| (s + x, n + 1));
+    sum / n.max(1) as f64
 }
 
 /// The paired bootstrap of mean(a) − mean(b) over the same users (`a[u]`, `b[u]` are user
@@ -133,6 +143,10 @@ mod tests {
         assert!((ndcg(&top, &rel) - want).abs() < 1e-12);
         assert_eq!(ndcg(&[2, 7], &rel), 1.0);
         assert_eq!(hit(&[1], &rel), 0.0);
+        // no hit is +0, not -0 (which prints as "-0.000")
+        assert!(ndcg(&[1], &rel).is_sign_positive());
+        assert_eq!(mean([1.0, 2.0, 6.0]), 3.0);
+        assert!(mean([]).is_sign_positive() && mean([]) == 0.0);
         assert_eq!(recall(&[1], &set(&[])), 0.0);
     }
 

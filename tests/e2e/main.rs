@@ -20,4 +20,5 @@ mod openai;
 mod prompts;
 mod quality;
 mod retrieval;
+mod serve;
 mod tags;

@@ -2,16 +2,18 @@
 
 use std::collections::{BTreeSet, HashSet};
 
+use recgpt_data::text::stems;
 use recgpt_data::History;
 use recgpt_pipeline::categories::Categories;
 use recgpt_pipeline::compress::Narrative;
 use recgpt_pipeline::config::Config;
 use recgpt_pipeline::interests::validate::whole_sentence;
 use recgpt_pipeline::interests::{InterestsConfig, ThemeIndex};
+use recgpt_pipeline::llm::TokenUse;
 use recgpt_pipeline::llm::{LlamaCppBackend, LlamaCppConfig};
 use recgpt_pipeline::prompts::Prompts;
-use recgpt_pipeline::reason::{Reasoner, TokenUse, UserReasoning};
-use recgpt_pipeline::tags::validate::{stems, well_formed};
+use recgpt_pipeline::reason::{Reasoner, UserReasoning};
+use recgpt_pipeline::tags::validate::well_formed;
 use recgpt_pipeline::tags::{TagsConfig, UserTags};
 
 use crate::common::real_store;

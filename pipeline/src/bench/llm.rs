@@ -9,8 +9,9 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::compress::Narrative;
+use crate::llm::TokenUse;
 use crate::llm::{ChatMessage, GenerateRequest, LlmBackend, LlmError};
-use crate::reason::{Reasoner, StageError, TokenUse};
+use crate::reason::{Reasoner, StageError};
 
 /// One measured pass.
 #[derive(Debug, Clone, Serialize)]

@@ -19,8 +19,9 @@ pub use bucket::TimeBucket;
 pub use config::CompressConfig;
 pub use layout::{layout, signal, Entry, Line};
 pub use render::{Dropped, Narrative};
-pub use text::{raw_history_text, ItemTexts};
+pub use text::raw_history_text;
 
+use recgpt_data::text::ItemTexts;
 use recgpt_data::{Catalog, History, TimeWindow};
 
 use crate::llm::{TokenCount, TokenCounter};

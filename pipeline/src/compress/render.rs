@@ -11,9 +11,9 @@ use recgpt_data::{History, ItemIx};
 use serde::Serialize;
 
 use super::layout::{layout, Entry, Line};
-use super::text::data_text;
 use super::{Compressor, TimeBucket};
 use crate::llm::TokenCount;
+use recgpt_data::text::data_text;
 
 /// What did not fit.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]

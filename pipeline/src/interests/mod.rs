@@ -13,12 +13,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 pub use config::{InterestNames, InterestsConfig};
+use recgpt_data::text::{all_generic, ItemTexts};
 pub use themes::{Theme, ThemeIndex};
-use validate::{
-    is_generic, near_duplicates, related, usable_description, whole_sentence, Grounder,
-};
+use validate::{near_duplicates, related, usable_description, whole_sentence, Grounder};
 
-use crate::compress::{ItemTexts, Narrative};
+use crate::compress::Narrative;
 use crate::llm::{Finish, GenerateRequest, Generation, Sampling};
 use crate::prompts::{PromptError, Prompts, Task};
 
@@ -395,7 +394,7 @@ impl InterestMiner<'_> {
                 evidence.keys().map(|&ix| self.texts.compact(ix)).collect();
             if evidence.is_empty() {
                 counts.ungrounded += 1;
-            } else if is_generic(&name) {
+            } else if all_generic(&name) {
                 counts.generic += 1;
             } else if !related(&name, &evidence_names) {
                 counts.unrelated += 1;

@@ -7,7 +7,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::validate::{near_duplicates, stem, words, GENERIC_WORDS, STOP_WORDS};
+use recgpt_data::text::{stem, words, ItemTexts, GENERIC_WORDS, STOP_WORDS};
+
+use super::validate::near_duplicates;
 
 /// Words too vague to name an interest alone (colours, sizes, packaging).
 pub const WEAK_WORDS: &[&str] = &[
@@ -54,7 +56,7 @@ fn phrases(text: &str) -> HashMap<String, String> {
 
 impl ThemeIndex {
     /// The index of a catalog's compact item texts.
-    pub fn of(texts: &crate::compress::ItemTexts) -> Self {
+    pub fn of(texts: &ItemTexts) -> Self {
         Self::new(texts.compacts())
     }
 

@@ -17,101 +17,10 @@
 
 use std::collections::BTreeSet;
 
+use recgpt_data::text::{content_words, jaccard, stem, words, GENERIC_WORDS, STOP_WORDS};
+
 pub const GROUNDING_JACCARD: f64 = 0.6;
 pub const DUPLICATE_JACCARD: f64 = 0.5;
-
-/// Words that alone make an interest generic.
-pub const GENERIC_WORDS: &[&str] = &[
-    "shopping",
-    "shop",
-    "shopper",
-    "buying",
-    "purchase",
-    "purchases",
-    "gift",
-    "gifts",
-    "gifting",
-    "present",
-    "presents",
-    "home",
-    "house",
-    "household",
-    "stuff",
-    "things",
-    "item",
-    "items",
-    "product",
-    "products",
-    "goods",
-    "general",
-    "various",
-    "variety",
-    "misc",
-    "miscellaneous",
-    "everything",
-    "decor",
-    "accessories",
-    "supplies",
-    "interest",
-    "interests",
-    "online",
-    "retail",
-    "customer",
-    "quality",
-    "new",
-    "nice",
-    "lifestyle",
-];
-
-/// Words ignored when comparing names.
-pub const STOP_WORDS: &[&str] = &[
-    "a", "an", "and", "the", "of", "for", "with", "in", "on", "to", "by", "at", "or", "s",
-];
-
-/// Lower-case words of letters and digits.
-pub fn words(text: &str) -> Vec<String> {
-    text.split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(str::to_lowercase)
-        .collect()
-}
-
-/// Words of a name without stop words.
-pub fn content_words(text: &str) -> BTreeSet<String> {
-    words(text)
-        .into_iter()
-        .filter(|w| !STOP_WORDS.contains(&w.as_str()))
-        .collect()
-}
-
-pub fn jaccard(a: &BTreeSet<String>, b: &BTreeSet<String>) -> f64 {
-    if a.is_empty() && b.is_empty() {
-        return 0.0;
-    }
-    a.intersection(b).count() as f64 / a.union(b).count() as f64
-}
-
-pub fn is_generic(name: &str) -> bool {
-    content_words(name)
-        .iter()
-        .all(|w| GENERIC_WORDS.contains(&w.as_str()))
-}
-
-/// A crude English stem: `parties` → `party`, `boxes` → `box`, `mugs` → `mug`.
-pub fn stem(word: &str) -> String {
-    if let Some(base) = word.strip_suffix("ies") {
-        format!("{base}y")
-    } else if let Some(base) = word
-        .strip_suffix("es")
-        .filter(|b| b.ends_with(['x', 'z']) || ["ss", "ch", "sh"].iter().any(|e| b.ends_with(e)))
-    {
-        base.to_string()
-    } else if word.len() > 3 && !["ss", "us", "is", "as"].iter().any(|e| word.ends_with(e)) {
-        word.strip_suffix('s').unwrap_or(word).to_string()
-    } else {
-        word.to_string()
-    }
-}
 
 /// Whether an interest's name shares a (stemmed) content word with its evidence items.
 pub fn related(name: &str, evidence_items: &[&str]) -> bool {
@@ -277,6 +186,7 @@ impl Grounder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use recgpt_data::text::all_generic;
 
     #[test]
     fn generic_names() {
@@ -287,14 +197,14 @@ mod tests {
             "home & gifts",
             "Various items",
         ] {
-            assert!(is_generic(g), "{g}");
+            assert!(all_generic(g), "{g}");
         }
         for s in [
             "vintage kitchenware",
             "Christmas decorations",
             "garden birds",
         ] {
-            assert!(!is_generic(s), "{s}");
+            assert!(!all_generic(s), "{s}");
         }
     }
 

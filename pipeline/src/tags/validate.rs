@@ -11,23 +11,13 @@
 
 use std::collections::BTreeSet;
 
-use crate::interests::validate::{content_words, stem, words, GENERIC_WORDS, STOP_WORDS};
-
-pub fn stems(text: &str) -> BTreeSet<String> {
-    content_words(text).iter().map(|w| stem(w)).collect()
-}
+use recgpt_data::text::{stems, words, STOP_WORDS};
 
 pub fn well_formed(tag: &str) -> bool {
     let w: Vec<&str> = tag.split(' ').collect();
     (2..=4).contains(&w.len())
         && w.iter()
             .all(|x| !x.is_empty() && x.chars().all(|c| c.is_ascii_lowercase() || c == '-'))
-}
-
-pub fn generic(tag: &str) -> bool {
-    content_words(tag)
-        .iter()
-        .all(|w| GENERIC_WORDS.contains(&w.as_str()))
 }
 
 pub fn mentions_brand(tag: &str, brands: &[BTreeSet<String>]) -> bool {
@@ -57,8 +47,6 @@ mod tests {
         assert!(!well_formed("mugs"));
         assert!(!well_formed("Vintage Mugs"));
         assert!(!well_formed("a b c d e"));
-        assert!(generic("gift items"));
-        assert!(!generic("felt christmas garland"));
         let brands = vec![stems("Acme"), words("le creuset").into_iter().collect()];
         assert!(mentions_brand("le creuset pans", &brands));
         assert!(!mentions_brand("cast iron pans", &brands));

@@ -16,10 +16,10 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use super::validate::{generic, stems};
-use crate::compress::ItemTexts;
 use crate::interests::themes::WEAK_WORDS;
-use crate::interests::validate::{GENERIC_WORDS, STOP_WORDS};
+use recgpt_data::text::ItemTexts;
+use recgpt_data::text::{all_generic, stems};
+use recgpt_data::text::{GENERIC_WORDS, STOP_WORDS};
 
 /// Words that join a core word to its modifier: a phrase never opens or closes with one.
 const JOINERS: &[&str] = &[
@@ -225,7 +225,7 @@ fn phrases(text: &str) -> Vec<String> {
                         let strong = window
                             .iter()
                             .any(|w| !weak(w) && !joiner(w) && !GENERIC_WORDS.contains(w));
-                        if strong && !generic(&phrase) {
+                        if strong && !all_generic(&phrase) {
                             out.push(phrase);
                         }
                     }

@@ -1,0 +1,445 @@
+//! `recgpt serve`: recommendations with their explanations over HTTP (axum).
+//!
+//! Routes (see `GET /openapi.json`):
+//! - `GET /v1/users/{user_id}/recommendations?k=20`
+//! - `GET /v1/explanations?user_id=…&item_id=…`
+//! - `POST /v1/explanations:batch` with `{"pairs": [{"user_id": …, "item_id": …}, …]}`
+//! - `GET /healthz`, `GET /metrics` (Prometheus), `GET /openapi.json`
+//! - `GET /bench/hello`: a plain hello-world route, the reference of `recgpt bench serve`
+//!
+//! It reads what `recgpt recommend` (and the batch job) stored in the results store, which a
+//! running job may be writing at the same time (SQLite WAL: readers never wait). An
+//! explanation that is not cached yet is generated on demand when a model is loaded, bounded
+//! by `[serve] generate_concurrency` and a queue of `queue` requests that wait at most
+//! `queue_timeout_ms`; beyond that the answer is 503 with `Retry-After`.
+//!
+//! Every error is JSON `{"error": {"code": …, "message": …}}` with a stable code.
+
+mod api;
+mod error;
+mod metrics;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use recgpt_data::{Catalog, ItemIx, Store};
+
+pub use api::ApiDoc;
+pub use error::ApiError;
+use metrics::Metrics;
+use recgpt_data::text::ItemTexts;
+use recgpt_pipeline::categories::Categories;
+use recgpt_pipeline::config::Config;
+use recgpt_pipeline::explain::{Explainer, Explanation, ExplanationStore, Pair};
+use recgpt_pipeline::llm::LlmBackend;
+use recgpt_pipeline::prompts::Prompts;
+use recgpt_pipeline::recommend::{self, ItemLink};
+use recgpt_pipeline::results::{ResultStore, UserResult};
+
+/// The model and what generating an explanation reads.
+pub struct Generator {
+    pub llm: Arc<dyn LlmBackend>,
+    pub prompts: Prompts,
+    pub texts: ItemTexts,
+    permits: tokio::sync::Semaphore,
+    waiting: AtomicUsize,
+}
+
+impl std::fmt::Debug for Generator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Generator")
+            .field("model", &self.llm.model_id())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What every handler reads.
+#[derive(Debug)]
+pub struct AppState {
+    pub store: Store,
+    pub results: ResultStore,
+    pub categories: Option<Categories>,
+    pub config: Config,
+    /// `None`: cached explanations only.
+    pub generator: Option<Generator>,
+    /// Required in `x-api-key` (or `Authorization: Bearer …`) when set; `/healthz` is open.
+    pub api_key: Option<String>,
+    metrics: Metrics,
+}
+
+impl AppState {
+    /// The state over the data home's stores; `llm` enables on-demand generation.
+    pub fn open(
+        home: &Path,
+        config: Config,
+        llm: Option<Arc<dyn LlmBackend>>,
+        api_key: Option<String>,
+    ) -> anyhow::Result<Self> {
+        let store = Store::open(home)?;
+        let results = ResultStore::open(home)?;
+        let categories = Categories::load(home, &store).ok();
+        let generator = llm.filter(|_| config.serve.generate).map(|llm| Generator {
+            llm,
+            prompts: Prompts::new(),
+            texts: ItemTexts::new(store.catalog(), &config.compress.key_attributes),
+            permits: tokio::sync::Semaphore::new(config.serve.generate_concurrency.max(1)),
+            waiting: AtomicUsize::new(0),
+        });
+        Ok(Self {
+            store,
+            results,
+            categories,
+            config,
+            generator,
+            api_key: api_key.filter(|k| !k.is_empty()),
+            metrics: Metrics::new(),
+        })
+    }
+
+    fn catalog(&self) -> &Catalog {
+        self.store.catalog()
+    }
+
+    /// The stored result of a user: 404 `unknown_user` when the store has no such user,
+    /// 404 `not_computed` when nothing was stored for them yet.
+    fn user(&self, user: &str) -> Result<UserResult, ApiError> {
+        api::check_id("user_id", user)?;
+        if let Some(r) = self.results.user(user).map_err(ApiError::internal)? {
+            return Ok(r);
+        }
+        if self.store.has_user(user).map_err(ApiError::internal)? {
+            Err(ApiError::not_found(
+                "not_computed",
+                format!("no recommendations stored for user {user} yet (run `recgpt recommend` or the batch job)"),
+            ))
+        } else {
+            Err(ApiError::not_found(
+                "unknown_user",
+                format!("unknown user {user}"),
+            ))
+        }
+    }
+
+    fn item(&self, item: &str) -> Result<ItemIx, ApiError> {
+        api::check_id("item_id", item)?;
+        self.catalog()
+            .ix(item)
+            .ok_or_else(|| ApiError::not_found("unknown_item", format!("unknown item {item}")))
+    }
+
+    /// The explanations of `(user, item)` pairs; generates the cache misses together.
+    async fn explanations(
+        self: &Arc<Self>,
+        pairs: &[(String, String)],
+    ) -> Vec<Result<api::ExplanationOut, ApiError>> {
+        let mut out: Vec<Option<Result<api::ExplanationOut, ApiError>>> = vec![None; pairs.len()];
+        let mut misses: Vec<(usize, Pair)> = Vec::new();
+        // a batch often asks for many items of one user: read each user's result once
+        let mut users: HashMap<&str, Result<UserResult, ApiError>> = HashMap::new();
+        for (i, (user_id, item_id)) in pairs.iter().enumerate() {
+            let user = users
+                .entry(user_id.as_str())
+                .or_insert_with(|| self.user(user_id));
+            let found = match user {
+                Ok(user) => self.explanation(user, item_id),
+                Err(e) => Err(e.clone()),
+            };
+            match found {
+                Ok(Lookup::Found(e)) => out[i] = Some(Ok(e)),
+                Ok(Lookup::Miss(pair)) => misses.push((i, pair)),
+                Err(e) => out[i] = Some(Err(e)),
+            }
+        }
+        if !misses.is_empty() {
+            match self
+                .generate(misses.iter().map(|(_, p)| p.clone()).collect())
+                .await
+            {
+                Ok(explanations) => {
+                    for ((i, _), e) in misses.iter().zip(explanations) {
+                        out[*i] = Some(Ok(api::ExplanationOut::new(
+                            &pairs[*i].0,
+                            &pairs[*i].1,
+                            &e.interest,
+                            e.text,
+                            e.source,
+                            false,
+                        )));
+                    }
+                }
+                Err(e) => {
+                    for (i, _) in &misses {
+                        out[*i] = Some(Err(e.clone()));
+                    }
+                }
+            }
+        }
+        out.into_iter()
+            .map(|o| o.expect("every pair answered"))
+            .collect()
+    }
+
+    /// A cached (or stored) explanation, or the pair to generate.
+    fn explanation(&self, user: &UserResult, item_id: &str) -> Result<Lookup, ApiError> {
+        let user_id = user.user.as_str();
+        let item = self.item(item_id)?;
+        let id = &self.catalog().get(item).id;
+        let category = self
+            .categories
+            .as_ref()
+            .and_then(|c| c.of_item(id).map(|k| c.name(k)));
+        let link = recommend::link(user, item, id, category).ok_or_else(|| {
+            ApiError::not_found(
+                "no_link",
+                format!("no interest of user {user_id} links them to item {item_id}"),
+            )
+        })?;
+        let pair = match link {
+            ItemLink::Stored {
+                interest,
+                text,
+                source,
+            } => {
+                return Ok(Lookup::Found(api::ExplanationOut::new(
+                    user_id, item_id, &interest, text, source, true,
+                )))
+            }
+            ItemLink::Pair(pair) => pair,
+        };
+        if let Some(g) = &self.generator {
+            let explainer = self.explainer(g);
+            if let Some(e) = self
+                .results
+                .explanation(&explainer.key(&pair, g.llm.model_id()))
+                .map_err(ApiError::internal)?
+            {
+                self.metrics.cache(true);
+                return Ok(Lookup::Found(api::ExplanationOut::new(
+                    user_id,
+                    item_id,
+                    &e.interest,
+                    e.text,
+                    e.source,
+                    true,
+                )));
+            }
+            self.metrics.cache(false);
+            return Ok(Lookup::Miss(pair));
+        }
+        Err(ApiError::not_found(
+            "not_cached",
+            format!("no explanation cached for user {user_id} and item {item_id}, and this server does not generate"),
+        ))
+    }
+
+    fn explainer<'a>(&'a self, g: &'a Generator) -> Explainer<'a> {
+        Explainer::new(
+            &g.prompts,
+            self.catalog(),
+            &g.texts,
+            self.categories.as_ref(),
+            &self.config.explain,
+            self.config.llm.sampling,
+        )
+    }
+
+    /// Generates `pairs` under the concurrency limit and the bounded queue.
+    async fn generate(self: &Arc<Self>, pairs: Vec<Pair>) -> Result<Vec<Explanation>, ApiError> {
+        let g = self
+            .generator
+            .as_ref()
+            .expect("misses only with a generator");
+        let serve = &self.config.serve;
+        let busy = || ApiError::busy(serve.retry_after_s);
+        if g.waiting.fetch_add(1, Ordering::SeqCst) >= serve.queue + serve.generate_concurrency {
+            g.waiting.fetch_sub(1, Ordering::SeqCst);
+            return Err(busy());
+        }
+        let permit = tokio::time::timeout(
+            Duration::from_millis(serve.queue_timeout_ms),
+            g.permits.acquire(),
+        )
+        .await;
+        let permit = match permit {
+            Ok(Ok(p)) => p,
+            _ => {
+                g.waiting.fetch_sub(1, Ordering::SeqCst);
+                return Err(busy());
+            }
+        };
+        let state = Arc::clone(self);
+        let started = std::time::Instant::now();
+        let result = tokio::task::spawn_blocking(move || {
+            let g = state.generator.as_ref().expect("checked");
+            state
+                .explainer(g)
+                .explain(g.llm.as_ref(), &state.results, &pairs)
+                .map(|(e, _)| e)
+        })
+        .await;
+        drop(permit);
+        g.waiting.fetch_sub(1, Ordering::SeqCst);
+        self.metrics.generation(started.elapsed().as_secs_f64());
+        match result {
+            Ok(Ok(e)) => Ok(e),
+            Ok(Err(e)) => Err(ApiError::unavailable("generation_failed", e.to_string())),
+            Err(e) => Err(ApiError::internal(e)),
+        }
+    }
+}
+
+/// The interest linking a user and an item, and the stored explanation when the item is one
+/// of the user's recommendations.
+enum Lookup {
+    Found(api::ExplanationOut),
+    Miss(Pair),
+}
+
+/// The router over `state`, with every middleware.
+pub fn router(state: Arc<AppState>) -> Router {
+    let timeout = Duration::from_millis(state.config.serve.request_timeout_ms);
+    Router::new()
+        .route(
+            "/v1/users/{user_id}/recommendations",
+            get(api::recommendations),
+        )
+        .route("/v1/explanations", get(api::explanation))
+        .route("/v1/explanations:batch", post(api::explanations_batch))
+        .route("/healthz", get(api::healthz))
+        .route("/bench/hello", get(api::hello))
+        .route("/metrics", get(api::metrics))
+        .route("/openapi.json", get(api::openapi))
+        .fallback(api::not_found)
+        .method_not_allowed_fallback(api::method_not_allowed)
+        .layer(DefaultBodyLimit::max(state.config.serve.max_body_bytes))
+        .layer(middleware::from_fn_with_state(state.clone(), authorize))
+        .layer(middleware::from_fn_with_state(state.clone(), limits))
+        .layer(middleware::from_fn(move |req, next| {
+            with_timeout(timeout, req, next)
+        }))
+        .layer(middleware::from_fn_with_state(state.clone(), record))
+        .with_state(state)
+}
+
+/// Request counts and latency by route and status (outermost, so every answer counts).
+async fn record(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_string();
+    let started = std::time::Instant::now();
+    let response = next.run(req).await;
+    state
+        .metrics
+        .request(&route, response.status(), started.elapsed().as_secs_f64());
+    response
+}
+
+async fn with_timeout(timeout: Duration, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(timeout, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => ApiError::unavailable("timeout", "the request took too long").into_response(),
+    }
+}
+
+/// URI length and body size limits, before any handler reads the request.
+async fn limits(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let serve = &state.config.serve;
+    let uri_len = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    if uri_len > serve.max_uri_bytes {
+        return ApiError::new(
+            StatusCode::URI_TOO_LONG,
+            "uri_too_long",
+            format!(
+                "request URI of {uri_len} bytes; the limit is {}",
+                serve.max_uri_bytes
+            ),
+        )
+        .into_response();
+    }
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > serve.max_body_bytes) {
+        return error::body_too_large(serve.max_body_bytes).into_response();
+    }
+    next.run(req).await
+}
+
+async fn authorize(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let Some(key) = &state.api_key else {
+        return next.run(req).await;
+    };
+    if req.uri().path() == "/healthz" {
+        return next.run(req).await;
+    }
+    let headers = req.headers();
+    let given = headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| {
+            headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+        });
+    if given.is_some_and(|g| constant_time_eq(g.as_bytes(), key.as_bytes())) {
+        next.run(req).await
+    } else {
+        let mut r = ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or wrong API key (x-api-key or Authorization: Bearer)",
+        )
+        .into_response();
+        r.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        r
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Serves the router on `listener` until Ctrl-C or SIGTERM, then finishes the requests in
+/// flight.
+pub async fn serve(state: Arc<AppState>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}

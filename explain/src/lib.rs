@@ -1,0 +1,374 @@
+//! Stage `explain`: why an item suits an interest, generated once per (interest, item) pair and
+//! cached, as in the RecGPT report: many users share an interest, so one generation serves
+//! them all.
+//!
+//! For each pair the cache (an [`ExplanationStore`]: the results store's `explanations`) is looked up by (interest key,
+//! item, prompt version, model id); the misses of a call are generated together in one batch
+//! under a JSON schema, checked by the rules in [`validate`], and a rejected answer is asked
+//! again (up to `attempts` answers, later ones sampled at `retry_temperature` with another
+//! seed). When every answer is rejected, a template is used and labelled `fallback`. Pairs of a
+//! call that share a key are generated once.
+//!
+//! Seeds depend on the pair (interest key and item), not on the user asking, so the cached text
+//! is the same whichever user's batch generated it.
+
+pub mod keys;
+pub mod reuse;
+mod store;
+pub mod validate;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use recgpt_data::{Catalog, ItemIx};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use recgpt_data::text::ItemTexts;
+use recgpt_llm::prompts::{PromptError, Prompts, Task};
+use recgpt_llm::{GenerateRequest, LlmBackend, LlmError, Sampling, TokenUse};
+use recgpt_retrieval::categories::Categories;
+pub use store::{Explanation, ExplanationKey, ExplanationStore, StoreError};
+use validate::Facts;
+
+/// `[explain]` in the config file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExplainConfig {
+    /// Word range of a kept explanation.
+    pub min_words: usize,
+    pub max_words: usize,
+    /// Answer tokens per generation.
+    pub max_tokens: usize,
+    /// Model answers per pair before the template is used.
+    pub attempts: usize,
+    /// Temperature of the second and later answers (the first uses `[llm.sampling]`).
+    pub retry_temperature: f32,
+    /// Cosine at or above which two interests share cache entries (see [`keys`]).
+    pub key_similarity: f32,
+}
+
+impl Default for ExplainConfig {
+    fn default() -> Self {
+        Self {
+            min_words: 6,
+            max_words: 30,
+            max_tokens: 80,
+            attempts: 3,
+            retry_temperature: 0.8,
+            key_similarity: 0.9,
+        }
+    }
+}
+
+/// Errors of the stage.
+#[derive(Debug, thiserror::Error)]
+pub enum ExplainError {
+    #[error(transparent)]
+    Prompt(#[from] PromptError),
+    #[error(transparent)]
+    Llm(#[from] LlmError),
+    #[error("explanation store: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// One (interest, item) pair to explain.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pair {
+    /// The interest as the user's model named and described it.
+    pub interest: String,
+    pub description: String,
+    /// Its normalised key (see [`keys`]).
+    pub key: String,
+    pub item: ItemIx,
+}
+
+/// What a call did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExplainCounts {
+    /// Pairs asked for.
+    pub requested: usize,
+    /// Pairs answered from the cache (or by a pair of the same call with the same key).
+    pub hits: usize,
+    /// Model answers generated (retries included).
+    pub generations: usize,
+    /// Pairs whose explanation came from the model.
+    pub generated: usize,
+    /// Pairs that fell back to the template.
+    pub fallbacks: usize,
+    /// Rejected model answers by rule (see [`validate`]; `unparsable` when not JSON).
+    pub rejected: BTreeMap<String, usize>,
+    /// Tokens of the generated answers.
+    #[serde(default)]
+    pub tokens: TokenUse,
+}
+
+impl ExplainCounts {
+    pub fn add(&mut self, other: &ExplainCounts) {
+        self.requested += other.requested;
+        self.hits += other.hits;
+        self.generations += other.generations;
+        self.generated += other.generated;
+        self.fallbacks += other.fallbacks;
+        self.tokens.merge(&other.tokens);
+        for (k, v) in &other.rejected {
+            *self.rejected.entry(k.clone()).or_default() += v;
+        }
+    }
+
+    /// Hits ÷ requested pairs.
+    pub fn hit_rate(&self) -> f64 {
+        if self.requested == 0 {
+            0.0
+        } else {
+            self.hits as f64 / self.requested as f64
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct Answer {
+    explanation: String,
+}
+
+/// The explain prompt's version id in `prompts` with the rules' version (`explain@…+rules6`):
+/// the cache key's `prompt_version`.
+pub fn version(prompts: &Prompts) -> String {
+    format!(
+        "{}+rules{}",
+        prompts.version(Task::Explain),
+        validate::RULES_VERSION
+    )
+}
+
+/// Generates and caches explanations.
+#[derive(Debug)]
+pub struct Explainer<'a> {
+    pub prompts: &'a Prompts,
+    pub catalog: &'a Catalog,
+    pub texts: &'a ItemTexts,
+    pub categories: Option<&'a Categories>,
+    pub config: ExplainConfig,
+    pub sampling: Sampling,
+}
+
+impl<'a> Explainer<'a> {
+    /// The stage over one catalog's item texts, with its `[explain]` section and the LLM's
+    /// sampling.
+    pub fn new(
+        prompts: &'a Prompts,
+        catalog: &'a Catalog,
+        texts: &'a ItemTexts,
+        categories: Option<&'a Categories>,
+        config: &ExplainConfig,
+        sampling: Sampling,
+    ) -> Self {
+        Self {
+            prompts,
+            catalog,
+            texts,
+            categories,
+            config: config.clone(),
+            sampling,
+        }
+    }
+
+    /// The item's category name, when categories are known.
+    pub fn category(&self, item: ItemIx) -> Option<&str> {
+        let categories = self.categories?;
+        let id = &self.catalog.get(item).id;
+        categories.of_item(id).map(|c| categories.name(c))
+    }
+
+    /// The prompt's version id with the rules' version (`explain@…+rules6`): what an
+    /// explanation's text depends on besides the model.
+    pub fn version(&self) -> String {
+        version(self.prompts)
+    }
+
+    /// The cache key of `pair` for `model_id`.
+    pub fn key(&self, pair: &Pair, model_id: &str) -> ExplanationKey {
+        self.key_with(pair, model_id, &self.version())
+    }
+
+    fn key_with(&self, pair: &Pair, model_id: &str, version: &str) -> ExplanationKey {
+        ExplanationKey {
+            interest_key: pair.key.clone(),
+            item: self.catalog.get(pair.item).id.clone(),
+            prompt_version: version.to_string(),
+            model_id: model_id.to_string(),
+        }
+    }
+
+    /// The schema every answer follows ([`validate::answer_schema`]).
+    pub fn schema(&self) -> serde_json::Value {
+        validate::answer_schema(self.config.min_words, self.config.max_words)
+    }
+
+    /// The request for `pair`'s `attempt`-th answer (0 first).
+    pub fn request(&self, pair: &Pair, attempt: usize) -> Result<GenerateRequest, PromptError> {
+        let messages = self.prompts.render(
+            Task::Explain,
+            json!({
+                "interest": pair.interest,
+                "description": pair.description,
+                "title": self.texts.compact(pair.item),
+                "category": self.category(pair.item),
+                "min_words": self.config.min_words,
+                "max_words": self.config.max_words,
+            }),
+        )?;
+        let temperature = if attempt == 0 {
+            self.sampling.temperature
+        } else {
+            self.sampling.temperature.max(self.config.retry_temperature)
+        };
+        let item = &self.catalog.get(pair.item).id;
+        let seed = self
+            .sampling
+            .seed_for(&format!("{}\u{1f}{item}\u{1f}{attempt}", pair.key));
+        Ok(GenerateRequest {
+            messages,
+            schema: Some(self.schema()),
+            grammar: None,
+            repeat_penalty: 1.0,
+            max_tokens: self.config.max_tokens,
+            temperature,
+            seed,
+        })
+    }
+
+    /// The model's text when it passes every rule, else the rule it broke.
+    pub fn check(&self, pair: &Pair, answer: &str) -> Result<String, &'static str> {
+        let text = serde_json::from_str::<Answer>(answer)
+            .map_err(|_| "unparsable")?
+            .explanation
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        let title = &self.catalog.get(pair.item).title;
+        let facts = Facts::new(
+            title,
+            self.category(pair.item),
+            &pair.interest,
+            &pair.description,
+        );
+        match validate::rejection(
+            &text,
+            title,
+            &facts,
+            self.config.min_words,
+            self.config.max_words,
+        ) {
+            Some(reason) => Err(reason),
+            None => Ok(text),
+        }
+    }
+
+    /// The labelled template used when every answer was rejected.
+    pub fn fallback(&self, pair: &Pair) -> String {
+        format!(
+            "Picked for your interest in {}: {}.",
+            pair.interest.to_lowercase(),
+            self.texts.compact(pair.item)
+        )
+    }
+
+    /// The explanation of every pair, in order: cached ones looked up, the others generated
+    /// (all misses of the call in one batch per attempt) and stored.
+    pub fn explain(
+        &self,
+        llm: &dyn LlmBackend,
+        store: &dyn ExplanationStore,
+        pairs: &[Pair],
+    ) -> Result<(Vec<Explanation>, ExplainCounts), ExplainError> {
+        let mut counts = ExplainCounts {
+            requested: pairs.len(),
+            ..ExplainCounts::default()
+        };
+        let version = self.version();
+        let keys: Vec<ExplanationKey> = pairs
+            .iter()
+            .map(|p| self.key_with(p, llm.model_id(), &version))
+            .collect();
+        let mut done: HashMap<&ExplanationKey, Explanation> = HashMap::new();
+        // the first pair of each missing key, in order
+        let mut pending: Vec<usize> = Vec::new();
+        let mut seen: HashSet<&ExplanationKey> = HashSet::new();
+        for (i, key) in keys.iter().enumerate() {
+            if !seen.insert(key) {
+                continue;
+            }
+            match store.explanation(key)? {
+                Some(e) => {
+                    done.insert(key, e);
+                }
+                None => pending.push(i),
+            }
+        }
+        counts.hits = pairs.len() - pending.len();
+        // Pairs of one interest side by side: their prompts then share the instructions and the
+        // interest line, which the backend evaluates once per run of such prompts.
+        pending.sort_by(|&a, &b| {
+            let key = |i: usize| (&pairs[i].interest, &pairs[i].description, &keys[i].item);
+            key(a).cmp(&key(b))
+        });
+        let mut rejected: HashMap<usize, Vec<String>> = HashMap::new();
+        for attempt in 0..self.config.attempts {
+            if pending.is_empty() {
+                break;
+            }
+            let requests = pending
+                .iter()
+                .map(|&i| self.request(&pairs[i], attempt))
+                .collect::<Result<Vec<_>, _>>()?;
+            let answers = llm.generate(&requests)?;
+            counts.generations += answers.len();
+            for answer in &answers {
+                counts.tokens.add(answer);
+            }
+            let mut next = Vec::new();
+            for (&i, answer) in pending.iter().zip(&answers) {
+                match self.check(&pairs[i], &answer.text) {
+                    Ok(text) => {
+                        let why = rejected.remove(&i).unwrap_or_default();
+                        let e = self.explanation(&pairs[i], &keys[i], text, "model", why);
+                        done.insert(&keys[i], store.put_explanation(&e)?);
+                        counts.generated += 1;
+                    }
+                    Err(reason) => {
+                        *counts.rejected.entry(reason.to_string()).or_default() += 1;
+                        rejected.entry(i).or_default().push(reason.to_string());
+                        next.push(i);
+                    }
+                }
+            }
+            pending = next;
+        }
+        for i in pending {
+            let text = self.fallback(&pairs[i]);
+            let why = rejected.remove(&i).unwrap_or_default();
+            let e = self.explanation(&pairs[i], &keys[i], text, "fallback", why);
+            done.insert(&keys[i], store.put_explanation(&e)?);
+            counts.fallbacks += 1;
+        }
+        let out = keys.iter().map(|k| done[k].clone()).collect();
+        Ok((out, counts))
+    }
+
+    fn explanation(
+        &self,
+        pair: &Pair,
+        key: &ExplanationKey,
+        text: String,
+        source: &str,
+        rejected: Vec<String>,
+    ) -> Explanation {
+        Explanation {
+            key: key.clone(),
+            interest: pair.interest.clone(),
+            text,
+            source: source.to_string(),
+            rejected,
+        }
+    }
+}
