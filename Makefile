@@ -17,9 +17,13 @@ DEMO_PORT ?= 18080
 # Users of the demo's batch job (the first N in user-id order), with scripts/quick.toml.
 JOB_USERS ?= 8
 
+# The release build, for the benchmarks and the evaluation harness.
 RECGPT := $(CARGO_TARGET_DIR)/release/recgpt
+# The demo runs the test build's binary (dependencies optimised as in release,
+# `[profile.dev.package."*"]`), so `make demo` and `make test` compile llama.cpp once between them.
+RECGPT_DEMO := $(CARGO_TARGET_DIR)/debug/recgpt
 
-.PHONY: demo test deps model embedder server lint build bench eval prompts-update build-mistralrs test-mistralrs
+.PHONY: demo test deps model embedder server lint build build-dev bench eval prompts-update build-mistralrs test-mistralrs
 
 deps:
 	@scripts/setup.sh deps
@@ -38,28 +42,31 @@ server: deps
 build: deps
 	cargo build --release --locked -p recgpt
 
-demo: model embedder build
-	$(RECGPT) import online-retail "$$(scripts/setup.sh data)"
-	$(RECGPT) stats narratives --budget $(BUDGET)
-	$(RECGPT) categories
-	@users=$$($(RECGPT) users --json --limit 200 | python3 -c 'import json,sys; u=json.load(sys.stdin); print(" ".join(r["user"] for r in u[100:100+$(DEMO_USERS)]))'); \
+build-dev: deps
+	cargo build --locked -p recgpt --bin recgpt
+
+demo: model embedder build-dev
+	$(RECGPT_DEMO) import online-retail "$$(scripts/setup.sh data)"
+	$(RECGPT_DEMO) stats narratives --budget $(BUDGET)
+	$(RECGPT_DEMO) categories
+	@users=$$($(RECGPT_DEMO) users --json --limit 200 | python3 -c 'import json,sys; u=json.load(sys.stdin); print(" ".join(r["user"] for r in u[100:100+$(DEMO_USERS)]))'); \
 	for user in $$users; do \
 		echo; echo "== narrative of user $$user =="; \
-		$(RECGPT) narrative $$user --budget $(BUDGET); \
+		$(RECGPT_DEMO) narrative $$user --budget $(BUDGET); \
 	done; \
 	user=$${users%% *}; \
 	echo; echo "== three-tower model and Qdrant Edge index =="; \
-	$(RECGPT) train && $(RECGPT) index build && \
+	$(RECGPT_DEMO) train && $(RECGPT_DEMO) index build && \
 	echo && echo "== user $$user: interests, tags, retrieval by tags, explanations (SmolLM2-135M on CPU) ==" && \
-	$(RECGPT) recommend $$user --k 10 --budget $(BUDGET) && \
+	$(RECGPT_DEMO) recommend $$user --k 10 --budget $(BUDGET) && \
 	echo && echo "== the batch job: recgpt run on the first $(JOB_USERS) users (scripts/quick.toml) ==" && \
-	$(RECGPT) --config scripts/quick.toml run --users $(JOB_USERS) && \
-	$(RECGPT) --config scripts/quick.toml run --users $(JOB_USERS) | head -3 && \
-	job_user=$$($(RECGPT) export recommendations | python3 -c 'import json,sys; print(next(r["user"] for r in map(json.loads, sys.stdin) if r["interests"]["interests"]))') && \
+	$(RECGPT_DEMO) --config scripts/quick.toml run --users $(JOB_USERS) && \
+	$(RECGPT_DEMO) --config scripts/quick.toml run --users $(JOB_USERS) | head -3 && \
+	job_user=$$($(RECGPT_DEMO) export recommendations | python3 -c 'import json,sys; print(next(r["user"] for r in map(json.loads, sys.stdin) if r["interests"]["interests"]))') && \
 	echo && echo "== recgpt show $$job_user ==" && \
-	$(RECGPT) --config scripts/quick.toml show $$job_user && \
+	$(RECGPT_DEMO) --config scripts/quick.toml show $$job_user && \
 	echo && echo "== recgpt serve: real requests and responses ==" && \
-	scripts/demo-serve.sh $(RECGPT) $$user $(DEMO_PORT)
+	scripts/demo-serve.sh $(RECGPT_DEMO) $$user $(DEMO_PORT)
 
 # The evaluation harness at the default settings (every method, split 2011-11-01).
 eval: model embedder build

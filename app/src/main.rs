@@ -107,31 +107,7 @@ enum Command {
     /// The batch job: the whole chain for every user (or --users N, or listed users), in
     /// staged workers; resumable (a rerun skips users already done with the same inputs),
     /// sharded with --shard i/N. Prints a summary (--json for JSON).
-    Run {
-        /// Only these users (default: every user with an event in the window).
-        users: Vec<String>,
-        /// Only the first N users in user-id order.
-        #[arg(long = "users", value_name = "N", conflicts_with = "users")]
-        first: Option<usize>,
-        /// This process's part of the users: i/N (0-based), by a stable hash of the user id.
-        #[arg(long)]
-        shard: Option<recgpt_pipeline::job::Shard>,
-        /// Recompute users whose stored result is current.
-        #[arg(long)]
-        force: bool,
-        /// Rerun only the users recorded as failed.
-        #[arg(long, conflicts_with = "force")]
-        retry_failed: bool,
-        /// Recommendations per user (config `retrieve.k`).
-        #[arg(long)]
-        k: Option<usize>,
-        #[command(flatten)]
-        history: HistoryArgs,
-        #[command(flatten)]
-        llm: LlmArgs,
-        #[command(flatten)]
-        embedder: EmbedderArgs,
-    },
+    Run(RunArgs),
     /// Write stored results out.
     #[command(subcommand)]
     Export(ExportCommand),
@@ -178,38 +154,70 @@ enum Command {
     /// sides (full ranking over the catalog); writes `eval/eval-SPLIT.json` and a Recall@K chart.
     /// `recgpt eval llm` scores the LLM's tags instead.
     #[command(subcommand_negates_reqs = true, args_conflicts_with_subcommands = true)]
-    Eval {
-        #[command(subcommand)]
-        what: Option<EvalCommand>,
-        /// The time split (YYYY-MM-DD).
-        #[arg(long, value_parser = cli::date, required = true)]
-        split: Option<chrono::NaiveDate>,
-        /// Cut-offs (config `eval.ks`).
-        #[arg(long, value_delimiter = ',')]
-        k: Option<Vec<usize>>,
-        /// Epochs of the three-tower model (config `tower.epochs`).
-        #[arg(long)]
-        epochs: Option<usize>,
-        /// Also run the LLM chain (interests and tags, cached per user in `eval/reasoned/`, so
-        /// a killed run resumes) for a seeded sample of this many users who bought on both
-        /// sides of --split, and rank CF, the towers, the LLM tags, their fusion and the fusion
-        /// without the LLM on that sample with paired bootstrap intervals against CF: what
-        /// `recgpt eval llm --split … --users N` reports.
-        #[arg(long)]
-        llm_sample: Option<usize>,
-        /// With --llm-sample: rank without the items each user bought before the split and
-        /// score against new items only.
-        #[arg(long, requires = "llm_sample")]
-        exclude_bought: bool,
-        #[command(flatten)]
-        embedder: EmbedderArgs,
-    },
+    Eval(EvalArgs),
     /// Statistics over all users.
     #[command(subcommand)]
     Stats(StatsCommand),
     /// Benchmarks that print a table of ratios against a reference measured in the same run.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+// `recgpt run`.
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// Only these users (default: every user with an event in the window).
+    users: Vec<String>,
+    /// Only the first N users in user-id order.
+    #[arg(long = "users", value_name = "N", conflicts_with = "users")]
+    first: Option<usize>,
+    /// This process's part of the users: i/N (0-based), by a stable hash of the user id.
+    #[arg(long)]
+    shard: Option<recgpt_pipeline::job::Shard>,
+    /// Recompute users whose stored result is current.
+    #[arg(long)]
+    force: bool,
+    /// Rerun only the users recorded as failed.
+    #[arg(long, conflicts_with = "force")]
+    retry_failed: bool,
+    /// Recommendations per user (config `retrieve.k`).
+    #[arg(long)]
+    k: Option<usize>,
+    #[command(flatten)]
+    history: HistoryArgs,
+    #[command(flatten)]
+    llm: LlmArgs,
+    #[command(flatten)]
+    embedder: EmbedderArgs,
+}
+
+// `recgpt eval`.
+#[derive(Debug, Args)]
+struct EvalArgs {
+    #[command(subcommand)]
+    what: Option<EvalCommand>,
+    /// The time split (YYYY-MM-DD).
+    #[arg(long, value_parser = cli::date, required = true)]
+    split: Option<chrono::NaiveDate>,
+    /// Cut-offs (config `eval.ks`).
+    #[arg(long, value_delimiter = ',')]
+    k: Option<Vec<usize>>,
+    /// Epochs of the three-tower model (config `tower.epochs`).
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Also run the LLM chain (interests and tags, cached per user in `eval/reasoned/`, so
+    /// a killed run resumes) for a seeded sample of this many users who bought on both
+    /// sides of --split, and rank CF, the towers, the LLM tags, their fusion and the fusion
+    /// without the LLM on that sample with paired bootstrap intervals against CF: what
+    /// `recgpt eval llm --split … --users N` reports.
+    #[arg(long)]
+    llm_sample: Option<usize>,
+    /// With --llm-sample: rank without the items each user bought before the split and
+    /// score against new items only.
+    #[arg(long, requires = "llm_sample")]
+    exclude_bought: bool,
+    #[command(flatten)]
+    embedder: EmbedderArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -264,6 +272,11 @@ enum EvalCommand {
         /// `eval/reasoned/` from a run with the same model, prompts, settings and narrative.
         #[arg(long)]
         no_cache: bool,
+        /// Keep the cached answers in this folder instead of `eval/reasoned/` in the data home
+        /// (e.g. a run's answers kept beside its report, so it can be scored again or resumed
+        /// on another machine without the model).
+        #[arg(long, value_name = "DIR", conflicts_with = "no_cache")]
+        answers: Option<PathBuf>,
         #[command(flatten)]
         llm: LlmArgs,
         #[command(flatten)]

@@ -271,3 +271,123 @@ fn a_file_without_required_columns_is_an_error_naming_file_and_column() {
         "nothing imported"
     );
 }
+
+/// The Online Retail header and its first row, for small files in its format.
+const RETAIL_HEADER: &[u8] =
+    b"InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country";
+const RETAIL_ROW: &[u8] = b"536365,85123A,WHITE HANGING HEART T-LIGHT HOLDER,6.0,2010-12-01 08:26:00,2.55,17850,United Kingdom";
+
+/// The rows as lines of a file.
+fn lines(rows: &[&[u8]]) -> Vec<u8> {
+    rows.iter()
+        .flat_map(|r| r.iter().chain(b"\n"))
+        .copied()
+        .collect()
+}
+
+#[test]
+fn rows_that_are_not_utf8_or_carry_a_negative_quantity_are_quarantined_alone() {
+    let dir = temp_home();
+    let catalog = dir.join("items.csv");
+    std::fs::write(
+        &catalog,
+        lines(&[
+            b"item_id,title,category,brand,price,attributes",
+            b"A1,Linen shirt,,,,",
+            b"A2,Caf\xe9 mug,,,,",
+        ]),
+    )
+    .unwrap();
+    let events = dir.join("events.jsonl");
+    std::fs::write(
+        &events,
+        lines(&[
+            br#"{"user_id":"u1","item_id":"A1","kind":"purchase","timestamp":"2024-03-02"}"#,
+            b"{\"user_id\":\"u\xff\",\"item_id\":\"A1\",\"kind\":\"view\",\"timestamp\":\"2024-03-02\"}",
+            br#"{"user_id":"u2","item_id":"A1","kind":"purchase","timestamp":"2024-03-03","quantity":-2}"#,
+            br#"{"user_id":"u2","item_id":"A1","kind":"view","timestamp":"2024-03-03"}"#,
+        ]),
+    )
+    .unwrap();
+    let s = import_generic(&events, &catalog, &ImportTarget::new(dir.join("home"))).unwrap();
+    let c = s.catalog_file.as_ref().unwrap();
+    assert_eq!((c.rows_read, c.rows_imported), (2, 1));
+    assert_eq!(c.quarantined_by_reason, counts(&[("invalid_utf8", 1)]));
+    let e = &s.events_file;
+    assert_eq!((e.rows_read, e.rows_imported), (4, 2));
+    assert_eq!(
+        e.quarantined_by_reason,
+        counts(&[("invalid_utf8", 1), ("quantity_sign", 1)])
+    );
+    assert!(s.balanced());
+    let quarantine = std::fs::read_to_string(&s.quarantine_file).unwrap();
+    for want in [
+        "items.csv:3: field `title`: not valid UTF-8",
+        "events.jsonl:2: not valid UTF-8 from byte 13",
+        "events.jsonl:3: field `quantity`: -2 is negative",
+        "Caf\u{fffd} mug",
+    ] {
+        assert!(quarantine.contains(want), "{want} not in {quarantine}");
+    }
+
+    // the same in the Online Retail importer: the bad row alone, the rest imported
+    let retail = dir.join("retail.csv");
+    std::fs::write(
+        &retail,
+        lines(&[
+            RETAIL_HEADER,
+            RETAIL_ROW,
+            b"536365,71053,WHITE METAL LANTERN \xa3,6.0,2010-12-01 08:26:00,3.39,17850,United Kingdom",
+            b"536366,22633,HAND WARMER UNION JACK,6.0,2010-12-01 08:28:00,1.85,17850,United Kingdom",
+        ]),
+    )
+    .unwrap();
+    let s = import_online_retail(&retail, &ImportTarget::new(dir.join("retail-home"))).unwrap();
+    let f = &s.events_file;
+    assert_eq!((f.rows_read, f.rows_imported), (3, 2));
+    assert_eq!(f.quarantined_by_reason, counts(&[("invalid_utf8", 1)]));
+    let quarantine = std::fs::read_to_string(&s.quarantine_file).unwrap();
+    assert!(
+        quarantine.contains("retail.csv:3: field `Description`: not valid UTF-8"),
+        "{quarantine}"
+    );
+}
+
+#[test]
+fn a_failed_import_leaves_the_store_and_its_quarantine_as_they_were() {
+    let dir = temp_home();
+    let home = dir.join("home");
+    let retail = dir.join("retail.csv");
+    std::fs::write(
+        &retail,
+        lines(&[
+            RETAIL_HEADER,
+            RETAIL_ROW,
+            b"536365,POST,POSTAGE,1.0,2010-12-01 08:26:00,18.0,17850,United Kingdom",
+        ]),
+    )
+    .unwrap();
+    let s = import_online_retail(&retail, &ImportTarget::new(&home)).unwrap();
+    let store = std::fs::read(Store::path_in(&home)).unwrap();
+    let quarantine = std::fs::read(&s.quarantine_file).unwrap();
+    assert_eq!(quarantine.iter().filter(|&&b| b == b'\n').count(), 1);
+
+    // the real file cut off mid-stream: rows import until the gzip stream breaks
+    let truncated = dir.join("truncated.csv.gz");
+    let bytes = std::fs::read(data_file()).unwrap();
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let err = import_online_retail(&truncated, &ImportTarget::new(&home)).unwrap_err();
+    assert!(err.to_string().contains("truncated.csv.gz"), "{err}");
+    assert_eq!(std::fs::read(Store::path_in(&home)).unwrap(), store);
+    assert_eq!(std::fs::read(&s.quarantine_file).unwrap(), quarantine);
+    let left: Vec<_> = std::fs::read_dir(&home)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !left
+            .iter()
+            .any(|n| n.ends_with(".partial") || n.ends_with(".tmp")),
+        "{left:?}"
+    );
+}

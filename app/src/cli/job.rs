@@ -13,11 +13,25 @@ use recgpt_pipeline::results::{ResultStore, UserResult};
 
 use super::recommend::ChainInputs;
 use super::{print_json, HistoryContext};
-use crate::{EmbedderArgs, ExportFormat, HistoryArgs};
+use crate::{EmbedderArgs, ExportFormat, HistoryArgs, RunArgs};
+
+/// `recgpt run`.
+pub fn run_command(home: &Path, config: Config, args: RunArgs, json: bool) -> Result<()> {
+    let mut config = config.with_history(&args.history).with_llm(&args.llm);
+    config.retrieve.k = args.k.unwrap_or(config.retrieve.k);
+    let options = options(
+        args.users,
+        args.first,
+        args.shard,
+        args.force,
+        args.retry_failed,
+    );
+    run(home, config, &options, &args.history, &args.embedder, json)
+}
 
 /// The job's options from `recgpt run`'s arguments: the listed users, else the first N,
 /// else everyone.
-pub fn options(
+fn options(
     users: Vec<String>,
     first: Option<usize>,
     shard: Option<job::Shard>,
@@ -37,7 +51,7 @@ pub fn options(
     }
 }
 
-pub fn run(
+fn run(
     home: &Path,
     config: Config,
     options: &JobOptions,

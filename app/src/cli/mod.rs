@@ -93,46 +93,8 @@ pub fn run(cli: Cli) -> Result<()> {
             config.retrieve.k = k.unwrap_or(config.retrieve.k);
             retrieval::retrieve(&home, &config, &user, &embedder, cli.json)
         }
-        Command::Eval {
-            what: Some(command),
-            ..
-        } => quality::eval_llm_command(&home, config, command, cli.json),
-        Command::Eval {
-            split,
-            k,
-            epochs,
-            llm_sample,
-            exclude_bought,
-            embedder,
-            what: None,
-        } => {
-            let split = split.expect("clap requires --split without a subcommand");
-            quality::eval_command(
-                &home,
-                config,
-                split,
-                (k, epochs),
-                llm_sample.map(|users| (users, exclude_bought)),
-                &embedder,
-                cli.json,
-            )
-        }
-        Command::Run {
-            users,
-            first,
-            shard,
-            force,
-            retry_failed,
-            k,
-            history,
-            llm,
-            embedder,
-        } => {
-            let mut config = config.with_history(&history).with_llm(&llm);
-            config.retrieve.k = k.unwrap_or(config.retrieve.k);
-            let options = job::options(users, first, shard, force, retry_failed);
-            job::run(&home, config, &options, &history, &embedder, cli.json)
-        }
+        Command::Eval(args) => quality::eval(&home, config, args, cli.json),
+        Command::Run(args) => job::run_command(&home, config, args, cli.json),
         Command::Export(ExportCommand::Recommendations { format, out }) => {
             job::export(&home, format, out.as_deref())
         }

@@ -24,18 +24,24 @@ use recgpt_retrieval::eval::Protocol;
 use recgpt_retrieval::tower::TowerModel;
 
 use super::{print_json, Overrides, DEFAULT_SAMPLE_SEED};
-use crate::{EmbedderArgs, EvalCommand};
+use crate::{EmbedderArgs, EvalArgs, EvalCommand};
 
 /// Which users: `users` of those who bought on both sides of `split`, by `seed`; how their
-/// rankings are scored, and whether reasoning is cached.
-#[derive(Debug, Clone, Copy)]
+/// rankings are scored, and where reasoning is cached.
+#[derive(Debug, Clone)]
 pub struct Sample {
     pub split: NaiveDate,
     pub users: usize,
     pub seed: u64,
     pub protocol: Protocol,
     pub sweep: bool,
-    pub cache: bool,
+    /// The folder of cached answers (none: reason for every user).
+    pub cache: Option<PathBuf>,
+}
+
+/// The eval's default folder of cached answers in `home`.
+fn default_cache(home: &Path) -> PathBuf {
+    home.join("eval").join("reasoned")
 }
 
 /// The loop for each of `models` in turn (the configured model when empty) on the same
@@ -181,7 +187,7 @@ fn eval_model(
         tags: config.tags.target,
         chunk: (config.llm.backend.batch() / rounds).max(1),
         config,
-        cache: sample.cache.then(|| home.join("eval").join("reasoned")),
+        cache: sample.cache.clone(),
         protocol: sample.protocol,
         sweep: sample.sweep,
     };
@@ -369,12 +375,7 @@ pub fn table(r: &LlmEvalReport) -> String {
 }
 
 /// `recgpt eval llm …`.
-pub fn eval_llm_command(
-    home: &Path,
-    config: Config,
-    command: EvalCommand,
-    json: bool,
-) -> Result<()> {
+fn eval_llm_command(home: &Path, config: Config, command: EvalCommand, json: bool) -> Result<()> {
     let EvalCommand::Llm {
         split,
         users,
@@ -388,6 +389,7 @@ pub fn eval_llm_command(
         exclude_bought,
         sweep,
         no_cache,
+        answers,
         llm,
         embedder,
     } = command;
@@ -405,14 +407,37 @@ pub fn eval_llm_command(
             false => Protocol::Repeats,
         },
         sweep,
-        cache: !no_cache,
+        cache: match (no_cache, answers) {
+            (true, _) => None,
+            (false, Some(dir)) => Some(dir),
+            (false, None) => Some(default_cache(home)),
+        },
     };
     let floors = floors.as_deref();
     eval_llm(home, &config, &model, &sample, floors, &embedder, json)
 }
 
+/// `recgpt eval`: the LLM loop with a subcommand, else the retrieval evaluation.
+pub fn eval(home: &Path, config: Config, args: EvalArgs, json: bool) -> Result<()> {
+    if let Some(command) = args.what {
+        return eval_llm_command(home, config, command, json);
+    }
+    let split = args
+        .split
+        .expect("clap requires --split without a subcommand");
+    eval_command(
+        home,
+        config,
+        split,
+        (args.k, args.epochs),
+        args.llm_sample.map(|users| (users, args.exclude_bought)),
+        &args.embedder,
+        json,
+    )
+}
+
 /// `recgpt eval --split DATE [--k …] [--epochs N] [--llm-sample N [--exclude-bought]]`.
-pub fn eval_command(
+fn eval_command(
     home: &Path,
     config: Config,
     split: NaiveDate,
@@ -435,7 +460,7 @@ pub fn eval_command(
             false => Protocol::Repeats,
         },
         sweep: false,
-        cache: true,
+        cache: Some(default_cache(home)),
     });
     // a bad sample fails before the full evaluation runs
     if let Some(sample) = &sample {

@@ -48,45 +48,52 @@ pub fn import_generic(
     let mut catalog_acc = RowAccounting::new(catalog_path);
     let mut items = Vec::new();
     let mut seen = HashSet::new();
-    read_records(catalog_path, &CATALOG_COLUMNS, |line, fields| {
-        catalog_acc.rows_read += 1;
-        let parsed = parse_item(fields, catalog_path, line).and_then(|item| {
-            if seen.insert(item.id.clone()) {
-                Ok(item)
-            } else {
-                Err(Rejection::new(
-                    Reason::DuplicateItem,
-                    at(
-                        catalog_path,
-                        line,
-                        "item_id",
-                        format!("`{}` repeats an earlier row", item.id),
-                    ),
-                ))
+    read_records(
+        catalog_path,
+        &CATALOG_COLUMNS,
+        |line, fields, unreadable| {
+            catalog_acc.rows_read += 1;
+            let parsed = unreadable.map_or(Ok(()), Err);
+            let parsed = parsed.and_then(|()| parse_item(fields, catalog_path, line));
+            let parsed = parsed.and_then(|item| {
+                if seen.insert(item.id.clone()) {
+                    Ok(item)
+                } else {
+                    Err(Rejection::new(
+                        Reason::DuplicateItem,
+                        at(
+                            catalog_path,
+                            line,
+                            "item_id",
+                            format!("`{}` repeats an earlier row", item.id),
+                        ),
+                    ))
+                }
+            });
+            match parsed {
+                Ok(item) => {
+                    items.push(item);
+                    catalog_acc.rows_imported += 1;
+                    Ok(())
+                }
+                Err(r) => quarantine.put(
+                    &mut catalog_acc,
+                    line,
+                    &header(&CATALOG_COLUMNS),
+                    fields,
+                    &r,
+                ),
             }
-        });
-        match parsed {
-            Ok(item) => {
-                items.push(item);
-                catalog_acc.rows_imported += 1;
-                Ok(())
-            }
-            Err(r) => quarantine.put(
-                &mut catalog_acc,
-                line,
-                &header(&CATALOG_COLUMNS),
-                fields,
-                &r,
-            ),
-        }
-    })?;
+        },
+    )?;
     let catalog = Catalog::new(items);
 
     let mut events_acc = RowAccounting::new(events_path);
     let mut events = Vec::new();
-    read_records(events_path, &EVENT_COLUMNS, |line, fields| {
+    read_records(events_path, &EVENT_COLUMNS, |line, fields, unreadable| {
         events_acc.rows_read += 1;
-        match parse_event(fields, &catalog, events_path, line) {
+        let parsed = unreadable.map_or(Ok(()), Err);
+        match parsed.and_then(|()| parse_event(fields, &catalog, events_path, line)) {
             Ok(event) => {
                 events.push(event);
                 events_acc.rows_imported += 1;
@@ -123,40 +130,68 @@ fn is_jsonl(path: &Path) -> bool {
     name.ends_with(".jsonl") || name.ends_with(".ndjson")
 }
 
-/// Calls `visit(line, fields)` for every record, `fields` aligned with `columns` (absent
-/// columns are empty). A JSON line that does not parse is passed with a `#json` marker in the
-/// first field so the caller quarantines it.
+/// Calls `visit(line, fields, unreadable)` for every record, `fields` aligned with `columns`
+/// (absent columns are empty). A record that cannot be read (a JSON line that does not parse,
+/// bytes that are not UTF-8) comes with the rejection for the quarantine, and what could be
+/// read of it in `fields` (the line's text, lossily decoded, in the first field for JSON).
 fn read_records(
     path: &Path,
     columns: &[&str],
-    mut visit: impl FnMut(u64, &[String]) -> Result<(), DataError>,
+    mut visit: impl FnMut(u64, &[String], Option<Rejection>) -> Result<(), DataError>,
 ) -> Result<(), DataError> {
     let mut fields = vec![String::new(); columns.len()];
     if is_jsonl(path) {
-        let reader = std::io::BufReader::new(open_text(path)?);
-        for (i, text) in reader.lines().enumerate() {
-            let text = text.map_err(|e| DataError::io(path, e))?;
-            if text.trim().is_empty() {
+        let mut reader = std::io::BufReader::new(open_text(path)?);
+        let mut bytes = Vec::new();
+        let mut line = 0u64;
+        loop {
+            bytes.clear();
+            let read = reader
+                .read_until(b'\n', &mut bytes)
+                .map_err(|e| DataError::io(path, e))?;
+            if read == 0 {
+                return Ok(());
+            }
+            line += 1;
+            let text = String::from_utf8_lossy(&bytes);
+            let text = text.trim();
+            if text.is_empty() {
                 continue;
             }
-            match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&text) {
-                Ok(object) => {
-                    for (field, column) in fields.iter_mut().zip(columns) {
-                        *field = match object.get(*column) {
-                            None | Some(serde_json::Value::Null) => String::new(),
-                            Some(serde_json::Value::String(s)) => s.clone(),
-                            Some(other) => other.to_string(),
-                        };
+            let unreadable = match std::str::from_utf8(&bytes) {
+                Err(e) => Some(Rejection::new(
+                    Reason::InvalidUtf8,
+                    format!(
+                        "{}:{line}: not valid UTF-8 from byte {} on (kept with U+FFFD)",
+                        path.display(),
+                        e.valid_up_to()
+                    ),
+                )),
+                Ok(_) => {
+                    match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(text) {
+                        Ok(object) => {
+                            for (field, column) in fields.iter_mut().zip(columns) {
+                                *field = match object.get(*column) {
+                                    None | Some(serde_json::Value::Null) => String::new(),
+                                    Some(serde_json::Value::String(s)) => s.clone(),
+                                    Some(other) => other.to_string(),
+                                };
+                            }
+                            None
+                        }
+                        Err(e) => Some(Rejection::new(
+                            Reason::Unparsable("json"),
+                            format!("{}:{line}: {e}", path.display()),
+                        )),
                     }
                 }
-                Err(e) => {
-                    fields.iter_mut().for_each(String::clear);
-                    fields[0] = format!("{BAD_JSON}{e}: {text}");
-                }
+            };
+            if unreadable.is_some() {
+                fields.iter_mut().for_each(String::clear);
+                fields[0] = text.to_string();
             }
-            visit(i as u64 + 1, &fields)?;
+            visit(line, &fields, unreadable)?;
         }
-        return Ok(());
     }
     let mut table = Table::open(path)?;
     let positions: Vec<Option<usize>> = columns.iter().map(|c| table.column(c)).collect();
@@ -166,28 +201,19 @@ fn read_records(
         }
     }
     let mut raw = Vec::new();
-    while let Some(line) = table.next_row(&mut raw) {
-        let line = line?;
+    while let Some(row) = table.next_row(&mut raw) {
+        let row = row?;
         for (field, position) in fields.iter_mut().zip(&positions) {
             *field = position
                 .and_then(|p| raw.get(p))
                 .map_or_else(String::new, |s| s.trim().to_string());
         }
-        visit(line, &fields)?;
+        let unreadable = row
+            .invalid_utf8
+            .map(|column| Rejection::invalid_utf8(path, row.line, table.column_name(column)));
+        visit(row.line, &fields, unreadable)?;
     }
     Ok(())
-}
-
-const BAD_JSON: &str = "#json ";
-
-fn bad_json(fields: &[String], path: &Path, line: u64) -> Result<(), Rejection> {
-    match fields[0].strip_prefix(BAD_JSON) {
-        Some(message) => Err(Rejection::new(
-            Reason::Unparsable("json"),
-            format!("{}:{line}: {message}", path.display()),
-        )),
-        None => Ok(()),
-    }
 }
 
 fn required<'a>(
@@ -209,7 +235,6 @@ fn required<'a>(
 }
 
 fn parse_item(fields: &[String], path: &Path, line: u64) -> Result<Item, Rejection> {
-    bad_json(fields, path, line)?;
     let id = required(fields, 0, "item_id", path, line)?;
     let title = required(fields, 1, "title", path, line)?;
     let price = match fields[4].as_str() {
@@ -278,7 +303,6 @@ fn parse_event(
     path: &Path,
     line: u64,
 ) -> Result<Event, Rejection> {
-    bad_json(fields, path, line)?;
     let user = required(fields, 0, "user_id", path, line)?;
     let kind_text = required(fields, 2, "kind", path, line)?;
     let kind = BehaviorKind::parse(kind_text).ok_or_else(|| {
@@ -331,12 +355,24 @@ fn parse_event(
         "" => Ok(default),
         v => parse_number(v, name, path, line),
     };
+    let quantity = number(4, "quantity", 1.0)?;
+    if quantity < 0.0 {
+        return Err(Rejection::new(
+            Reason::QuantitySign,
+            at(
+                path,
+                line,
+                "quantity",
+                format!("{quantity} is negative (a return is the kind `return`)"),
+            ),
+        ));
+    }
     Ok(Event {
         user: user.to_string(),
         item,
         kind,
         at: at_,
-        quantity: number(4, "quantity", 1.0)?,
+        quantity,
         value: number(5, "value", 0.0)?,
         query,
     })

@@ -33,8 +33,11 @@ pub enum Reason {
     /// service line (`Next Day Carriage`) or empty, not a product name.
     StockNote,
     /// Online Retail: the quantity's sign disagrees with the invoice type (a negative quantity
-    /// on a sale, or a positive one on a cancellation).
+    /// on a sale, or a positive one on a cancellation). Generic import: a negative quantity
+    /// (quantities are counts; a return is the kind `return`).
     QuantitySign,
+    /// A field is not valid UTF-8 text.
+    InvalidUtf8,
     /// A field could not be parsed (number, date).
     Unparsable(&'static str),
     /// A required field is empty.
@@ -55,6 +58,7 @@ impl Reason {
             Self::ZeroPrice => "zero_price".into(),
             Self::StockNote => "stock_note".into(),
             Self::QuantitySign => "quantity_sign".into(),
+            Self::InvalidUtf8 => "invalid_utf8".into(),
             Self::Unparsable(field) => format!("unparsable_{field}"),
             Self::Missing(field) => format!("missing_{field}"),
             Self::UnknownKind => "unknown_kind".into(),
@@ -77,6 +81,17 @@ impl Rejection {
             reason,
             detail: detail.into(),
         }
+    }
+
+    /// Field `field` of line `line` of `path` is not UTF-8.
+    pub(crate) fn invalid_utf8(path: &Path, line: u64, field: &str) -> Self {
+        Self::new(
+            Reason::InvalidUtf8,
+            format!(
+                "{}:{line}: field `{field}`: not valid UTF-8 (kept with U+FFFD for each bad byte sequence)",
+                path.display()
+            ),
+        )
     }
 }
 
@@ -134,11 +149,15 @@ impl ImportSummary {
     }
 }
 
-/// Writes quarantined rows as JSON lines: file, line, reason, detail and the raw fields.
+/// Writes quarantined rows as JSON lines: file, line, reason, detail and the raw fields. The
+/// rows go to a file beside the quarantine file, which takes its place only when the import's
+/// store is written ([`Quarantine::commit`]); an import that fails (or is dropped) leaves the
+/// previous store and its quarantine file as they were.
 #[derive(Debug)]
 pub(crate) struct Quarantine {
     path: PathBuf,
-    out: BufWriter<File>,
+    staged: PathBuf,
+    out: Option<BufWriter<File>>,
 }
 
 #[derive(Serialize)]
@@ -155,10 +174,14 @@ impl Quarantine {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
         }
-        let file = File::create(path).map_err(|e| DataError::io(path, e))?;
+        let mut staged = path.as_os_str().to_owned();
+        staged.push(".partial");
+        let staged = PathBuf::from(staged);
+        let file = File::create(&staged).map_err(|e| DataError::io(&staged, e))?;
         Ok(Self {
             path: path.to_path_buf(),
-            out: BufWriter::new(file),
+            staged,
+            out: Some(BufWriter::new(file)),
         })
     }
 
@@ -183,18 +206,41 @@ impl Quarantine {
                 .zip(fields.iter().map(String::as_str))
                 .collect(),
         };
-        serde_json::to_writer(&mut self.out, &record).expect("serialisable record");
-        self.out
-            .write_all(b"\n")
-            .map_err(|e| DataError::io(&self.path, e))?;
+        let out = self.out.as_mut().expect("open until commit");
+        serde_json::to_writer(&mut *out, &record).expect("serialisable record");
+        out.write_all(b"\n")
+            .map_err(|e| DataError::io(&self.staged, e))?;
         accounting.rows_quarantined += 1;
         *accounting.quarantined_by_reason.entry(reason).or_default() += 1;
         Ok(())
     }
 
-    pub fn finish(mut self) -> Result<PathBuf, DataError> {
-        self.out.flush().map_err(|e| DataError::io(&self.path, e))?;
-        Ok(self.path)
+    /// Where the rows go once committed.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes out the rows held back.
+    pub fn flush(&mut self) -> Result<(), DataError> {
+        let out = self.out.as_mut().expect("open until commit");
+        out.flush().map_err(|e| DataError::io(&self.staged, e))
+    }
+
+    /// Puts the rows in place of the quarantine file: call once the import's store is written.
+    pub fn commit(mut self) -> Result<PathBuf, DataError> {
+        self.flush()?;
+        drop(self.out.take());
+        std::fs::rename(&self.staged, &self.path).map_err(|e| DataError::io(&self.path, e))?;
+        Ok(self.path.clone())
+    }
+}
+
+impl Drop for Quarantine {
+    /// An import that did not commit leaves no trace of its rows.
+    fn drop(&mut self) {
+        if self.out.take().is_some() {
+            let _ = std::fs::remove_file(&self.staged);
+        }
     }
 }
 
@@ -260,11 +306,14 @@ pub(crate) fn finish_import(
         items_with_events: items.len() as u64,
         first_event: events.iter().map(|e| e.at).min(),
         last_event: events.iter().map(|e| e.at).max(),
-        quarantine_file: quarantine.finish()?,
+        quarantine_file: quarantine.path().to_path_buf(),
         store: crate::Store::path_in(&target.home),
     };
     debug_assert!(summary.balanced(), "unbalanced import: {summary:?}");
+    let mut quarantine = quarantine;
+    quarantine.flush()?;
     crate::Store::write(&target.home, &summary, &catalog, events)?;
+    quarantine.commit()?;
     Ok(summary)
 }
 

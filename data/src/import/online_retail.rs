@@ -5,6 +5,8 @@
 //! Rows become `purchase` events (invoices) and `return` events (cancellations, invoice number
 //! starting with `C`). The rules, checked in this order, quarantine everything else:
 //!
+//! 0. `invalid_utf8`: a field of a CSV row is not UTF-8 text (the row is kept in the
+//!    quarantine with U+FFFD for its bad bytes; the rest of the file imports);
 //! 1. `unparsable_<field>`: InvoiceNo, Quantity, InvoiceDate, UnitPrice or CustomerID cannot be
 //!    read;
 //! 2. `no_customer_id`: the row has no CustomerID;
@@ -75,9 +77,15 @@ pub fn import_online_retail(
     let mut evidence: HashMap<String, ItemEvidence> = HashMap::new();
     let mut fields = Vec::new();
 
-    while let Some(line) = table.next_row(&mut fields) {
-        let line = line?;
+    while let Some(row) = table.next_row(&mut fields) {
+        let row = row?;
+        let line = row.line;
         accounting.rows_read += 1;
+        if let Some(column) = row.invalid_utf8 {
+            let rejection = Rejection::invalid_utf8(path, line, table.column_name(column));
+            quarantine.put(&mut accounting, line, &table.header, &fields, &rejection)?;
+            continue;
+        }
         let field = |i: usize| fields.get(i).map_or("", |s| s.trim());
 
         let code = field(cols.stock_code).to_ascii_uppercase();

@@ -17,6 +17,15 @@ pub(crate) struct Table {
     rows: Rows,
 }
 
+/// Where a row was read, and whether it was text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RowRead {
+    pub line: u64,
+    /// The column of the row's first field that is not valid UTF-8; the row's fields then hold
+    /// its bytes decoded lossily (U+FFFD for each bad sequence), for the quarantine.
+    pub invalid_utf8: Option<usize>,
+}
+
 enum Rows {
     Csv(csv::Reader<Box<dyn Read>>),
     Sheet(std::vec::IntoIter<(u64, Vec<String>)>),
@@ -126,27 +135,44 @@ impl Table {
         })
     }
 
-    /// Reads the next row into `fields`; returns its line number, or `None` at the end.
-    pub fn next_row(&mut self, fields: &mut Vec<String>) -> Option<Result<u64, DataError>> {
+    /// Reads the next row into `fields`; returns its line number, or `None` at the end. A row
+    /// with a field that is not UTF-8 is read (lossily) and flagged, not an error: only that
+    /// row is bad.
+    pub fn next_row(&mut self, fields: &mut Vec<String>) -> Option<Result<RowRead, DataError>> {
         match &mut self.rows {
             Rows::Csv(reader) => {
-                let mut record = csv::StringRecord::new();
-                match reader.read_record(&mut record) {
+                let mut record = csv::ByteRecord::new();
+                match reader.read_byte_record(&mut record) {
                     Ok(false) => None,
                     Ok(true) => {
                         fields.clear();
-                        fields.extend(record.iter().map(str::to_string));
+                        let mut invalid_utf8 = None;
+                        for (column, bytes) in record.iter().enumerate() {
+                            let text = String::from_utf8_lossy(bytes);
+                            if matches!(text, std::borrow::Cow::Owned(_)) {
+                                invalid_utf8.get_or_insert(column);
+                            }
+                            fields.push(text.into_owned());
+                        }
                         let line = record.position().map_or(0, |p| p.line());
-                        Some(Ok(line))
+                        Some(Ok(RowRead { line, invalid_utf8 }))
                     }
                     Err(e) => Some(Err(csv_error(&self.path, e))),
                 }
             }
             Rows::Sheet(rows) => rows.next().map(|(line, row)| {
                 *fields = row;
-                Ok(line)
+                Ok(RowRead {
+                    line,
+                    invalid_utf8: None,
+                })
             }),
         }
+    }
+
+    /// The name of `column`, for messages.
+    pub fn column_name(&self, column: usize) -> &str {
+        self.header.get(column).map_or("?", String::as_str)
     }
 }
 

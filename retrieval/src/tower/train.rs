@@ -77,17 +77,7 @@ pub fn train(
             ..Default::default()
         },
     )?;
-    let counts = train.item_counts(features.items());
-    let total: f64 = counts.iter().map(|&c| c as f64).sum();
-    // −log q for every item (items nobody bought never appear in a batch)
-    let neg_log_q: Vec<f32> = counts
-        .iter()
-        .map(|&c| -((c.max(1) as f64 / total).ln()) as f32)
-        .collect();
-    let mut by_category: Vec<Vec<u32>> = vec![Vec::new(); features.categories + 1];
-    for (i, &c) in features.category.iter().enumerate() {
-        by_category[c as usize].push(i as u32);
-    }
+    let batches = Batches::new(config, train, features, (tags, tag_vectors), &towers);
     let mut rng = SplitMix64::new(config.seed ^ 0x5eed);
     let batch = config.batch.max(2);
     let steps = pairs.len().div_ceil(batch);
@@ -101,47 +91,7 @@ pub fn train(
             if chunk.len() < 2 {
                 continue;
             }
-            let b = chunk.len();
-            let items: Vec<u32> = chunk.iter().map(|&(_, i)| i).collect();
-            let partners: Vec<u32> = items
-                .iter()
-                .map(|&i| {
-                    let group = &by_category[features.category[i as usize] as usize];
-                    group[rng.below(group.len())]
-                })
-                .collect();
-            let tag_ids: Vec<u32> = items
-                .iter()
-                .map(|&i| {
-                    let of = &tags.of_item[i as usize];
-                    of[rng.below(of.len())]
-                })
-                .collect();
-            let rows: Vec<(Option<u32>, &UserItems, Option<u32>)> = chunk
-                .iter()
-                .map(|&(u, i)| (Some(u), &train.users[u as usize], Some(i)))
-                .collect();
-            let users = towers.users(&UserBatch::new(&rows, features)?)?;
-            let both: Vec<u32> = items.iter().chain(&partners).copied().collect();
-            let item_vecs = towers.items(&Tensor::new(both.as_slice(), &Device::Cpu)?)?;
-            let positives = item_vecs.narrow(0, 0, b)?;
-            let partner_vecs = item_vecs.narrow(0, b, b)?;
-            let tag_text: Vec<f32> = tag_ids
-                .iter()
-                .flat_map(|&t| tag_vectors[t as usize])
-                .collect();
-            let tag_vecs = towers.tags(&Tensor::from_vec(tag_text, (b, DIM), &Device::Cpu)?)?;
-            let bias: Vec<f32> = items.iter().map(|&i| neg_log_q[i as usize]).collect();
-            let bias = Tensor::from_vec(bias, (1, b), &Device::Cpu)?;
-            let same_item = mask(b, |i, j| items[i] == items[j])?;
-            let same_tag = mask(b, |i, j| items[i] == items[j] || tag_ids[i] == tag_ids[j])?;
-            let same_cat = mask(b, |i, j| {
-                features.category[items[i] as usize] == features.category[items[j] as usize]
-            })?;
-            let t = config.temperature;
-            let l_col = contrastive(&users, &positives, Some(&bias), &same_item, t)?;
-            let l_tag = contrastive(&tag_vecs, &positives, Some(&bias), &same_tag, t)?;
-            let l_cate = contrastive(&positives, &partner_vecs, None, &same_cat, t)?;
+            let [l_col, l_tag, l_cate] = batches.losses(chunk, &mut rng)?;
             let loss = (l_col.clone()
                 + l_tag.affine(config.alpha, 0.0)?
                 + l_cate.affine(1.0 - config.alpha, 0.0)?)?;
@@ -180,6 +130,104 @@ pub fn train(
         train_seconds: started.elapsed().as_secs_f64(),
     };
     TowerModel::from_towers(meta, towers, train, features)
+}
+
+/// What every training step reads.
+struct Batches<'a> {
+    config: &'a TowerConfig,
+    train: &'a Interactions,
+    features: &'a ItemFeatures,
+    tags: &'a ItemTags,
+    tag_vectors: &'a [[f32; DIM]],
+    towers: &'a Towers,
+    /// −log q for every item (items nobody bought never appear in a batch).
+    neg_log_q: Vec<f32>,
+    /// Items of each category.
+    by_category: Vec<Vec<u32>>,
+}
+
+impl<'a> Batches<'a> {
+    fn new(
+        config: &'a TowerConfig,
+        train: &'a Interactions,
+        features: &'a ItemFeatures,
+        (tags, tag_vectors): (&'a ItemTags, &'a [[f32; DIM]]),
+        towers: &'a Towers,
+    ) -> Batches<'a> {
+        let counts = train.item_counts(features.items());
+        let total: f64 = counts.iter().map(|&c| c as f64).sum();
+        let neg_log_q = counts
+            .iter()
+            .map(|&c| -((c.max(1) as f64 / total).ln()) as f32)
+            .collect();
+        let mut by_category: Vec<Vec<u32>> = vec![Vec::new(); features.categories + 1];
+        for (i, &c) in features.category.iter().enumerate() {
+            by_category[c as usize].push(i as u32);
+        }
+        Batches {
+            config,
+            train,
+            features,
+            tags,
+            tag_vectors,
+            towers,
+            neg_log_q,
+            by_category,
+        }
+    }
+
+    /// L_col, L_tag and L_cate of one batch of (user, item) purchases; draws each item's
+    /// category partner, then each item's tag, from `rng`.
+    fn losses(
+        &self,
+        chunk: &[(u32, u32)],
+        rng: &mut SplitMix64,
+    ) -> Result<[Tensor; 3], TowerError> {
+        let (features, towers) = (self.features, self.towers);
+        let b = chunk.len();
+        let items: Vec<u32> = chunk.iter().map(|&(_, i)| i).collect();
+        let partners: Vec<u32> = items
+            .iter()
+            .map(|&i| {
+                let group = &self.by_category[features.category[i as usize] as usize];
+                group[rng.below(group.len())]
+            })
+            .collect();
+        let tag_ids: Vec<u32> = items
+            .iter()
+            .map(|&i| {
+                let of = &self.tags.of_item[i as usize];
+                of[rng.below(of.len())]
+            })
+            .collect();
+        let rows: Vec<(Option<u32>, &UserItems, Option<u32>)> = chunk
+            .iter()
+            .map(|&(u, i)| (Some(u), &self.train.users[u as usize], Some(i)))
+            .collect();
+        let users = towers.users(&UserBatch::new(&rows, features)?)?;
+        let both: Vec<u32> = items.iter().chain(&partners).copied().collect();
+        let item_vecs = towers.items(&Tensor::new(both.as_slice(), &Device::Cpu)?)?;
+        let positives = item_vecs.narrow(0, 0, b)?;
+        let partner_vecs = item_vecs.narrow(0, b, b)?;
+        let tag_text: Vec<f32> = tag_ids
+            .iter()
+            .flat_map(|&t| self.tag_vectors[t as usize])
+            .collect();
+        let tag_vecs = towers.tags(&Tensor::from_vec(tag_text, (b, DIM), &Device::Cpu)?)?;
+        let bias: Vec<f32> = items.iter().map(|&i| self.neg_log_q[i as usize]).collect();
+        let bias = Tensor::from_vec(bias, (1, b), &Device::Cpu)?;
+        let same_item = mask(b, |i, j| items[i] == items[j])?;
+        let same_tag = mask(b, |i, j| items[i] == items[j] || tag_ids[i] == tag_ids[j])?;
+        let same_cat = mask(b, |i, j| {
+            features.category[items[i] as usize] == features.category[items[j] as usize]
+        })?;
+        let t = self.config.temperature;
+        Ok([
+            contrastive(&users, &positives, Some(&bias), &same_item, t)?,
+            contrastive(&tag_vecs, &positives, Some(&bias), &same_tag, t)?,
+            contrastive(&positives, &partner_vecs, None, &same_cat, t)?,
+        ])
+    }
 }
 
 /// `[b, b]` additive mask: −1e9 off the diagonal where `same(i, j)`, else 0.

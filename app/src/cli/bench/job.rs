@@ -3,10 +3,13 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use recgpt_pipeline::bench::llm::LlmRow;
+use recgpt_pipeline::bench::llm::{
+    raw_decode, raw_generate, raw_generate_after, raw_prefill, DecodeCost, LlmRow,
+};
 use recgpt_pipeline::config::Config;
 use recgpt_pipeline::interests::ThemeIndex;
-use recgpt_pipeline::llm::TokenUse;
+use recgpt_pipeline::llm::{LlmBackend, TokenUse};
+use recgpt_pipeline::recommend::ChainCounts;
 
 use crate::cli::print_json;
 use crate::cli::recommend::ChainInputs;
@@ -41,10 +44,62 @@ struct BenchRow {
     /// Mean context of the reason and the explain stage's generated tokens.
     mean_context: (f64, f64),
     /// Tokens of both LLM stages (the explain stage's are in `explain.tokens`).
-    tokens: recgpt_pipeline::llm::TokenUse,
+    tokens: TokenUse,
     peak_rss_mib: f64,
     /// Explanation pairs, cache hits, answers generated, explanations from the template.
     explain: recgpt_pipeline::explain::ExplainCounts,
+}
+
+impl BenchRow {
+    /// The stage-after-stage pass of `users` that took `seconds` with `counts`.
+    fn reference(users: usize, seconds: f64, counts: &ChainCounts) -> BenchRow {
+        let busy = ["reason", "retrieve", "explain"]
+            .into_iter()
+            .map(|stage| {
+                let busy = counts.seconds.get(stage).copied().unwrap_or(0.0);
+                (stage.to_string(), busy / seconds.max(1e-9))
+            })
+            .collect();
+        BenchRow {
+            pass: "stage after stage (reference)".into(),
+            users,
+            seconds,
+            users_per_min: users as f64 * 60.0 / seconds,
+            busy,
+            generated_tokens: counts.tokens.generated,
+            generated_per_s: counts.tokens.generated as f64 / seconds,
+            vs_raw: 0.0,
+            vs_sequential: 1.0,
+            evaluated_prompt_tokens: counts.tokens.evaluated(),
+            vs_raw_work: 0.0,
+            vs_raw_work_fixed: 0.0,
+            mean_context: (0.0, 0.0),
+            tokens: counts.tokens,
+            peak_rss_mib: recgpt_pipeline::job::peak_rss_mib().unwrap_or(0.0),
+            explain: counts.explain.clone(),
+        }
+    }
+
+    /// Fills the ratios against the raw backend's passes `raw`.
+    fn against_raw(&mut self, raw: &RawPasses, cost: &DecodeCost) {
+        // the raw backend's seconds for the pass's token work: every evaluated prompt token at
+        // the prefill rate; each stage's generated tokens at the raw batched decoding cost for
+        // their mean context (`fixed`: the reason stage's at the rate after one narrative, the
+        // explain stage's at the short-prompt rate, whatever their context)
+        let prefill_rate = raw.prefill.tokens_per_s;
+        let explain = &self.explain.tokens;
+        let reason = self.tokens.less(explain);
+        let work =
+            cost.raw_seconds(&reason, prefill_rate) + cost.raw_seconds(explain, prefill_rate);
+        let fixed = self.tokens.evaluated() as f64 / prefill_rate
+            + reason.generated as f64 / raw.long.tokens_per_s
+            + explain.generated as f64 / raw.raw.tokens_per_s;
+        let seconds = self.seconds.max(1e-9);
+        self.vs_raw = self.generated_per_s / raw.raw.tokens_per_s;
+        self.vs_raw_work = work / seconds;
+        self.vs_raw_work_fixed = fixed / seconds;
+        self.mean_context = (reason.mean_context(), explain.mean_context());
+    }
 }
 
 /// The raw backend's passes of `recgpt bench job`.
@@ -61,6 +116,25 @@ struct RawPasses {
 }
 
 impl RawPasses {
+    /// The raw passes on `llm` with `batch` sequences, around the sample's longest narrative.
+    fn measure(llm: &dyn LlmBackend, batch: usize, longest: &str) -> Result<RawPasses> {
+        let twice = format!("{longest}\n\n{longest}");
+        let raw = raw_generate(llm, batch)?;
+        let prefill = raw_prefill(llm, longest)?;
+        let long = raw_generate_after(llm, batch, longest, prefill.tokens_per_s)?;
+        let decode = [
+            raw_decode(llm, batch, None)?,
+            raw_decode(llm, batch, Some(longest))?,
+            raw_decode(llm, batch, Some(&twice))?,
+        ];
+        Ok(RawPasses {
+            raw,
+            prefill,
+            long,
+            decode,
+        })
+    }
+
     fn pooled(&self, other: &RawPasses) -> RawPasses {
         RawPasses {
             raw: self.raw.pooled(&other.raw),
@@ -103,10 +177,6 @@ pub fn run(
     embedder: &EmbedderArgs,
     json: bool,
 ) -> Result<()> {
-    use recgpt_pipeline::bench::llm::{
-        raw_decode, raw_generate, raw_generate_after, raw_prefill, DecodeCost,
-    };
-
     let k = config.retrieve.k.to_string();
     let batch = config.llm.backend.batch();
     // references in this process: the raw backend, then the chain stage after stage
@@ -134,24 +204,8 @@ pub fn run(
     let Some(longest) = narratives.iter().max_by_key(|n| n.tokens) else {
         anyhow::bail!("no user with history");
     };
-    let twice = format!("{}\n\n{}", longest.text, longest.text);
     // measured before the passes and again after them, pooled: the host's speed drifts
-    let measure = |llm: &dyn recgpt_pipeline::llm::LlmBackend| -> Result<RawPasses> {
-        let raw = raw_generate(llm, batch)?;
-        let prefill = raw_prefill(llm, &longest.text)?;
-        let long = raw_generate_after(llm, batch, &longest.text, prefill.tokens_per_s)?;
-        let decode = [
-            raw_decode(llm, batch, None)?,
-            raw_decode(llm, batch, Some(&longest.text))?,
-            raw_decode(llm, batch, Some(&twice))?,
-        ];
-        Ok(RawPasses {
-            raw,
-            prefill,
-            long,
-            decode,
-        })
-    };
+    let measure = |llm: &dyn LlmBackend| RawPasses::measure(llm, batch, &longest.text);
     let before = measure(llm.as_ref())?;
     let mut keys = recgpt_pipeline::explain::keys::InterestKeys::load(
         &inputs.results,
@@ -161,43 +215,7 @@ pub fn run(
     let (_, counts) = recommender.run(llm.as_ref(), &mut keys, &pairs)?;
     let seconds = started.elapsed().as_secs_f64();
     let sequential_rate = counts.tokens.generated as f64 / seconds;
-    let busy = |pairs: &[(&str, f64)]| {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v / seconds.max(1e-9)))
-            .collect()
-    };
-    let mut rows = vec![BenchRow {
-        pass: "stage after stage (reference)".into(),
-        users,
-        seconds,
-        users_per_min: users as f64 * 60.0 / seconds,
-        busy: busy(&[
-            (
-                "reason",
-                counts.seconds.get("reason").copied().unwrap_or(0.0),
-            ),
-            (
-                "retrieve",
-                counts.seconds.get("retrieve").copied().unwrap_or(0.0),
-            ),
-            (
-                "explain",
-                counts.seconds.get("explain").copied().unwrap_or(0.0),
-            ),
-        ]),
-        generated_tokens: counts.tokens.generated,
-        generated_per_s: sequential_rate,
-        vs_raw: 0.0,
-        vs_sequential: 1.0,
-        evaluated_prompt_tokens: counts.tokens.evaluated(),
-        vs_raw_work: 0.0,
-        vs_raw_work_fixed: 0.0,
-        mean_context: (0.0, 0.0),
-        tokens: counts.tokens,
-        peak_rss_mib: recgpt_pipeline::job::peak_rss_mib().unwrap_or(0.0),
-        explain: counts.explain.clone(),
-    }];
+    let mut rows = vec![BenchRow::reference(users, seconds, &counts)];
     drop(llm); // the children load their own
 
     // the job as a child process per scale, each on fresh results
@@ -214,24 +232,8 @@ pub fn run(
     let after = measure(ctx.llm()?.as_ref())?;
     let raw = before.pooled(&after);
     let cost = DecodeCost::of(&raw.decode.iter().collect::<Vec<_>>());
-    let prefill_rate = raw.prefill.tokens_per_s;
     for r in &mut rows {
-        // the raw backend's seconds for the pass's token work: every evaluated prompt token at
-        // the prefill rate; each stage's generated tokens at the raw batched decoding cost for
-        // their mean context (`fixed`: the reason stage's at the rate after one narrative, the
-        // explain stage's at the short-prompt rate, whatever their context)
-        let explain = &r.explain.tokens;
-        let reason = r.tokens.less(explain);
-        let work =
-            cost.raw_seconds(&reason, prefill_rate) + cost.raw_seconds(explain, prefill_rate);
-        let fixed = r.tokens.evaluated() as f64 / prefill_rate
-            + reason.generated as f64 / raw.long.tokens_per_s
-            + explain.generated as f64 / raw.raw.tokens_per_s;
-        let seconds = r.seconds.max(1e-9);
-        r.vs_raw = r.generated_per_s / raw.raw.tokens_per_s;
-        r.vs_raw_work = work / seconds;
-        r.vs_raw_work_fixed = fixed / seconds;
-        r.mean_context = (reason.mean_context(), explain.mean_context());
+        r.against_raw(&raw, &cost);
     }
     if json {
         return print_json(&serde_json::json!({
