@@ -12,7 +12,7 @@ use recgpt_pipeline::job::{self, JobOptions, JobSummary};
 use recgpt_pipeline::results::{ResultStore, UserResult};
 
 use super::recommend::ChainInputs;
-use super::{print_json, HistoryContext};
+use super::{print_json, HistoryContext, Overrides};
 use crate::{EmbedderArgs, ExportFormat, HistoryArgs, RunArgs};
 
 /// `recgpt run`.

@@ -89,7 +89,7 @@ pub fn eval_llm(
         let mut config = config.clone();
         config.llm.model = model.clone();
         let report = eval_model(
-            &config, &store, &split, &users, sample, &embedder, &prepared, &tower, home,
+            &config, &store, &split, &users, sample, &embedder, &prepared, &tower,
         )?;
         let path = dir.join(report_name(sample, &report, model));
         std::fs::write(&path, serde_json::to_vec_pretty(&report)?)?;
@@ -149,7 +149,6 @@ fn eval_model(
     embedder: &Embedder,
     prepared: &Prepared,
     tower: &TowerModel,
-    home: &Path,
 ) -> Result<LlmEvalReport> {
     let counter = TokenCounter::new(GgufTokenizer::load(&config.llm.model)?);
     let compressor = Compressor::new(store.catalog(), config.compress.clone(), &counter);
