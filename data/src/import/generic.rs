@@ -153,37 +153,30 @@ fn read_records(
                 return Ok(());
             }
             line += 1;
-            let text = String::from_utf8_lossy(&bytes);
-            let text = text.trim();
+            // borrowed when the line is UTF-8, so the bytes are checked once
+            let lossy = String::from_utf8_lossy(&bytes);
+            let text = lossy.trim();
             if text.is_empty() {
                 continue;
             }
-            let unreadable = match std::str::from_utf8(&bytes) {
-                Err(e) => Some(Rejection::new(
-                    Reason::InvalidUtf8,
-                    format!(
-                        "{}:{line}: not valid UTF-8 from byte {} on (kept with U+FFFD)",
-                        path.display(),
-                        e.valid_up_to()
-                    ),
-                )),
-                Ok(_) => {
-                    match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(text) {
-                        Ok(object) => {
-                            for (field, column) in fields.iter_mut().zip(columns) {
-                                *field = match object.get(*column) {
-                                    None | Some(serde_json::Value::Null) => String::new(),
-                                    Some(serde_json::Value::String(s)) => s.clone(),
-                                    Some(other) => other.to_string(),
-                                };
-                            }
-                            None
-                        }
-                        Err(e) => Some(Rejection::new(
+            let unreadable = match lossy {
+                std::borrow::Cow::Owned(_) => {
+                    let from = std::str::from_utf8(&bytes).map_or_else(|e| e.valid_up_to(), |_| 0);
+                    Some(Rejection::new(
+                        Reason::InvalidUtf8,
+                        format!(
+                            "{}:{line}: not valid UTF-8 from byte {from} on (kept with U+FFFD)",
+                            path.display()
+                        ),
+                    ))
+                }
+                std::borrow::Cow::Borrowed(_) => {
+                    read_json(text, columns, &mut fields).err().map(|e| {
+                        Rejection::new(
                             Reason::Unparsable("json"),
                             format!("{}:{line}: {e}", path.display()),
-                        )),
-                    }
+                        )
+                    })
                 }
             };
             if unreadable.is_some() {
@@ -212,6 +205,19 @@ fn read_records(
             .invalid_utf8
             .map(|column| Rejection::invalid_utf8(path, row.line, table.column_name(column)));
         visit(row.line, &fields, unreadable)?;
+    }
+    Ok(())
+}
+
+/// The `columns` of the JSON object `text` into `fields` (absent and null ones empty).
+fn read_json(text: &str, columns: &[&str], fields: &mut [String]) -> serde_json::Result<()> {
+    let object: serde_json::Map<String, serde_json::Value> = serde_json::from_str(text)?;
+    for (field, column) in fields.iter_mut().zip(columns) {
+        *field = match object.get(*column) {
+            None | Some(serde_json::Value::Null) => String::new(),
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+        };
     }
     Ok(())
 }

@@ -279,7 +279,7 @@ pub(crate) fn finish_import(
         dataset,
         events_file,
         catalog_file,
-        quarantine,
+        mut quarantine,
         catalog,
         events,
     } = parts;
@@ -310,7 +310,6 @@ pub(crate) fn finish_import(
         store: crate::Store::path_in(&target.home),
     };
     debug_assert!(summary.balanced(), "unbalanced import: {summary:?}");
-    let mut quarantine = quarantine;
     quarantine.flush()?;
     crate::Store::write(&target.home, &summary, &catalog, events)?;
     quarantine.commit()?;
