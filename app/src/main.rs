@@ -26,7 +26,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Import a data set into the event store (replaces the store).
+    /// Import a data set into the event store (replaces the store, or adds to it: --append).
     #[command(subcommand)]
     Import(ImportCommand),
     /// Print one user's compressed narrative and its token count.
@@ -287,12 +287,22 @@ enum EvalCommand {
 #[derive(Debug, Subcommand)]
 enum ImportCommand {
     /// The UCI Online Retail file (.xlsx as published, or .csv / .csv.gz).
-    OnlineRetail { path: PathBuf },
+    OnlineRetail {
+        path: PathBuf,
+        /// Add the file's events to the store instead of replacing it (new items join the
+        /// catalog; stored items keep their entries).
+        #[arg(long)]
+        append: bool,
+    },
     /// Any data set in the generic schema (see README): events and catalog, CSV or JSONL.
     Events {
         events: PathBuf,
         #[arg(long)]
         catalog: PathBuf,
+        /// Add the events to the store instead of replacing it (new items join the catalog;
+        /// stored items keep their entries).
+        #[arg(long)]
+        append: bool,
     },
 }
 
@@ -428,6 +438,13 @@ enum BenchCommand {
         /// Catalog sizes as multiples of the real one.
         #[arg(long, value_delimiter = ',', default_values_t = [1, 100])]
         scale: Vec<usize>,
+        /// HNSW edges per node to build with (one index each; default: config `index.m`).
+        #[arg(long, value_delimiter = ',')]
+        m: Vec<usize>,
+        /// Candidates kept while searching, each tried on every index (default: config
+        /// `index.ef`).
+        #[arg(long, value_delimiter = ',')]
+        ef: Vec<usize>,
         /// Users, each sending one user query and --tags tag queries.
         #[arg(long, default_value_t = 50)]
         users: usize,
@@ -456,15 +473,32 @@ enum BenchCommand {
         embedder: EmbedderArgs,
     },
     /// HTTP throughput and latency with wrk on loopback: cached explanation and
-    /// recommendation lookups next to a hello-world route of the same server (needs stored
-    /// results: `recgpt recommend USER`).
+    /// recommendation lookups next to a hello-world route of the same server, while a writer
+    /// rewrites the other stored users (needs stored results of two users or more:
+    /// `recgpt recommend USER USER`).
     Serve {
         /// Seconds per route.
         #[arg(long, default_value_t = 30)]
         seconds: u64,
-        /// Open connections.
-        #[arg(long, default_value_t = 16)]
-        connections: usize,
+        /// Open connections, one set of rows each.
+        #[arg(long, value_delimiter = ',', default_values_t = [16, 64])]
+        connections: Vec<usize>,
+        /// Users the writer rewrites per second (a batch job storing results meanwhile);
+        /// 0: no writer.
+        #[arg(long, default_value_t = 50)]
+        writes_per_s: u32,
+    },
+    /// Incremental import: an Online Retail file split at --since, the part before it
+    /// imported, the rest appended (`--append`), against one import of the whole file in the
+    /// same run; and the users whose narrative the append changed (what `recgpt run` computes
+    /// again).
+    Append {
+        /// The Online Retail CSV / .csv.gz file (default: the data set's file).
+        #[arg(long, env = "RECGPT_DATA")]
+        data: std::path::PathBuf,
+        /// The first day appended (YYYY-MM-DD).
+        #[arg(long, default_value = "2011-12-02", value_parser = cli::date)]
+        since: chrono::NaiveDate,
     },
     /// Compression throughput and peak memory, on the store and on a scaled copy.
     Compress {

@@ -23,7 +23,8 @@ pub struct Item {
 }
 
 /// All items, indexed densely by [`ItemIx`] in ascending id order, so the same items always
-/// get the same indexes.
+/// get the same indexes (a store with appended imports holds each import's new items after
+/// the ones before, so the indexes already stored stay valid).
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
     items: Vec<Item>,
@@ -35,7 +36,14 @@ impl Catalog {
     pub fn new(mut items: Vec<Item>) -> Self {
         items.sort_by(|a, b| a.id.cmp(&b.id));
         debug_assert!(items.windows(2).all(|w| w[0].id != w[1].id));
-        let by_id = items
+        Self::indexed(items)
+    }
+
+    /// A catalog whose indexes are the items' positions as given (a store's items table: id
+    /// order for an import, then each appended import's new items in id order). Ids must be
+    /// unique.
+    pub fn indexed(items: Vec<Item>) -> Self {
+        let by_id: HashMap<String, ItemIx> = items
             .iter()
             .enumerate()
             .map(|(ix, item)| (item.id.clone(), ix as ItemIx))

@@ -114,6 +114,12 @@ pub struct ServeConfig {
     pub queue_timeout_ms: u64,
     /// `Retry-After` of a 503, in seconds.
     pub retry_after_s: u64,
+    /// Memory for decoded stored results of the users read most (weighed by their stored
+    /// JSON's size). 0: no cache.
+    pub cache_mb: usize,
+    /// How often the server reads which results were written since it last looked and drops
+    /// their copies: a result a job rewrites is served as rewritten within this time.
+    pub follow_ms: u64,
 }
 
 impl Default for ServeConfig {
@@ -130,6 +136,8 @@ impl Default for ServeConfig {
             queue: 8,
             queue_timeout_ms: 10_000,
             retry_after_s: 5,
+            cache_mb: 128,
+            follow_ms: 200,
         }
     }
 }

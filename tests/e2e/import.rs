@@ -1,7 +1,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
-use recgpt_data::import::{import_generic, import_online_retail, ImportTarget};
+use recgpt_data::import::{import_generic, import_online_retail, split_by_day, ImportTarget};
 use recgpt_data::{BehaviorKind, DataError, Store};
 
 use crate::common::{data_file, fixture, real_import, real_store, temp_home};
@@ -389,5 +389,85 @@ fn a_failed_import_leaves_the_store_and_its_quarantine_as_they_were() {
             .iter()
             .any(|n| n.ends_with(".partial") || n.ends_with(".tmp")),
         "{left:?}"
+    );
+}
+
+/// The history of every user, with item ids instead of catalog indexes.
+fn histories_by_id(store: &Store) -> BTreeMap<String, Vec<String>> {
+    let mut out = BTreeMap::new();
+    let catalog = store.catalog();
+    store
+        .for_each_history(&store.window(None, None), |h| {
+            let events = h
+                .events
+                .iter()
+                .map(|b| {
+                    let item = b.item.map(|ix| catalog.get(ix).id.as_str());
+                    format!("{item:?} {:?} {} {} {}", b.kind, b.at, b.quantity, b.value)
+                })
+                .collect();
+            out.insert(h.user, events);
+            Ok::<_, DataError>(())
+        })
+        .unwrap();
+    out
+}
+
+/// The last week appended to a store of the rest holds what one import of the whole file
+/// holds; the store's items keep their indexes, and the same file is not appended twice.
+#[test]
+fn appending_the_last_week_gives_the_whole_import() {
+    let day = recgpt_data::parse_date("2011-12-02").unwrap();
+    let (before, week) = split_by_day(&data_file(), day, &temp_home()).unwrap();
+    let home = temp_home();
+    import_online_retail(&before, &ImportTarget::new(&home)).unwrap();
+    let base = Store::open(&home).unwrap();
+    let appended = import_online_retail(&week, &ImportTarget::appending(&home)).unwrap();
+    assert!(appended.balanced());
+    assert!(appended.events > 10_000, "{appended:?}");
+    assert!(appended.first_event.unwrap().to_string().as_str() >= "2011-12-02");
+
+    let store = Store::open(&home).unwrap();
+    let whole = real_store();
+    let m = store.manifest();
+    assert_eq!(m.appended, vec![appended.clone()]);
+    assert_eq!(
+        (m.users, m.events),
+        (whole.manifest().users, whole.manifest().events)
+    );
+    assert_eq!(
+        (m.first_event, m.last_event),
+        (whole.manifest().first_event, whole.manifest().last_event)
+    );
+    assert_eq!(histories_by_id(&store), histories_by_id(&whole));
+    // every row is accounted for once, and quarantined once
+    let rows = |f: fn(&recgpt_data::import::RowAccounting) -> u64| {
+        f(&m.import.events_file) + f(&appended.events_file)
+            - f(&whole.manifest().import.events_file)
+    };
+    assert_eq!(rows(|a| a.rows_read), 0);
+    assert_eq!(rows(|a| a.rows_quarantined), 0);
+    let quarantine = std::fs::read_to_string(home.join("quarantine.jsonl")).unwrap();
+    assert_eq!(quarantine.lines().count(), 137_116);
+    // the catalog grew by the week's new items; the stored ones kept their indexes
+    assert_eq!(store.catalog().len(), whole.catalog().len());
+    for (ix, item) in base.catalog().items().iter().enumerate() {
+        assert_eq!(store.catalog().ix(&item.id), Some(ix as u32));
+        assert_eq!(store.catalog().get(ix as u32), item);
+    }
+    drop(base);
+
+    // the same file again: refused, the store and its quarantine as they were
+    let again = import_online_retail(&week, &ImportTarget::appending(&home)).unwrap_err();
+    assert!(
+        again
+            .to_string()
+            .contains("imported into this store before"),
+        "{again}"
+    );
+    assert_eq!(Store::open(&home).unwrap().manifest(), m);
+    assert_eq!(
+        std::fs::read_to_string(home.join("quarantine.jsonl")).unwrap(),
+        quarantine
     );
 }

@@ -10,6 +10,7 @@ use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use recgpt::serve::{router, AppState};
 use recgpt_data::Store;
+use recgpt_pipeline::results::{ResultStore, UserResult};
 use tower::ServiceExt;
 
 use crate::common::model_turn;
@@ -127,6 +128,70 @@ fn router_serves_stored_recommendations_and_clear_errors() {
             metrics.contains(r#"recgpt_http_requests_total{route="/v1/users/{user_id}/recommendations",status="404"} 2"#),
             "{metrics}"
         );
+    });
+}
+
+/// A result a batch job rewrites while the server runs is served as rewritten (the server
+/// follows the store's writes and drops its in-memory copy), and the server answers while
+/// another process holds a write transaction on the store.
+#[test]
+fn a_result_rewritten_by_a_job_is_served_as_rewritten() {
+    let chain = chain();
+    let home = crate::common::temp_home();
+    std::os::unix::fs::symlink(Store::path_in(&chain.home), Store::path_in(&home)).unwrap();
+    let job = ResultStore::open(&home).unwrap();
+    let mut result = chain.results[0].clone();
+    job.put_user(&result).unwrap();
+    let state = Arc::new(AppState::open(&home, config(), None, None).unwrap());
+    let app = router(state);
+    let uri = format!("/v1/users/{}/recommendations?k=20", result.user);
+    let served = |app: axum::Router, uri: String| async move {
+        let (status, body) = call(&app, get(&uri)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["recommendations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["item_id"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    let items = |r: &UserResult| -> Vec<String> {
+        r.recommendations
+            .iter()
+            .take(20)
+            .map(|x| x.item.clone())
+            .collect()
+    };
+    runtime().block_on(async {
+        // twice: the second answer comes from the server's memory
+        for _ in 0..2 {
+            assert_eq!(served(app.clone(), uri.clone()).await, items(&result));
+        }
+        result.recommendations.reverse();
+        result.recommendations.truncate(3);
+        job.put_user(&result).unwrap();
+        // served as rewritten once the server has followed the write ([serve] follow_ms)
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while served(app.clone(), uri.clone()).await != items(&result) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "still the old result after 60 s"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        // another process in the middle of a write: the server still reads the store
+        let other = rusqlite::Connection::open(ResultStore::path_in(&home)).unwrap();
+        other
+            .execute_batch("BEGIN IMMEDIATE; UPDATE users SET fingerprint = 'x';")
+            .unwrap();
+        let (status, body) = call(&app, get("/healthz")).await;
+        assert_eq!(
+            (status, body["users"].as_u64()),
+            (StatusCode::OK, Some(1)),
+            "{body}"
+        );
+        assert_eq!(served(app.clone(), uri.clone()).await, items(&result));
+        other.execute_batch("ROLLBACK").unwrap();
     });
 }
 

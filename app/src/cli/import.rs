@@ -2,22 +2,43 @@ use std::path::Path;
 
 use anyhow::Result;
 use recgpt_data::import::{import_generic, import_online_retail, ImportSummary, ImportTarget};
+use recgpt_data::Store;
 
 use super::print_json;
 
-pub fn online_retail(home: &Path, path: &Path, json: bool) -> Result<()> {
-    let summary = import_online_retail(path, &ImportTarget::new(home))?;
-    report(&summary, json)
+pub fn online_retail(home: &Path, path: &Path, append: bool, json: bool) -> Result<()> {
+    let summary = import_online_retail(path, &target(home, append))?;
+    report(home, &summary, append, json)
 }
 
-pub fn generic(home: &Path, events: &Path, catalog: &Path, json: bool) -> Result<()> {
-    let summary = import_generic(events, catalog, &ImportTarget::new(home))?;
-    report(&summary, json)
+pub fn generic(home: &Path, events: &Path, catalog: &Path, append: bool, json: bool) -> Result<()> {
+    let summary = import_generic(events, catalog, &target(home, append))?;
+    report(home, &summary, append, json)
 }
 
-fn report(s: &ImportSummary, json: bool) -> Result<()> {
+fn target(home: &Path, append: bool) -> ImportTarget {
+    if append {
+        ImportTarget::appending(home)
+    } else {
+        ImportTarget::new(home)
+    }
+}
+
+/// The import's own figures; after an append, the whole store's too.
+fn report(home: &Path, s: &ImportSummary, append: bool, json: bool) -> Result<()> {
     if json {
         return print_json(s);
+    }
+    if append {
+        let m = Store::open(home)?.manifest().clone();
+        println!(
+            "appended; the store now holds events {}  users {}  from {} .. {} ({} appended imports)",
+            m.events,
+            m.users,
+            m.first_event,
+            m.last_event,
+            m.appended.len()
+        );
     }
     let files = std::iter::once(&s.events_file).chain(s.catalog_file.as_ref());
     for f in files {

@@ -35,12 +35,14 @@ pub fn run(cli: Cli) -> Result<()> {
     let home = cli.home.clone().unwrap_or_else(model::default_data_home);
     let config = Config::load(cli.config.as_deref(), &home)?;
     match cli.command {
-        Command::Import(ImportCommand::OnlineRetail { path }) => {
-            import::online_retail(&home, &path, cli.json)
+        Command::Import(ImportCommand::OnlineRetail { path, append }) => {
+            import::online_retail(&home, &path, append, cli.json)
         }
-        Command::Import(ImportCommand::Events { events, catalog }) => {
-            import::generic(&home, &events, &catalog, cli.json)
-        }
+        Command::Import(ImportCommand::Events {
+            events,
+            catalog,
+            append,
+        }) => import::generic(&home, &events, &catalog, append, cli.json),
         Command::Narrative { user, history } => narrative::one(
             &home,
             config.with_history(&history),

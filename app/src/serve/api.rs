@@ -179,33 +179,33 @@ pub async fn recommendations(
             format!("k must be 1 to {}", serve.max_k),
         ));
     }
-    let result = state.user(&user)?;
+    let result = state.user_result(user).await?;
     Ok(Json(RecommendationsOut {
-        user_id: result.user,
-        as_of: result.as_of,
+        user_id: result.user.clone(),
+        as_of: result.as_of.clone(),
         interests: result
             .interests
             .interests
-            .into_iter()
+            .iter()
             .map(|i| InterestOut {
-                name: i.name,
-                description: i.description,
+                name: i.name.clone(),
+                description: i.description.clone(),
             })
             .collect(),
         recommendations: result
             .recommendations
-            .into_iter()
+            .iter()
             .take(k)
             .map(|r| RecommendationOut {
-                item_id: r.item,
-                title: r.title,
-                category: r.category,
+                item_id: r.item.clone(),
+                title: r.title.clone(),
+                category: r.category.clone(),
                 score: r.score,
-                tag: r.tag,
-                channel: r.channel,
-                interest: r.interest,
-                explanation: r.explanation,
-                explanation_source: r.explanation_source,
+                tag: r.tag.clone(),
+                channel: r.channel.clone(),
+                interest: r.interest.clone(),
+                explanation: r.explanation.clone(),
+                explanation_source: r.explanation_source.clone(),
             })
             .collect(),
     }))
@@ -235,7 +235,7 @@ pub async fn explanation(
             "user_id and item_id are required",
         ));
     };
-    let mut out = state.explanations(&[(user, item)]).await;
+    let mut out = state.explanations(vec![(user, item)]).await;
     out.remove(0).map(Json)
 }
 
@@ -281,7 +281,7 @@ pub async fn explanations_batch(
         .into_iter()
         .map(|p| (p.user_id, p.item_id))
         .collect();
-    let answers = state.explanations(&pairs).await;
+    let answers = state.explanations(pairs.clone()).await;
     Ok(Json(BatchOut {
         results: pairs
             .into_iter()
@@ -305,7 +305,9 @@ pub async fn explanations_batch(
 /// Liveness and what the store holds.
 #[utoipa::path(get, path = "/healthz", responses((status = 200, body = HealthOut)))]
 pub async fn healthz(State(state): State<Arc<AppState>>) -> Result<Json<HealthOut>, ApiError> {
-    let counts = state.results.counts().map_err(ApiError::internal)?;
+    let counts = state
+        .blocking(|state| state.results.counts().map_err(ApiError::internal))
+        .await?;
     Ok(Json(HealthOut {
         status: "ok".into(),
         users: counts.users,

@@ -8,7 +8,10 @@
 //! - `GET /bench/hello`: a plain hello-world route, the reference of `recgpt bench serve`
 //!
 //! It reads what `recgpt recommend` (and the batch job) stored in the results store, which a
-//! running job may be writing at the same time (SQLite WAL: readers never wait). An
+//! running job may be writing at the same time (SQLite WAL: readers never wait). Store reads
+//! run on tokio's blocking threads through the store's pool of read connections, never on an
+//! async worker; decoded results of the users read most stay in memory (`[serve] cache_mb`),
+//! checked against the stored row's revision on every request. An
 //! explanation that is not cached yet is generated on demand when a model is loaded, bounded
 //! by `[serve] generate_concurrency` and a queue of `queue` requests that wait at most
 //! `queue_timeout_ms`; beyond that the answer is 503 with `Retry-After`.
@@ -16,6 +19,7 @@
 //! Every error is JSON `{"error": {"code": …, "message": …}}` with a stable code.
 
 mod api;
+mod cache;
 mod error;
 mod metrics;
 
@@ -73,6 +77,8 @@ pub struct AppState {
     pub generator: Option<Generator>,
     /// Required in `x-api-key` (or `Authorization: Bearer …`) when set; `/healthz` is open.
     pub api_key: Option<String>,
+    /// The stored results read most, decoded; `None`: no cache.
+    users: Option<cache::UserCache>,
     metrics: Metrics,
 }
 
@@ -86,6 +92,7 @@ impl AppState {
     ) -> anyhow::Result<Self> {
         let store = Store::open(home)?;
         let results = ResultStore::open(home)?;
+        let users = cache::UserCache::new(&results, config.serve.cache_mb, config.serve.follow_ms)?;
         let categories = Categories::load(home, &store).ok();
         let generator = llm.filter(|_| config.serve.generate).map(|llm| Generator {
             llm,
@@ -98,6 +105,7 @@ impl AppState {
             store,
             results,
             categories,
+            users,
             config,
             generator,
             api_key: api_key.filter(|k| !k.is_empty()),
@@ -109,12 +117,40 @@ impl AppState {
         self.store.catalog()
     }
 
-    /// The stored result of a user: 404 `unknown_user` when the store has no such user,
-    /// 404 `not_computed` when nothing was stored for them yet.
-    fn user(&self, user: &str) -> Result<UserResult, ApiError> {
-        api::check_id("user_id", user)?;
-        if let Some(r) = self.results.user(user).map_err(ApiError::internal)? {
-            return Ok(r);
+    /// Runs `read` (store reads: blocking calls) on tokio's blocking threads.
+    async fn blocking<T: Send + 'static>(
+        self: &Arc<Self>,
+        read: impl FnOnce(&AppState) -> Result<T, ApiError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let state = Arc::clone(self);
+        tokio::task::spawn_blocking(move || read(&state))
+            .await
+            .map_err(ApiError::internal)?
+    }
+
+    /// The stored result of a user: from memory when cached, else read on a blocking thread.
+    async fn user_result(self: &Arc<Self>, user: String) -> Result<Arc<UserResult>, ApiError> {
+        api::check_id("user_id", &user)?;
+        if let Some(hit) = self.users.as_ref().and_then(|c| c.get(self, &user)) {
+            return Ok(hit);
+        }
+        self.blocking(move |state| state.read_user(&user)).await
+    }
+
+    /// A user's stored result read from the store (and cached): 404 `unknown_user` when the
+    /// store has no such user, 404 `not_computed` when nothing was stored for them yet.
+    /// Blocking.
+    fn read_user(&self, user: &str) -> Result<Arc<UserResult>, ApiError> {
+        let generation = self.users.as_ref().map(|c| c.generation());
+        if let Some(stored) = self
+            .results
+            .user_revision(user)
+            .map_err(ApiError::internal)?
+        {
+            return Ok(match (&self.users, generation) {
+                (Some(cache), Some(g)) => cache.insert(stored, g),
+                _ => Arc::new(stored.result),
+            });
         }
         if self.store.has_user(user).map_err(ApiError::internal)? {
             Err(ApiError::not_found(
@@ -136,27 +172,78 @@ impl AppState {
             .ok_or_else(|| ApiError::not_found("unknown_item", format!("unknown item {item}")))
     }
 
-    /// The explanations of `(user, item)` pairs; generates the cache misses together.
-    async fn explanations(
-        self: &Arc<Self>,
-        pairs: &[(String, String)],
-    ) -> Vec<Result<api::ExplanationOut, ApiError>> {
-        let mut out: Vec<Option<Result<api::ExplanationOut, ApiError>>> = vec![None; pairs.len()];
-        let mut misses: Vec<(usize, Pair)> = Vec::new();
+    /// The explanations of `(user, item)` pairs. Stored explanations of cached users are
+    /// answered in memory; the rest is read on a blocking thread; misses are generated together.
+    async fn explanations(self: &Arc<Self>, pairs: Vec<(String, String)>) -> Vec<Answer> {
         // a batch often asks for many items of one user: read each user's result once
-        let mut users: HashMap<&str, Result<UserResult, ApiError>> = HashMap::new();
+        let mut users: HashMap<String, Result<Arc<UserResult>, ApiError>> = HashMap::new();
+        for (user, _) in &pairs {
+            if !users.contains_key(user) {
+                let cached = self.users.as_ref().and_then(|c| c.get(self, user));
+                if let Some(hit) = cached {
+                    users.insert(user.clone(), Ok(hit));
+                }
+            }
+        }
+        let unread: Vec<String> = pairs
+            .iter()
+            .map(|(u, _)| u.clone())
+            .filter(|u| !users.contains_key(u))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if !unread.is_empty() {
+            let read = self
+                .blocking(move |state| {
+                    Ok(unread
+                        .into_iter()
+                        .map(|u| {
+                            let r = api::check_id("user_id", &u).and_then(|()| state.read_user(&u));
+                            (u, r)
+                        })
+                        .collect::<Vec<_>>())
+                })
+                .await;
+            match read {
+                Ok(read) => users.extend(read),
+                Err(e) => return vec![Err(e); pairs.len()],
+            }
+        }
+        let mut out: Vec<Option<Answer>> = vec![None; pairs.len()];
+        let mut unlinked: Vec<(usize, Pair)> = Vec::new();
         for (i, (user_id, item_id)) in pairs.iter().enumerate() {
-            let user = users
-                .entry(user_id.as_str())
-                .or_insert_with(|| self.user(user_id));
-            let found = match user {
-                Ok(user) => self.explanation(user, item_id),
+            let linked = match &users[user_id] {
+                Ok(user) => self.link(user, item_id),
                 Err(e) => Err(e.clone()),
             };
-            match found {
+            match linked {
                 Ok(Lookup::Found(e)) => out[i] = Some(Ok(e)),
-                Ok(Lookup::Miss(pair)) => misses.push((i, pair)),
+                Ok(Lookup::Miss(pair)) => unlinked.push((i, pair)),
                 Err(e) => out[i] = Some(Err(e)),
+            }
+        }
+        let mut misses = Vec::new();
+        if !unlinked.is_empty() {
+            let asked = pairs.clone();
+            let looked_up = self
+                .blocking(move |state| {
+                    Ok(unlinked
+                        .into_iter()
+                        .map(|(i, pair)| (i, state.cached(&asked[i].0, &asked[i].1, pair)))
+                        .collect::<Vec<_>>())
+                })
+                .await;
+            match looked_up {
+                Ok(looked_up) => {
+                    for (i, found) in looked_up {
+                        match found {
+                            Ok(Lookup::Found(e)) => out[i] = Some(Ok(e)),
+                            Ok(Lookup::Miss(pair)) => misses.push((i, pair)),
+                            Err(e) => out[i] = Some(Err(e)),
+                        }
+                    }
+                }
+                Err(e) => return vec![Err(e); pairs.len()],
             }
         }
         if !misses.is_empty() {
@@ -188,8 +275,9 @@ impl AppState {
             .collect()
     }
 
-    /// A cached (or stored) explanation, or the pair to generate.
-    fn explanation(&self, user: &UserResult, item_id: &str) -> Result<Lookup, ApiError> {
+    /// The stored explanation when the item is among the user's recommendations, else the pair
+    /// to look up (`Lookup::Miss`). In memory.
+    fn link(&self, user: &UserResult, item_id: &str) -> Result<Lookup, ApiError> {
         let user_id = user.user.as_str();
         let item = self.item(item_id)?;
         let id = &self.catalog().get(item).id;
@@ -203,42 +291,45 @@ impl AppState {
                 format!("no interest of user {user_id} links them to item {item_id}"),
             )
         })?;
-        let pair = match link {
+        Ok(match link {
             ItemLink::Stored {
                 interest,
                 text,
                 source,
-            } => {
-                return Ok(Lookup::Found(api::ExplanationOut::new(
-                    user_id, item_id, &interest, text, source, true,
-                )))
-            }
-            ItemLink::Pair(pair) => pair,
+            } => Lookup::Found(api::ExplanationOut::new(
+                user_id, item_id, &interest, text, source, true,
+            )),
+            ItemLink::Pair(pair) => Lookup::Miss(pair),
+        })
+    }
+
+    /// A linked pair's explanation from the explanation cache, or the pair to generate.
+    /// Blocking.
+    fn cached(&self, user_id: &str, item_id: &str, pair: Pair) -> Result<Lookup, ApiError> {
+        let Some(g) = &self.generator else {
+            return Err(ApiError::not_found(
+                "not_cached",
+                format!("no explanation cached for user {user_id} and item {item_id}, and this server does not generate"),
+            ));
         };
-        if let Some(g) = &self.generator {
-            let explainer = self.explainer(g);
-            if let Some(e) = self
-                .results
-                .explanation(&explainer.key(&pair, g.llm.model_id()))
-                .map_err(ApiError::internal)?
-            {
+        let key = self.explainer(g).key(&pair, g.llm.model_id());
+        match self.results.explanation(&key).map_err(ApiError::internal)? {
+            Some(e) => {
                 self.metrics.cache(true);
-                return Ok(Lookup::Found(api::ExplanationOut::new(
+                Ok(Lookup::Found(api::ExplanationOut::new(
                     user_id,
                     item_id,
                     &e.interest,
                     e.text,
                     e.source,
                     true,
-                )));
+                )))
             }
-            self.metrics.cache(false);
-            return Ok(Lookup::Miss(pair));
+            None => {
+                self.metrics.cache(false);
+                Ok(Lookup::Miss(pair))
+            }
         }
-        Err(ApiError::not_found(
-            "not_cached",
-            format!("no explanation cached for user {user_id} and item {item_id}, and this server does not generate"),
-        ))
     }
 
     fn explainer<'a>(&'a self, g: &'a Generator) -> Explainer<'a> {
@@ -296,6 +387,9 @@ impl AppState {
         }
     }
 }
+
+/// The explanation of one pair, or why there is none.
+type Answer = Result<api::ExplanationOut, ApiError>;
 
 /// The interest linking a user and an item, and the stored explanation when the item is one
 /// of the user's recommendations.

@@ -43,7 +43,7 @@ pub fn import_generic(
     catalog_path: &Path,
     target: &ImportTarget,
 ) -> Result<ImportSummary, DataError> {
-    let mut quarantine = Quarantine::create(&target.quarantine_path())?;
+    let mut quarantine = Quarantine::create(target)?;
 
     let mut catalog_acc = RowAccounting::new(catalog_path);
     let mut items = Vec::new();

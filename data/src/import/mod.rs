@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use generic::import_generic;
-pub use online_retail::import_online_retail;
+pub use online_retail::{import_online_retail, split_by_day};
 
 use crate::{Catalog, DataError, Event, Timestamp};
 
@@ -170,14 +170,24 @@ struct QuarantineRecord<'a> {
 }
 
 impl Quarantine {
-    pub fn create(path: &Path) -> Result<Self, DataError> {
+    /// The quarantine of an import into `target`: staged empty, or (when appending) as a copy
+    /// of the store's quarantine file, to which this import's rows are added.
+    pub fn create(target: &ImportTarget) -> Result<Self, DataError> {
+        let path = target.quarantine_path();
+        let path = path.as_path();
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
         }
         let mut staged = path.as_os_str().to_owned();
         staged.push(".partial");
         let staged = PathBuf::from(staged);
-        let file = File::create(&staged).map_err(|e| DataError::io(&staged, e))?;
+        let file = if target.append && path.exists() {
+            std::fs::copy(path, &staged).map_err(|e| DataError::io(&staged, e))?;
+            std::fs::OpenOptions::new().append(true).open(&staged)
+        } else {
+            File::create(&staged)
+        };
+        let file = file.map_err(|e| DataError::io(&staged, e))?;
         Ok(Self {
             path: path.to_path_buf(),
             staged,
@@ -244,15 +254,30 @@ impl Drop for Quarantine {
     }
 }
 
-/// Where an import writes under the data home.
+/// Where an import writes under the data home, and whether it replaces the store there or
+/// appends to it.
 #[derive(Debug, Clone)]
 pub struct ImportTarget {
     pub home: PathBuf,
+    /// Add to the store (see [`crate::Store::append`]) instead of replacing it.
+    pub append: bool,
 }
 
 impl ImportTarget {
+    /// An import that replaces the store under `home`.
     pub fn new(home: impl Into<PathBuf>) -> Self {
-        Self { home: home.into() }
+        Self {
+            home: home.into(),
+            append: false,
+        }
+    }
+
+    /// An import appended to the store under `home`.
+    pub fn appending(home: impl Into<PathBuf>) -> Self {
+        Self {
+            append: true,
+            ..Self::new(home)
+        }
     }
 
     pub(crate) fn quarantine_path(&self) -> PathBuf {
@@ -311,7 +336,11 @@ pub(crate) fn finish_import(
     };
     debug_assert!(summary.balanced(), "unbalanced import: {summary:?}");
     quarantine.flush()?;
-    crate::Store::write(&target.home, &summary, &catalog, events)?;
+    if target.append {
+        crate::Store::append(&target.home, &summary, &catalog, events)?;
+    } else {
+        crate::Store::write(&target.home, &summary, &catalog, events)?;
+    }
     quarantine.commit()?;
     Ok(summary)
 }

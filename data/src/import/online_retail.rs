@@ -23,9 +23,9 @@
 //! rows that carry a product code and a product name, and the median positive unit price.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use super::source::Table;
+use super::source::{open_text, Table};
 use super::{
     finish_import, parse_number, ImportParts, ImportSummary, ImportTarget, Quarantine, Reason,
     Rejection, RowAccounting,
@@ -71,7 +71,7 @@ pub fn import_online_retail(
 ) -> Result<ImportSummary, DataError> {
     let mut table = Table::open(path)?;
     let cols = Columns::find(&table)?;
-    let mut quarantine = Quarantine::create(&target.quarantine_path())?;
+    let mut quarantine = Quarantine::create(target)?;
     let mut accounting = RowAccounting::new(path);
     let mut events = Vec::new();
     let mut evidence: HashMap<String, ItemEvidence> = HashMap::new();
@@ -121,6 +121,53 @@ pub fn import_online_retail(
         events,
     };
     finish_import(target, parts)
+}
+
+/// Splits an Online Retail CSV (or `.csv.gz`) file at `day` into `before.csv` (rows whose
+/// `InvoiceDate` is before it) and `from.csv` (the rest) in `dir`, rows byte for byte under
+/// the same header: a store of the first with the second appended (`--append`) is how
+/// incremental imports are tested and measured against one import of the whole file.
+pub fn split_by_day(
+    path: &Path,
+    day: chrono::NaiveDate,
+    dir: &Path,
+) -> Result<(PathBuf, PathBuf), DataError> {
+    let paths = [dir.join("before.csv"), dir.join("from.csv")];
+    let csv_err = |p: &Path, e: csv::Error| DataError::store(p, e);
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(open_text(path)?);
+    let mut writers = [
+        csv::Writer::from_path(&paths[0]).map_err(|e| csv_err(&paths[0], e))?,
+        csv::Writer::from_path(&paths[1]).map_err(|e| csv_err(&paths[1], e))?,
+    ];
+    let mut records = reader.byte_records();
+    let header = records
+        .next()
+        .ok_or_else(|| DataError::store(path, "empty file"))?
+        .map_err(|e| csv_err(path, e))?;
+    let date = header
+        .iter()
+        .position(|f| f == b"InvoiceDate")
+        .ok_or_else(|| DataError::store(path, "no InvoiceDate column"))?;
+    let day = day.format("%Y-%m-%d").to_string();
+    for (w, p) in writers.iter_mut().zip(&paths) {
+        w.write_byte_record(&header).map_err(|e| csv_err(p, e))?;
+    }
+    for record in records {
+        let record = record.map_err(|e| csv_err(path, e))?;
+        // `YYYY-MM-DD hh:mm:ss` compares as text
+        let side = usize::from(record.get(date).is_some_and(|d| d >= day.as_bytes()));
+        writers[side]
+            .write_byte_record(&record)
+            .map_err(|e| csv_err(&paths[side], e))?;
+    }
+    for (w, p) in writers.iter_mut().zip(&paths) {
+        w.flush().map_err(|e| DataError::io(p, e))?;
+    }
+    let [before, from] = paths;
+    Ok((before, from))
 }
 
 /// Applies the module's rules to one row.

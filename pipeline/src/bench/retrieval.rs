@@ -21,6 +21,9 @@ use serde::Serialize;
 #[derive(Debug, Clone, Serialize)]
 pub struct IndexBenchRow {
     pub scale: usize,
+    /// HNSW edges per node (build) and candidates kept while searching.
+    pub m: usize,
+    pub ef: usize,
     pub points: usize,
     pub build_seconds: f64,
     /// Vectors in an HNSW graph after the build.
@@ -33,6 +36,14 @@ pub struct IndexBenchRow {
     pub speedup: f64,
     /// Share of the exact top 10 that the index returns, over every query.
     pub recall_at_10: f64,
+}
+
+/// The HNSW settings the benchmark tries: each `m` is built once per scale and searched at
+/// each `ef`.
+#[derive(Debug, Clone)]
+pub struct Sweep {
+    pub m: Vec<usize>,
+    pub ef: Vec<usize>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -105,6 +116,7 @@ pub fn index_bench(
     dir: &Path,
     config: &IndexConfig,
     scales: &[usize],
+    sweep: &Sweep,
     users: usize,
     tags: usize,
     seed: u64,
@@ -138,39 +150,48 @@ pub fn index_bench(
                 category: String::new(),
             })
             .collect();
-        let path = dir.join(format!("bench-index-{scale}x"));
-        let started = Instant::now();
-        let index = EdgeIndex::build(&path, model.meta.config.dim, &points, config)?;
-        let build_seconds = started.elapsed().as_secs_f64();
-        drop(points);
         let exact = ExactIndex::new(vectors);
-        let started = Instant::now();
-        let mut got = Vec::new();
-        for q in &user_queries {
-            got.extend(index.search(q, 10, &none)?);
-        }
-        let hnsw_seconds = started.elapsed().as_secs_f64();
         let started = Instant::now();
         let mut want = Vec::new();
         for q in &user_queries {
             want.extend(exact.search(q, 10, &none)?);
         }
         let exact_seconds = started.elapsed().as_secs_f64();
-        let row = IndexBenchRow {
-            scale,
-            points: index.len(),
-            build_seconds,
-            indexed: index.indexed(),
-            users,
-            queries_per_user: tags + 1,
-            hnsw_users_per_s: users as f64 / hnsw_seconds,
-            exact_users_per_s: users as f64 / exact_seconds,
-            speedup: exact_seconds / hnsw_seconds,
-            recall_at_10: recall_against(&want, &got),
-        };
-        drop(index);
-        let _ = std::fs::remove_dir_all(&path);
-        rows.push(row);
+        for &m in &sweep.m {
+            let path = dir.join(format!("bench-index-{scale}x-m{m}"));
+            let started = Instant::now();
+            let config = IndexConfig {
+                m,
+                ..config.clone()
+            };
+            let mut index = EdgeIndex::build(&path, model.meta.config.dim, &points, &config)?;
+            let build_seconds = started.elapsed().as_secs_f64();
+            for &ef in &sweep.ef {
+                index.set_ef(ef);
+                let started = Instant::now();
+                let mut got = Vec::new();
+                for q in &user_queries {
+                    got.extend(index.search(q, 10, &none)?);
+                }
+                let hnsw_seconds = started.elapsed().as_secs_f64();
+                rows.push(IndexBenchRow {
+                    scale,
+                    m,
+                    ef,
+                    points: index.len(),
+                    build_seconds,
+                    indexed: index.indexed(),
+                    users,
+                    queries_per_user: tags + 1,
+                    hnsw_users_per_s: users as f64 / hnsw_seconds,
+                    exact_users_per_s: users as f64 / exact_seconds,
+                    speedup: exact_seconds / hnsw_seconds,
+                    recall_at_10: recall_against(&want, &got),
+                });
+            }
+            drop(index);
+            let _ = std::fs::remove_dir_all(&path);
+        }
     }
     Ok(rows)
 }

@@ -3,10 +3,18 @@
 //!
 //! SQLite in WAL mode because several processes share it: a batch job (or several shards)
 //! writes while `recgpt serve` reads, and readers never wait for a writer. Every write is one
-//! transaction, so a killed writer leaves either the old row or the new one.
+//! transaction, so a killed writer leaves either the old row or the new one. In a process,
+//! writes go through one connection and reads through a pool of them, so a server's readers
+//! neither queue behind one another nor behind the process's writer.
+//!
+//! The schema is versioned (`PRAGMA user_version`, see [`MIGRATIONS`]): opening a store made by
+//! an older build brings it up to date in one transaction.
 //!
 //! Tables:
-//! - `users`: user id → [`UserResult`] as JSON, with its inputs' fingerprint.
+//! - `users`: user id → [`UserResult`] as JSON, with its inputs' fingerprint and its revision:
+//!   each write of a row gives it the store's highest revision plus one, so the rows written
+//!   since revision r are those above r ([`ResultStore::changes_since`]; `recgpt serve`
+//!   follows them to keep its in-memory copies current).
 //! - `interest_keys`: normalised interest key → its text embedding (little-endian f32), so that
 //!   near-duplicate interests of other users map to the same key (see `explain::keys`).
 //! - `explanations`: (interest key, item id, prompt version, model id) → [`Explanation`]. A
@@ -18,6 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
+use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
@@ -31,6 +40,39 @@ pub const RESULTS_FILE: &str = "results.sqlite";
 
 /// How long a writer waits for another process's write transaction.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The schema, one step per version: a store at `PRAGMA user_version` = n runs the steps after
+/// the n-th. Steps are only ever appended.
+const MIGRATIONS: &[&str] = &[
+    // 1: the tables (`IF NOT EXISTS`: stores made before the schema had a version have them)
+    "CREATE TABLE IF NOT EXISTS users (
+         user TEXT PRIMARY KEY,
+         fingerprint TEXT NOT NULL,
+         result TEXT NOT NULL
+     );
+     CREATE TABLE IF NOT EXISTS interest_keys (
+         key TEXT PRIMARY KEY,
+         vector BLOB NOT NULL
+     );
+     CREATE TABLE IF NOT EXISTS failures (
+         user TEXT PRIMARY KEY,
+         fingerprint TEXT NOT NULL,
+         stage TEXT NOT NULL,
+         reason TEXT NOT NULL
+     );
+     CREATE TABLE IF NOT EXISTS explanations (
+         interest_key TEXT NOT NULL,
+         item TEXT NOT NULL,
+         prompt_version TEXT NOT NULL,
+         model_id TEXT NOT NULL,
+         explanation TEXT NOT NULL,
+         PRIMARY KEY (interest_key, item, prompt_version, model_id)
+     );",
+    // 2: a user row's revision, for readers that cache decoded results
+    "ALTER TABLE users ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;",
+    // 3: revisions in write order across rows, so readers can follow the writes
+    "CREATE INDEX IF NOT EXISTS users_by_revision ON users (revision);",
+];
 
 /// Errors of the results store.
 #[derive(Debug, thiserror::Error)]
@@ -115,6 +157,14 @@ impl UserResult {
     }
 }
 
+/// A stored result as read, with its row's revision and the size of its stored JSON.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredUser {
+    pub revision: i64,
+    pub bytes: usize,
+    pub result: UserResult,
+}
+
 /// Why the batch job could not finish a user.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Failure {
@@ -135,12 +185,13 @@ pub struct ResultCounts {
     pub failures: u64,
 }
 
-/// An open results store. One connection behind a mutex: SQLite serialises writers anyway,
-/// and reads are short.
+/// An open results store: one connection for this process's writes (SQLite serialises
+/// writers anyway) and a pool of connections for its reads.
 #[derive(Debug)]
 pub struct ResultStore {
     path: PathBuf,
-    conn: Mutex<Connection>,
+    writer: Mutex<Connection>,
+    readers: r2d2::Pool<SqliteConnectionManager>,
 }
 
 impl ResultStore {
@@ -149,7 +200,7 @@ impl ResultStore {
         home.join(RESULTS_FILE)
     }
 
-    /// Opens (creating when missing) the results store under `home`.
+    /// Opens (creating when missing, migrating when older) the results store under `home`.
     pub fn open(home: &Path) -> Result<Self, ResultsError> {
         let path = Self::path_in(home);
         let err = |e: &dyn std::fmt::Display| ResultsError {
@@ -157,19 +208,16 @@ impl ResultStore {
             message: e.to_string(),
         };
         std::fs::create_dir_all(home).map_err(|e| err(&e))?;
-        let conn = Connection::open_with_flags(
-            &path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE
-                | OpenFlags::SQLITE_OPEN_CREATE
-                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(|e| err(&e))?;
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let mut conn = Connection::open_with_flags(&path, flags).map_err(|e| err(&e))?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| err(&e))?;
         // another process creating the file at the same moment holds it briefly: SQLite
         // reports some of these waits at once instead of through the busy timeout
         let started = std::time::Instant::now();
         loop {
-            match Self::setup(&conn) {
+            match Self::setup(&mut conn) {
                 Ok(()) => break,
                 Err(rusqlite::Error::SqliteFailure(e, _))
                     if e.code == rusqlite::ErrorCode::DatabaseBusy
@@ -180,9 +228,23 @@ impl ResultStore {
                 Err(e) => return Err(err(&e)),
             }
         }
+        let manager = SqliteConnectionManager::file(&path)
+            .with_flags(flags)
+            .with_init(|c| {
+                c.busy_timeout(BUSY_TIMEOUT)?;
+                c.pragma_update(None, "query_only", true)
+            });
+        let parallelism = std::thread::available_parallelism().map_or(4, |n| n.get());
+        // connections open on first use and close after r2d2's idle timeout
+        let readers = r2d2::Pool::builder()
+            .max_size((2 * parallelism).max(4) as u32)
+            .min_idle(Some(0))
+            .build(manager)
+            .map_err(|e| err(&e))?;
         Ok(Self {
             path,
-            conn: Mutex::new(conn),
+            writer: Mutex::new(conn),
+            readers,
         })
     }
 
@@ -190,38 +252,30 @@ impl ResultStore {
         &self.path
     }
 
-    fn setup(conn: &Connection) -> rusqlite::Result<()> {
+    /// WAL mode, then the migrations this store has not run, in one write transaction (two
+    /// processes opening an old store at once migrate it once).
+    fn setup(conn: &mut Connection) -> rusqlite::Result<()> {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS users (
-             user TEXT PRIMARY KEY,
-             fingerprint TEXT NOT NULL,
-             result TEXT NOT NULL
-         );
-         CREATE TABLE IF NOT EXISTS interest_keys (
-             key TEXT PRIMARY KEY,
-             vector BLOB NOT NULL
-         );
-         CREATE TABLE IF NOT EXISTS failures (
-             user TEXT PRIMARY KEY,
-             fingerprint TEXT NOT NULL,
-             stage TEXT NOT NULL,
-             reason TEXT NOT NULL
-         );
-         CREATE TABLE IF NOT EXISTS explanations (
-             interest_key TEXT NOT NULL,
-             item TEXT NOT NULL,
-             prompt_version TEXT NOT NULL,
-             model_id TEXT NOT NULL,
-             explanation TEXT NOT NULL,
-             PRIMARY KEY (interest_key, item, prompt_version, model_id)
-         );",
-        )
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let version: usize = tx.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+        for step in MIGRATIONS.iter().skip(version) {
+            tx.execute_batch(step)?;
+        }
+        if version < MIGRATIONS.len() {
+            tx.pragma_update(None, "user_version", MIGRATIONS.len())?;
+        }
+        tx.commit()
     }
 
-    fn conn(&self) -> MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    /// The connection this process writes through.
+    fn writer(&self) -> MutexGuard<'_, Connection> {
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A connection to read through (a pooled one; several readers at once).
+    fn reader(&self) -> Result<r2d2::PooledConnection<SqliteConnectionManager>, ResultsError> {
+        self.readers.get().map_err(|e| self.err(e))
     }
 
     fn err(&self, e: impl std::fmt::Display) -> ResultsError {
@@ -235,11 +289,13 @@ impl ResultStore {
     /// transaction: a reader (or a killed writer's successor) sees the old row or the new one.
     pub fn put_user(&self, result: &UserResult) -> Result<(), ResultsError> {
         let json = serde_json::to_string(result).map_err(|e| self.err(e))?;
-        let mut conn = self.conn();
+        let mut conn = self.writer();
         let tx = conn.transaction().map_err(|e| self.err(e))?;
         tx.execute(
-            "INSERT INTO users (user, fingerprint, result) VALUES (?1, ?2, ?3)
-             ON CONFLICT (user) DO UPDATE SET fingerprint = ?2, result = ?3",
+            "INSERT INTO users (user, fingerprint, result, revision)
+             VALUES (?1, ?2, ?3, (SELECT IFNULL(MAX(revision), 0) + 1 FROM users))
+             ON CONFLICT (user) DO UPDATE SET fingerprint = ?2, result = ?3,
+             revision = excluded.revision",
             params![result.user, result.fingerprint, json],
         )
         .map_err(|e| self.err(e))?;
@@ -251,7 +307,7 @@ impl ResultStore {
 
     /// Records why a user could not be finished (replacing an earlier record).
     pub fn put_failure(&self, failure: &Failure) -> Result<(), ResultsError> {
-        self.conn()
+        self.writer()
             .execute(
                 "INSERT INTO failures (user, fingerprint, stage, reason) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (user) DO UPDATE SET fingerprint = ?2, stage = ?3, reason = ?4",
@@ -268,7 +324,7 @@ impl ResultStore {
 
     /// Every recorded failure, by user id.
     pub fn failures(&self) -> Result<Vec<Failure>, ResultsError> {
-        let conn = self.conn();
+        let conn = self.reader()?;
         let mut stmt = conn
             .prepare("SELECT user, fingerprint, stage, reason FROM failures ORDER BY user")
             .map_err(|e| self.err(e))?;
@@ -278,7 +334,7 @@ impl ResultStore {
 
     /// A stored user's fingerprint.
     pub fn fingerprint(&self, user: &str) -> Result<Option<String>, ResultsError> {
-        self.conn()
+        self.reader()?
             .query_row(
                 "SELECT fingerprint FROM users WHERE user = ?1",
                 params![user],
@@ -290,7 +346,7 @@ impl ResultStore {
 
     /// A user's recorded failure.
     pub fn failure(&self, user: &str) -> Result<Option<Failure>, ResultsError> {
-        self.conn()
+        self.reader()?
             .query_row(
                 "SELECT user, fingerprint, stage, reason FROM failures WHERE user = ?1",
                 params![user],
@@ -315,7 +371,7 @@ impl ResultStore {
         params: impl rusqlite::Params,
         mut visit: impl FnMut(T) -> Result<(), E>,
     ) -> Result<(), E> {
-        let conn = self.conn();
+        let conn = self.reader()?;
         let mut stmt = conn.prepare(sql).map_err(|e| self.err(e))?;
         let mut rows = stmt.query(params).map_err(|e| self.err(e))?;
         while let Some(row) = rows.next().map_err(|e| self.err(e))? {
@@ -327,22 +383,65 @@ impl ResultStore {
 
     /// A user's stored result.
     pub fn user(&self, user: &str) -> Result<Option<UserResult>, ResultsError> {
-        let json: Option<String> = self
-            .conn()
-            .query_row(
-                "SELECT result FROM users WHERE user = ?1",
-                params![user],
-                |row| row.get(0),
-            )
-            .optional()
+        Ok(self.user_revision(user)?.map(|stored| stored.result))
+    }
+
+    /// A user's stored result with the row's revision (see [`Self::revision`]).
+    pub fn user_revision(&self, user: &str) -> Result<Option<StoredUser>, ResultsError> {
+        let row: Option<(i64, String)> = self
+            .reader()?
+            .prepare_cached("SELECT revision, result FROM users WHERE user = ?1")
+            .and_then(|mut stmt| {
+                stmt.query_row(params![user], |row| Ok((row.get(0)?, row.get(1)?)))
+                    .optional()
+            })
             .map_err(|e| self.err(e))?;
-        json.map(|j| serde_json::from_str(&j).map_err(|e| self.err(e)))
-            .transpose()
+        row.map(|(revision, json)| {
+            Ok(StoredUser {
+                revision,
+                bytes: json.len(),
+                result: serde_json::from_str(&json).map_err(|e| self.err(e))?,
+            })
+        })
+        .transpose()
+    }
+
+    /// The revision of a user's stored result: the row's place in the store's write order, so
+    /// a decoded copy with the same revision is still the stored result.
+    pub fn revision(&self, user: &str) -> Result<Option<i64>, ResultsError> {
+        self.reader()?
+            .prepare_cached("SELECT revision FROM users WHERE user = ?1")
+            .and_then(|mut stmt| stmt.query_row(params![user], |row| row.get(0)).optional())
+            .map_err(|e| self.err(e))
+    }
+
+    /// The highest revision in the store (0 when empty).
+    pub fn max_revision(&self) -> Result<i64, ResultsError> {
+        self.reader()?
+            .query_row("SELECT IFNULL(MAX(revision), 0) FROM users", [], |row| {
+                row.get(0)
+            })
+            .map_err(|e| self.err(e))
+    }
+
+    /// The users whose rows were written after revision `since`, with their revisions, in
+    /// write order.
+    pub fn changes_since(&self, since: i64) -> Result<Vec<(String, i64)>, ResultsError> {
+        let conn = self.reader()?;
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT user, revision FROM users WHERE revision > ?1 ORDER BY revision",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![since], |row| Ok((row.get(0)?, row.get(1)?)))
+            .map_err(|e| self.err(e))?;
+        rows.map(|r| r.map_err(|e| self.err(e))).collect()
     }
 
     /// The stored user ids, in order.
     pub fn users(&self) -> Result<Vec<String>, ResultsError> {
-        let conn = self.conn();
+        let conn = self.reader()?;
         let mut stmt = conn
             .prepare("SELECT user FROM users ORDER BY user")
             .map_err(|e| self.err(e))?;
@@ -353,7 +452,7 @@ impl ResultStore {
     }
 
     pub fn counts(&self) -> Result<ResultCounts, ResultsError> {
-        let conn = self.conn();
+        let conn = self.reader()?;
         let count = |table: &str| -> Result<u64, ResultsError> {
             conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |row| {
                 row.get::<_, i64>(0)
@@ -390,7 +489,7 @@ impl From<ResultsError> for StoreError {
 impl ExplanationStore for ResultStore {
     fn explanation(&self, key: &ExplanationKey) -> Result<Option<Explanation>, StoreError> {
         let json: Option<String> = self
-            .conn()
+            .reader()?
             .query_row(
                 "SELECT explanation FROM explanations
                  WHERE interest_key = ?1 AND item = ?2 AND prompt_version = ?3 AND model_id = ?4",
@@ -440,7 +539,7 @@ impl ExplanationStore for ResultStore {
     fn put_explanation(&self, explanation: &Explanation) -> Result<Explanation, StoreError> {
         let json = serde_json::to_string(explanation).map_err(|e| self.err(e))?;
         let k = &explanation.key;
-        self.conn()
+        self.writer()
             .execute(
                 "INSERT OR IGNORE INTO explanations
                  (interest_key, item, prompt_version, model_id, explanation)
@@ -452,7 +551,7 @@ impl ExplanationStore for ResultStore {
     }
 
     fn interest_keys(&self) -> Result<Vec<(String, Vec<f32>)>, StoreError> {
-        let conn = self.conn();
+        let conn = self.reader()?;
         let mut stmt = conn
             .prepare("SELECT key, vector FROM interest_keys ORDER BY key")
             .map_err(|e| self.err(e))?;
@@ -478,7 +577,7 @@ impl ExplanationStore for ResultStore {
 
     fn put_interest_key(&self, key: &str, vector: &[f32]) -> Result<(), StoreError> {
         let blob: Vec<u8> = vector.iter().flat_map(|x| x.to_le_bytes()).collect();
-        self.conn()
+        self.writer()
             .execute(
                 "INSERT OR IGNORE INTO interest_keys (key, vector) VALUES (?1, ?2)",
                 params![key, blob],

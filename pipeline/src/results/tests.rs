@@ -136,3 +136,88 @@ fn cache_reuse_counts_repeated_pairs_and_leaves_other_versions_out() {
     assert_eq!(s.rejected.get("too_long"), Some(&2));
     assert_eq!(s.rejected.get("ungrounded"), Some(&1));
 }
+
+#[test]
+fn every_write_of_a_user_changes_its_revision() {
+    let home = tempfile::tempdir().unwrap();
+    let store = ResultStore::open(home.path()).unwrap();
+    assert_eq!(store.revision("12347").unwrap(), None);
+    let result = UserResult::empty("12347", "f1");
+    store.put_user(&result).unwrap();
+    let first = store.revision("12347").unwrap().unwrap();
+    // the same row written again (a forced rerun) is a new revision too
+    store.put_user(&result).unwrap();
+    let second = store.revision("12347").unwrap().unwrap();
+    assert_ne!(first, second);
+    let stored = store.user_revision("12347").unwrap().unwrap();
+    assert_eq!((stored.revision, stored.result), (second, result));
+    // revisions follow the write order across rows
+    store.put_user(&UserResult::empty("13018", "f1")).unwrap();
+    store.put_user(&UserResult::empty("12347", "f2")).unwrap();
+    let third = store.revision("13018").unwrap().unwrap();
+    let fourth = store.revision("12347").unwrap().unwrap();
+    assert!(
+        second < third && third < fourth,
+        "{second} {third} {fourth}"
+    );
+    assert_eq!(store.max_revision().unwrap(), fourth);
+    assert_eq!(
+        store.changes_since(second).unwrap(),
+        vec![("13018".to_string(), third), ("12347".to_string(), fourth)]
+    );
+    assert!(store.changes_since(fourth).unwrap().is_empty());
+}
+
+#[test]
+fn a_store_made_before_the_schema_had_versions_is_migrated() {
+    let home = tempfile::tempdir().unwrap();
+    let path = ResultStore::path_in(home.path());
+    {
+        // the schema as it was before `revision`, with one stored user
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        let json = serde_json::to_string(&UserResult::empty("12347", "f1")).unwrap();
+        conn.execute(
+            "INSERT INTO users (user, fingerprint, result) VALUES ('12347', 'f1', ?1)",
+            params![json],
+        )
+        .unwrap();
+    }
+    let store = ResultStore::open(home.path()).unwrap();
+    let version: usize = store
+        .reader()
+        .unwrap()
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(version, MIGRATIONS.len());
+    assert_eq!(store.revision("12347").unwrap(), Some(0));
+    assert_eq!(store.fingerprint("12347").unwrap().as_deref(), Some("f1"));
+    store.put_user(&UserResult::empty("12347", "f2")).unwrap();
+    assert_eq!(store.revision("12347").unwrap(), Some(1));
+    // opening it again runs nothing twice
+    drop(store);
+    ResultStore::open(home.path()).unwrap();
+}
+
+#[test]
+fn readers_do_not_wait_for_an_open_write_transaction() {
+    let home = tempfile::tempdir().unwrap();
+    let store = ResultStore::open(home.path()).unwrap();
+    store.put_user(&UserResult::empty("12347", "f1")).unwrap();
+    // this process's writer in the middle of a transaction that has written but not committed
+    let mut writer = store.writer();
+    let tx = writer.transaction().unwrap();
+    tx.execute("UPDATE users SET fingerprint = 'f2'", [])
+        .unwrap();
+    // reads go through other connections and see the last committed row
+    assert_eq!(store.fingerprint("12347").unwrap().as_deref(), Some("f1"));
+    let readers: Vec<_> = (0..4).map(|_| store.reader().unwrap()).collect();
+    assert_eq!(readers.len(), 4);
+    drop(readers);
+    tx.commit().unwrap();
+    drop(writer);
+    assert_eq!(store.fingerprint("12347").unwrap().as_deref(), Some("f2"));
+    // and a reader cannot write
+    let write = store.reader().unwrap().execute("DELETE FROM users", []);
+    assert!(write.is_err());
+}

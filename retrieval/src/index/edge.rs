@@ -116,6 +116,11 @@ impl EdgeIndex {
         })
     }
 
+    /// Searches from now on keep `ef` candidates (at least k).
+    pub fn set_ef(&mut self, ef: usize) {
+        self.ef = ef;
+    }
+
     /// Opens a private copy of the index at `path` (removed when dropped). An Edge shard
     /// locks its directory for one process; readers that run side by side (batch-job shards
     /// on one machine) each search their own copy.

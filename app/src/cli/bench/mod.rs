@@ -1,6 +1,7 @@
 //! `recgpt bench …`: the command glue of every benchmark (the measurements themselves live
 //! in `recgpt_pipeline::bench` where they need no terminal or server).
 
+pub mod append;
 pub mod job;
 pub mod retrieval;
 pub mod serve;
@@ -311,10 +312,26 @@ pub fn run(
         ),
         BenchCommand::Retrieval {
             scale,
+            m,
+            ef,
             users,
             tags,
             embedder,
-        } => retrieval::run(home, &config, &scale, users, tags, &embedder, json),
+        } => {
+            let sweep = recgpt_pipeline::bench::retrieval::Sweep {
+                m: if m.is_empty() {
+                    vec![config.index.m]
+                } else {
+                    m
+                },
+                ef: if ef.is_empty() {
+                    vec![config.index.ef]
+                } else {
+                    ef
+                },
+            };
+            retrieval::run(home, &config, &scale, &sweep, users, tags, &embedder, json)
+        }
         BenchCommand::Job {
             users,
             scale,
@@ -343,7 +360,9 @@ pub fn run(
         BenchCommand::Serve {
             seconds,
             connections,
-        } => serve::run(home, config, seconds, connections, json),
+            writes_per_s,
+        } => serve::run(home, config, seconds, &connections, writes_per_s, json),
+        BenchCommand::Append { data, since } => append::run(home, &config, &data, since, json),
         BenchCommand::Compress { history, scale } => {
             compress(home, config.with_history(&history), &history, &scale, json)
         }

@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use anyhow::Result;
+use recgpt_pipeline::bench::retrieval::Sweep;
 use recgpt_pipeline::config::Config;
 use recgpt_retrieval::tower::TowerModel;
 
@@ -10,10 +11,12 @@ use crate::cli::print_json;
 use crate::EmbedderArgs;
 
 /// `recgpt bench retrieval`.
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     home: &Path,
     config: &Config,
     scales: &[usize],
+    sweep: &Sweep,
     users: usize,
     tags: usize,
     embedder: &EmbedderArgs,
@@ -33,6 +36,7 @@ pub fn run(
         home,
         &index_config,
         scales,
+        sweep,
         users,
         tags,
         config.tower.seed,
@@ -50,8 +54,10 @@ pub fn run(
         model.meta.config.batch
     );
     println!(
-        "{:>6} {:>9} {:>9} {:>9} {:>8} {:>11} {:>12} {:>8} {:>10}",
+        "{:>6} {:>4} {:>5} {:>9} {:>9} {:>9} {:>8} {:>11} {:>12} {:>8} {:>10}",
         "scale",
+        "m",
+        "ef",
         "points",
         "build s",
         "indexed",
@@ -63,8 +69,10 @@ pub fn run(
     );
     for r in &rows {
         println!(
-            "{:>5}x {:>9} {:>9.2} {:>9} {:>8} {:>11.1} {:>12.1} {:>7.1}x {:>10.4}",
+            "{:>5}x {:>4} {:>5} {:>9} {:>9.2} {:>9} {:>8} {:>11.1} {:>12.1} {:>7.1}x {:>10.4}",
             r.scale,
+            r.m,
+            r.ef,
             r.points,
             r.build_seconds,
             r.indexed,

@@ -1,11 +1,15 @@
-//! `recgpt bench serve`: wrk against the HTTP server in this process, on loopback.
+//! `recgpt bench serve`: wrk against the HTTP server in this process, on loopback, while a
+//! writer (a batch job's stand-in on its own connection) rewrites other stored users.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use recgpt::serve::{self, AppState};
 use recgpt_pipeline::config::Config;
+use recgpt_pipeline::results::ResultStore;
 
 use crate::cli::print_json;
 
@@ -13,30 +17,102 @@ use crate::cli::print_json;
 #[derive(Debug, serde::Serialize)]
 struct WrkRow {
     route: String,
+    connections: usize,
     requests_per_s: f64,
     p50_ms: f64,
     p99_ms: f64,
-    /// Requests/s ÷ the hello-world route's.
+    /// Requests/s ÷ the hello-world route's at the same connections.
     vs_hello: f64,
     non_2xx: u64,
 }
 
-/// `recgpt bench serve`: wrk against the server in this process, on loopback.
+/// What the bench reports.
+#[derive(Debug, serde::Serialize)]
+struct Report {
+    rows: Vec<WrkRow>,
+    /// Users the writer stored per second over all runs (0 without one).
+    writes_per_s: f64,
+}
+
+/// `recgpt bench serve`: wrk against the server in this process, on loopback, at each of
+/// `connections`, while `writes_per_s` users are rewritten.
 pub fn run(
     home: &Path,
     mut config: Config,
     seconds: u64,
-    connections: usize,
+    connections: &[usize],
+    writes_per_s: u32,
     json: bool,
 ) -> Result<()> {
     config.serve.generate = false;
-    let state = Arc::new(AppState::open(home, config, None, None)?);
-    let (user, item) = state
-        .results
+    let cache_mb = config.serve.cache_mb;
+    let state = Arc::new(AppState::open(home, config.clone(), None, None)?);
+    config.serve.cache_mb = 0;
+    let uncached = Arc::new(AppState::open(home, config, None, None)?);
+    let (user, item) = bench_pair(&state.results)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let base = listen(&runtime, state)?;
+    let uncached_base = listen(&runtime, uncached)?;
+    let explanation = format!("/v1/explanations?user_id={user}&item_id={item}");
+    let routes = [
+        ("hello world (reference)", format!("{base}/bench/hello")),
+        ("explanation (cached)", format!("{base}{explanation}")),
+        (
+            "recommendations k=20",
+            format!("{base}/v1/users/{user}/recommendations?k=20"),
+        ),
+        (
+            "explanation, no result cache",
+            format!("{uncached_base}{explanation}"),
+        ),
+    ];
+    let writer = (writes_per_s > 0)
+        .then(|| Writer::start(home, &user, writes_per_s))
+        .transpose()?;
+    let mut rows: Vec<WrkRow> = Vec::new();
+    for &c in connections {
+        let mut hello: Option<f64> = None;
+        for (name, url) in &routes {
+            let mut row = wrk(name, url, c, seconds)?;
+            row.vs_hello = hello.map_or(1.0, |h| row.requests_per_s / h);
+            hello.get_or_insert(row.requests_per_s);
+            rows.push(row);
+        }
+    }
+    let report = Report {
+        rows,
+        writes_per_s: writer.map_or(Ok(0.0), Writer::stop)?,
+    };
+    if json {
+        return print_json(&report);
+    }
+    println!(
+        "wrk, 1 thread, {seconds}s per route, loopback, same process and run; result cache \
+         {cache_mb} MB; a writer storing {:.0} users/s meanwhile",
+        report.writes_per_s
+    );
+    println!(
+        "{:<30} {:>6} {:>12} {:>9} {:>9} {:>9} {:>8}",
+        "route", "conns", "requests/s", "p50 ms", "p99 ms", "÷ hello", "non-2xx"
+    );
+    for r in &report.rows {
+        println!(
+            "{:<30} {:>6} {:>12.0} {:>9.3} {:>9.3} {:>9.2} {:>8}",
+            r.route, r.connections, r.requests_per_s, r.p50_ms, r.p99_ms, r.vs_hello, r.non_2xx
+        );
+    }
+    Ok(())
+}
+
+/// A stored user with an explained recommendation, and that item.
+fn bench_pair(results: &ResultStore) -> Result<(String, String)> {
+    results
         .users()?
         .into_iter()
         .find_map(|u| {
-            let r = state.results.user(&u).ok()??;
+            let r = results.user(&u).ok()??;
             let item = r
                 .recommendations
                 .iter()
@@ -45,65 +121,97 @@ pub fn run(
                 .clone();
             Some((u, item))
         })
-        .context(
-            "no stored recommendations with explanations: run `recgpt recommend USER` first",
-        )?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+        .context("no stored recommendations with explanations: run `recgpt recommend USER` first")
+}
+
+/// Serves `state` on a loopback port; its base URL.
+fn listen(runtime: &tokio::runtime::Runtime, state: Arc<AppState>) -> Result<String> {
     let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
     let base = format!("http://{}", listener.local_addr()?);
     runtime.spawn(serve::serve(state, listener));
-    let routes = [
-        ("hello world (reference)", "/bench/hello".to_string()),
-        (
-            "explanation (cached)",
-            format!("/v1/explanations?user_id={user}&item_id={item}"),
-        ),
-        (
-            "recommendations k=20",
-            format!("/v1/users/{user}/recommendations?k=20"),
-        ),
-    ];
-    let mut rows: Vec<WrkRow> = Vec::new();
-    for (name, path) in routes {
-        let out = std::process::Command::new("wrk")
-            .args([
-                "-t1",
-                &format!("-c{connections}"),
-                &format!("-d{seconds}s"),
-                "--latency",
-                &format!("{base}{path}"),
-            ])
-            .output()
-            .context("run wrk (apt install wrk, or `make deps`)")?;
-        anyhow::ensure!(
-            out.status.success(),
-            "wrk failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let text = String::from_utf8_lossy(&out.stdout);
-        let mut row = parse_wrk(name, &text)?;
-        row.vs_hello = rows
-            .first()
-            .map_or(1.0, |hello| row.requests_per_s / hello.requests_per_s);
-        rows.push(row);
-    }
-    if json {
-        return print_json(&rows);
-    }
-    println!("wrk, 1 thread, {connections} connections, {seconds}s per route, loopback, same process and run");
-    println!(
-        "{:<26} {:>12} {:>9} {:>9} {:>9} {:>8}",
-        "route", "requests/s", "p50 ms", "p99 ms", "÷ hello", "non-2xx"
+    Ok(base)
+}
+
+/// One wrk run against `url`.
+fn wrk(route: &str, url: &str, connections: usize, seconds: u64) -> Result<WrkRow> {
+    let out = std::process::Command::new("wrk")
+        .args([
+            "-t1",
+            &format!("-c{connections}"),
+            &format!("-d{seconds}s"),
+            "--latency",
+            url,
+        ])
+        .output()
+        .context("run wrk (apt install wrk, or `make deps`)")?;
+    anyhow::ensure!(
+        out.status.success(),
+        "wrk failed: {}",
+        String::from_utf8_lossy(&out.stderr)
     );
-    for r in &rows {
-        println!(
-            "{:<26} {:>12.0} {:>9.3} {:>9.3} {:>9.2} {:>8}",
-            r.route, r.requests_per_s, r.p50_ms, r.p99_ms, r.vs_hello, r.non_2xx
+    let mut row = parse_wrk(route, &String::from_utf8_lossy(&out.stdout))?;
+    row.connections = connections;
+    Ok(row)
+}
+
+/// A thread that stores the other stored users' results again, at a steady rate, through its
+/// own store handle (its own connections, as a batch job in another process would).
+struct Writer {
+    stop: Arc<AtomicBool>,
+    writes: Arc<AtomicU64>,
+    started: Instant,
+    thread: std::thread::JoinHandle<Result<()>>,
+}
+
+impl Writer {
+    fn start(home: &Path, benched: &str, per_s: u32) -> Result<Self> {
+        let store = ResultStore::open(home)?;
+        let others: Vec<String> = store
+            .users()?
+            .into_iter()
+            .filter(|u| u != benched)
+            .collect();
+        anyhow::ensure!(
+            !others.is_empty(),
+            "the writer rewrites stored users other than user {benched}: store two or more \
+             (`recgpt recommend 12347 13018`) or pass --writes-per-s 0"
         );
+        let stop = Arc::new(AtomicBool::new(false));
+        let writes = Arc::new(AtomicU64::new(0));
+        let (stop_flag, count) = (Arc::clone(&stop), Arc::clone(&writes));
+        let interval = Duration::from_secs_f64(1.0 / f64::from(per_s));
+        let thread = std::thread::spawn(move || -> Result<()> {
+            let mut next = Instant::now();
+            for user in others.iter().cycle() {
+                if stop_flag.load(Ordering::Relaxed) {
+                    break;
+                }
+                if let Some(result) = store.user(user)? {
+                    store.put_user(&result)?;
+                    count.fetch_add(1, Ordering::Relaxed);
+                }
+                next += interval;
+                std::thread::sleep(next.saturating_duration_since(Instant::now()));
+            }
+            Ok(())
+        });
+        Ok(Self {
+            stop,
+            writes,
+            started: Instant::now(),
+            thread,
+        })
     }
-    Ok(())
+
+    /// Stops the writer; the users it stored per second.
+    fn stop(self) -> Result<f64> {
+        self.stop.store(true, Ordering::Relaxed);
+        let elapsed = self.started.elapsed().as_secs_f64();
+        self.thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("the writer panicked"))??;
+        Ok(self.writes.load(Ordering::Relaxed) as f64 / elapsed)
+    }
 }
 
 /// Requests/s and the 50th / 99th latency percentiles of wrk's `--latency` report.
@@ -128,6 +236,7 @@ fn parse_wrk(route: &str, text: &str) -> Result<WrkRow> {
     let parsed = (|| {
         Some(WrkRow {
             route: route.to_string(),
+            connections: 0,
             requests_per_s: field("Requests/sec:")?.parse().ok()?,
             p50_ms: ms(field("50%")?)?,
             p99_ms: ms(field("99%")?)?,

@@ -4,7 +4,10 @@
 //! `items` (item index → catalog item as JSON, whose optional fields postcard cannot skip), `meta` (`manifest` → JSON [`Manifest`]). An import
 //! writes a new file next to the old one and renames it into place, so a crashed import
 //! leaves the previous store intact, and importing the same file twice gives the same
-//! content (the manifest's `fingerprint` is a hash of every key and value).
+//! content (the manifest's `fingerprint` is a hash of every key and value). An appending
+//! import ([`Store::append`], in `append.rs`) does the same on a copy of the file.
+
+mod append;
 
 use std::path::{Path, PathBuf};
 
@@ -46,7 +49,11 @@ pub struct History {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
     pub format_version: u32,
+    /// The import that made the store.
     pub import: ImportSummary,
+    /// The imports appended to it since (`--append`), oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub appended: Vec<ImportSummary>,
     pub users: u64,
     pub events: u64,
     pub first_event: Timestamp,
@@ -105,7 +112,7 @@ impl Store {
         Ok(Self {
             path,
             db,
-            catalog: Catalog::new(items),
+            catalog: Catalog::indexed(items),
             manifest,
         })
     }
@@ -193,7 +200,6 @@ impl Store {
         // Stable: events of one user at the same instant keep their file order.
         events.sort_by(|a, b| a.user.cmp(&b.user).then(a.at.cmp(&b.at)));
 
-        let mut fingerprint = Fnv::default();
         let db = Database::builder()
             .set_cache_size(CACHE_BYTES)
             .create(&tmp)
@@ -203,58 +209,127 @@ impl Store {
             let mut items = txn.open_table(ITEMS).map_err(|e| err(&e))?;
             for (ix, item) in catalog.items().iter().enumerate() {
                 let bytes = serde_json::to_vec(item).map_err(|e| err(&e))?;
-                fingerprint.write(&(ix as u32).to_le_bytes());
-                fingerprint.write(&bytes);
                 items
                     .insert(ix as u32, bytes.as_slice())
                     .map_err(|e| err(&e))?;
             }
             let mut histories = txn.open_table(HISTORIES).map_err(|e| err(&e))?;
-            let mut users = 0u64;
-            let mut start = 0;
-            while start < events.len() {
-                let user = &events[start].user;
-                let end = start + events[start..].partition_point(|e| &e.user == user);
-                let history: Vec<Behavior> = events[start..end]
-                    .iter()
-                    .map(|e| Behavior {
-                        item: e.item.as_deref().and_then(|id| catalog.ix(id)),
-                        kind: e.kind,
-                        at: e.at,
-                        quantity: e.quantity,
-                        value: e.value,
-                        query: e.query.clone(),
-                    })
-                    .collect();
+            for (user, events) in by_user(&events) {
+                let history: Vec<Behavior> =
+                    events.iter().map(|e| Behavior::of(e, catalog)).collect();
                 let bytes = postcard::to_allocvec(&history).map_err(|e| err(&e))?;
-                fingerprint.write(user.as_bytes());
-                fingerprint.write(&bytes);
                 histories
-                    .insert(user.as_str(), bytes.as_slice())
+                    .insert(user, bytes.as_slice())
                     .map_err(|e| err(&e))?;
-                users += 1;
-                start = end;
             }
-            let manifest = Manifest {
-                format_version: FORMAT_VERSION,
-                import: import.clone(),
-                users,
-                events: events.len() as u64,
-                first_event: events.iter().map(|e| e.at).min().unwrap_or(Timestamp(0)),
-                last_event: events.iter().map(|e| e.at).max().unwrap_or(Timestamp(0)),
-                fingerprint: format!("{:016x}", fingerprint.0),
-            };
-            let json = serde_json::to_string(&manifest).expect("serialisable manifest");
-            txn.open_table(META)
-                .map_err(|e| err(&e))?
-                .insert("manifest", json.as_str())
-                .map_err(|e| err(&e))?;
-            drop(histories);
-            drop(items);
-            txn.commit().map_err(|e| err(&e))?;
-            drop(db);
-            std::fs::rename(&tmp, &path).map_err(|e| DataError::io(&path, e))?;
-            Ok(manifest)
+        }
+        let manifest = Contents::of(&txn)
+            .map_err(|e| err(&e))?
+            .manifest(import.clone(), Vec::new());
+        Self::commit(db, txn, &manifest, &tmp, &path)?;
+        Ok(manifest)
+    }
+
+    /// Writes `manifest`, commits `txn` and renames the file it wrote (`tmp`) into place.
+    fn commit(
+        db: Database,
+        txn: redb::WriteTransaction,
+        manifest: &Manifest,
+        tmp: &Path,
+        path: &Path,
+    ) -> Result<(), DataError> {
+        let err = |e: &dyn std::fmt::Display| DataError::store(tmp, e);
+        let json = serde_json::to_string(manifest).expect("serialisable manifest");
+        txn.open_table(META)
+            .map_err(|e| err(&e))?
+            .insert("manifest", json.as_str())
+            .map_err(|e| err(&e))?;
+        txn.commit().map_err(|e| err(&e))?;
+        drop(db);
+        std::fs::rename(tmp, path).map_err(|e| DataError::io(path, e))
+    }
+}
+
+impl Behavior {
+    /// An imported event as stored in its user's history.
+    fn of(event: &Event, catalog: &Catalog) -> Self {
+        Self {
+            item: event.item.as_deref().and_then(|id| catalog.ix(id)),
+            kind: event.kind,
+            at: event.at,
+            quantity: event.quantity,
+            value: event.value,
+            query: event.query.clone(),
+        }
+    }
+}
+
+/// Events sorted by user, as one slice per user.
+fn by_user(events: &[Event]) -> impl Iterator<Item = (&str, &[Event])> {
+    let mut start = 0;
+    std::iter::from_fn(move || {
+        let user = &events.get(start)?.user;
+        let end = start + events[start..].partition_point(|e| &e.user == user);
+        let group = &events[start..end];
+        start = end;
+        Some((user.as_str(), group))
+    })
+}
+
+/// What a store holds, counted over its tables (as the manifest states it).
+struct Contents {
+    users: u64,
+    events: u64,
+    first_event: Timestamp,
+    last_event: Timestamp,
+    /// FNV-1a 64 over every item (index, JSON) and history (user, bytes), in key order.
+    fingerprint: u64,
+}
+
+impl Contents {
+    fn of(txn: &redb::WriteTransaction) -> Result<Self, Box<dyn std::error::Error>> {
+        let mut fingerprint = Fnv::default();
+        for entry in txn.open_table(ITEMS)?.iter()? {
+            let (ix, item) = entry?;
+            fingerprint.write(&ix.value().to_le_bytes());
+            fingerprint.write(item.value());
+        }
+        let mut contents = Self {
+            users: 0,
+            events: 0,
+            first_event: Timestamp(i64::MAX),
+            last_event: Timestamp(i64::MIN),
+            fingerprint: 0,
+        };
+        for entry in txn.open_table(HISTORIES)?.iter()? {
+            let (user, bytes) = entry?;
+            fingerprint.write(user.value().as_bytes());
+            fingerprint.write(bytes.value());
+            let history: Vec<Behavior> = postcard::from_bytes(bytes.value())?;
+            contents.users += 1;
+            contents.events += history.len() as u64;
+            if let (Some(first), Some(last)) = (history.first(), history.last()) {
+                contents.first_event = contents.first_event.min(first.at);
+                contents.last_event = contents.last_event.max(last.at);
+            }
+        }
+        if contents.events == 0 {
+            (contents.first_event, contents.last_event) = (Timestamp(0), Timestamp(0));
+        }
+        contents.fingerprint = fingerprint.0;
+        Ok(contents)
+    }
+
+    fn manifest(self, import: ImportSummary, appended: Vec<ImportSummary>) -> Manifest {
+        Manifest {
+            format_version: FORMAT_VERSION,
+            import,
+            appended,
+            users: self.users,
+            events: self.events,
+            first_event: self.first_event,
+            last_event: self.last_event,
+            fingerprint: format!("{:016x}", self.fingerprint),
         }
     }
 }
