@@ -490,8 +490,7 @@ enum BenchCommand {
     },
     /// Incremental import: an Online Retail file split at --since, the part before it
     /// imported, the rest appended (`--append`), against one import of the whole file in the
-    /// same run; and the users whose narrative the append changed (what `recgpt run` computes
-    /// again).
+    /// same run; and the users whose narrative the append changed.
     Append {
         /// The Online Retail CSV / .csv.gz file (default: the data set's file).
         #[arg(long, env = "RECGPT_DATA")]

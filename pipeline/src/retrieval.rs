@@ -14,7 +14,7 @@ use recgpt_retrieval::baselines::{Ease, ItemKnn, MostPopular, Scorer, SparseItem
 use recgpt_retrieval::categories::Categories;
 use recgpt_retrieval::embed::{EmbedError, Embedder, DIM};
 use recgpt_retrieval::eval::{self, EvalSet, MethodReport, ThreeTower, UserTower};
-use recgpt_retrieval::index::{EdgeIndex, IndexError, IndexPoint, SearchFilter};
+use recgpt_retrieval::index::{IndexError, IndexPoint, SearchFilter, VectorIndex};
 use recgpt_retrieval::interactions::{Interactions, UserItems};
 use recgpt_retrieval::retrieve::TagQuery;
 use recgpt_retrieval::title_tags::ItemTags;
@@ -248,9 +248,9 @@ pub fn build_index(
     prepared: &Prepared,
     model: &TowerModel,
     config: &Config,
-) -> Result<EdgeIndex, RetrievalError> {
+) -> Result<Box<dyn VectorIndex>, RetrievalError> {
     let points = index_points(store, prepared, model);
-    Ok(EdgeIndex::build(
+    Ok(recgpt_retrieval::index::build(
         &index_dir(home),
         model.meta.config.dim,
         &points,

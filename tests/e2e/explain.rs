@@ -75,7 +75,7 @@ pub fn chain() -> &'static Chain {
             explainer: explainer(&store, &prompts, compressor.texts()),
             prepared: prepared(),
             model: tower,
-            index: &index,
+            index: index.as_ref(),
             embedder: embedder(),
             results: &results,
             cf: Some(cf.as_ref()),

@@ -232,19 +232,20 @@ fn evaluation_ranks_real_methods_on_the_real_split() {
 #[test]
 #[ignore = "needs a Qdrant server: set QDRANT_URL and run with --ignored"]
 fn qdrant_server_index_matches_exact_search() {
-    let url = std::env::var("QDRANT_URL").expect("QDRANT_URL of a Qdrant server (gRPC port)");
+    std::env::var("QDRANT_URL").expect("QDRANT_URL of a Qdrant server (gRPC port)");
     let (model, _, _) = model();
     let points = retrieval::index_points(&real_store(), prepared(), model);
-    let index = recgpt_retrieval::index::QdrantServerIndex::build(
-        &url,
-        "recgpt-test-items",
-        model.meta.config.dim,
-        &points,
-        &IndexConfig::default(),
-    )
-    .unwrap();
+    // selected by the configuration, as `recgpt index build` and the job select it
+    let config: IndexConfig =
+        toml::from_str("kind = \"qdrant\"\ncollection = \"recgpt-test-items\"").unwrap();
+    let dir = crate::common::temp_home();
+    let built =
+        recgpt_retrieval::index::build(&dir, model.meta.config.dim, &points, &config).unwrap();
+    assert_eq!((built.kind(), built.len()), ("qdrant-server", points.len()));
+    drop(built);
+    let index = recgpt_retrieval::index::open(&dir, &config, true).unwrap();
     assert_eq!(index.len(), points.len());
-    matches_exact_search_and_filters(&index, model, 50);
+    matches_exact_search_and_filters(index.as_ref(), model, 50);
 }
 
 /// What every index owes: recall@10 ≥ 0.9 against exact search over the model's item vectors

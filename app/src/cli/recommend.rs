@@ -19,7 +19,7 @@ use recgpt_pipeline::recommend::Recommender;
 use recgpt_pipeline::results::ResultStore;
 use recgpt_pipeline::retrieval;
 use recgpt_retrieval::baselines::Scorer;
-use recgpt_retrieval::index::EdgeIndex;
+use recgpt_retrieval::index::VectorIndex;
 use recgpt_retrieval::tower::TowerModel;
 
 use super::{print_json, HistoryContext};
@@ -31,7 +31,7 @@ pub(super) struct ChainInputs {
     pub embedder: Embedder,
     pub prepared: retrieval::Prepared,
     pub model: TowerModel,
-    pub index: EdgeIndex,
+    pub index: Box<dyn VectorIndex>,
     pub results: ResultStore,
     pub prompts: Prompts,
     /// The collaborative-filtering channel (absent when `fusion.cf` is 0).
@@ -59,12 +59,8 @@ impl ChainInputs {
         let model = TowerModel::load(&TowerModel::dir_in(home), &prepared.features)
             .context("no trained model: run `recgpt train` first")?;
         let dir = retrieval::index_dir(home);
-        let index = if private_index {
-            EdgeIndex::open_private(&dir, &config.index)
-        } else {
-            EdgeIndex::open(&dir, &config.index)
-        }
-        .context("no index: run `recgpt index build` first")?;
+        let index = recgpt_retrieval::index::open(&dir, &config.index, private_index)
+            .context("no index: run `recgpt index build` first")?;
         let results = ResultStore::open(home)?;
         let cf = retrieval::fit_cf(&ctx.store, &model, config)?;
         Ok(Self {
@@ -101,7 +97,7 @@ impl ChainInputs {
             ),
             prepared: &self.prepared,
             model: &self.model,
-            index: &self.index,
+            index: self.index.as_ref(),
             embedder: &self.embedder,
             results: &self.results,
             cf: self.cf.as_deref(),

@@ -11,7 +11,6 @@ use recgpt_pipeline::config::Config;
 use recgpt_pipeline::embed::Embedder;
 use recgpt_pipeline::model::default_embedder_dir;
 use recgpt_pipeline::retrieval::{self, EvalReport, Prepared};
-use recgpt_retrieval::index::{EdgeIndex, VectorIndex};
 use recgpt_retrieval::interactions::UserItems;
 use recgpt_retrieval::retrieve::retrieve as retrieve_user;
 use recgpt_retrieval::tower::{Progress, TowerModel};
@@ -94,22 +93,30 @@ pub fn index_build(
     let started = std::time::Instant::now();
     let index = retrieval::build_index(home, &store, &prepared, &model, config)?;
     let seconds = started.elapsed().as_secs_f64();
-    let dir = retrieval::index_dir(home);
+    let at = match config.index.kind {
+        recgpt_retrieval::index::IndexKind::Edge => {
+            retrieval::index_dir(home).display().to_string()
+        }
+        recgpt_retrieval::index::IndexKind::Qdrant => {
+            format!("collection {}", config.index.collection)
+        }
+    };
     if json {
         return print_json(&serde_json::json!({
             "kind": index.kind(),
             "points": index.len(),
             "indexed": index.indexed(),
             "seconds": seconds,
-            "path": dir,
+            "at": at,
         }));
     }
+    let indexed = index
+        .indexed()
+        .map_or(String::new(), |n| format!(" ({n} in the HNSW graph)"));
     println!(
-        "{} index: {} points ({} in the HNSW graph) built in {seconds:.2}s at {}",
+        "{} index: {} points{indexed} built in {seconds:.2}s at {at}",
         index.kind(),
         index.len(),
-        index.indexed(),
-        dir.display()
     );
     Ok(())
 }
@@ -123,7 +130,7 @@ pub fn retrieve(
 ) -> Result<()> {
     let (store, prepared) = open(home, config, embedder)?;
     let model = TowerModel::load(&TowerModel::dir_in(home), &prepared.features)?;
-    let index = EdgeIndex::open(&retrieval::index_dir(home), &config.index)?;
+    let index = recgpt_retrieval::index::open(&retrieval::index_dir(home), &config.index, false)?;
     // the model's own view of time: its training cut-off, else the store's end
     let until = model
         .meta
@@ -145,7 +152,7 @@ pub fn retrieve(
     let tags = prepared.user_title_tag_queries(&model, &items, config.eval.tags_per_user)?;
     let user_vector = model.user_vector(&items, &prepared.features)?;
     let candidates = retrieve_user(
-        &index,
+        index.as_ref(),
         &model,
         &user_vector,
         &tags,

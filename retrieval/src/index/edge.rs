@@ -196,6 +196,10 @@ impl VectorIndex for EdgeIndex {
         "qdrant-edge"
     }
 
+    fn indexed(&self) -> Option<usize> {
+        Some(EdgeIndex::indexed(self))
+    }
+
     fn len(&self) -> usize {
         self.len
     }

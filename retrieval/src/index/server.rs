@@ -2,7 +2,7 @@
 //! `qdrant-client`. Same points, payload and keyword index on `category` as [`super::EdgeIndex`].
 
 use qdrant_client::qdrant::{
-    point_id::PointIdOptions, Condition, CreateCollectionBuilder,
+    point_id::PointIdOptions, Condition, CountPointsBuilder, CreateCollectionBuilder,
     CreateFieldIndexCollectionBuilder, Distance, FieldType, Filter, HnswConfigDiffBuilder,
     PointStruct, Query, QueryBatchPointsBuilder, QueryPointsBuilder, SearchParamsBuilder,
     UpsertPointsBuilder, VectorParamsBuilder,
@@ -39,6 +39,25 @@ fn server_err(url: &str, e: impl std::fmt::Display) -> IndexError {
     }
 }
 
+/// A runtime for the blocking calls and a client of the server at `url`.
+fn connect(url: &str) -> Result<(tokio::runtime::Runtime, Qdrant), IndexError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| server_err(url, e))?;
+    let client = Qdrant::from_url(url)
+        .build()
+        .map_err(|e| server_err(url, e))?;
+    Ok((runtime, client))
+}
+
+async fn exists(client: &Qdrant, url: &str, collection: &str) -> Result<bool, IndexError> {
+    client
+        .collection_exists(collection)
+        .await
+        .map_err(|e| server_err(url, e))
+}
+
 impl QdrantServerIndex {
     /// (Re)creates `collection` on the server at `url` (gRPC, e.g. `http://localhost:6334`)
     /// and loads the points.
@@ -49,19 +68,9 @@ impl QdrantServerIndex {
         points: &[IndexPoint],
         config: &IndexConfig,
     ) -> Result<Self, IndexError> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| server_err(url, e))?;
-        let client = Qdrant::from_url(url)
-            .build()
-            .map_err(|e| server_err(url, e))?;
+        let (runtime, client) = connect(url)?;
         runtime.block_on(async {
-            if client
-                .collection_exists(collection)
-                .await
-                .map_err(|e| server_err(url, e))?
-            {
+            if exists(&client, url, collection).await? {
                 client
                     .delete_collection(collection)
                     .await
@@ -115,6 +124,31 @@ impl QdrantServerIndex {
             collection: collection.to_string(),
             ef: config.ef,
             len: points.len(),
+        })
+    }
+
+    /// Opens `collection` on the server at `url`, as `recgpt index build` left it.
+    pub fn open(url: &str, collection: &str, config: &IndexConfig) -> Result<Self, IndexError> {
+        let (runtime, client) = connect(url)?;
+        let len = runtime.block_on(async {
+            if !exists(&client, url, collection).await? {
+                return Err(server_err(
+                    url,
+                    format!("no collection {collection} (run `recgpt index build`)"),
+                ));
+            }
+            let counted = client
+                .count(CountPointsBuilder::new(collection).exact(true))
+                .await
+                .map_err(|e| server_err(url, e))?;
+            Ok(counted.result.map_or(0, |r| r.count) as usize)
+        })?;
+        Ok(Self {
+            client,
+            runtime,
+            collection: collection.to_string(),
+            ef: config.ef,
+            len,
         })
     }
 }

@@ -1,5 +1,6 @@
 //! `recgpt bench append`: an incremental import against a whole one, in the same run, and the
-//! share of users whose narrative the appended events change.
+//! share of users whose narrative the appended events change (as of each store's last day, and
+//! both as of one day).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -26,8 +27,7 @@ struct Report {
     users: u64,
     /// Users with an appended event.
     users_with_new_events: u64,
-    /// Users whose narrative (as of each store's last event) differs after the append: the
-    /// users `recgpt run` computes again.
+    /// Users whose narrative (as of each store's last event) differs after the append.
     narratives_changed: u64,
     /// The same with the narratives of both stores written as of one day (the appended store's
     /// last): what the new events alone change.
