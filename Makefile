@@ -98,6 +98,7 @@ prompts-update: model
 
 bench: model embedder build
 	$(RECGPT) import online-retail "$$(scripts/setup.sh data)"
+	$(RECGPT) bench append --data "$$(scripts/setup.sh data)"
 	$(RECGPT) bench compress --budget $(BUDGET)
 	$(RECGPT) bench embed
 	$(RECGPT) train --until 2011-11-01

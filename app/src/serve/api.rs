@@ -13,6 +13,7 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use super::error::{body_too_large, ErrorBody, ErrorDetail};
 use super::{ApiError, AppState};
+use recgpt_pipeline::results::UserResult;
 
 /// Longest id accepted.
 pub const MAX_ID_BYTES: usize = 64;
@@ -168,7 +169,7 @@ pub async fn recommendations(
     State(state): State<Arc<AppState>>,
     user: Result<Path<String>, PathRejection>,
     query: Result<Query<RecommendationsQuery>, QueryRejection>,
-) -> Result<Json<RecommendationsOut>, ApiError> {
+) -> Result<Response, ApiError> {
     let Path(user) = user.map_err(|e| ApiError::bad_request("invalid_id", e.body_text()))?;
     let Query(query) = query.map_err(query_error)?;
     let serve = &state.config.serve;
@@ -179,36 +180,78 @@ pub async fn recommendations(
             format!("k must be 1 to {}", serve.max_k),
         ));
     }
-    let result = state.user_result(user).await?;
-    Ok(Json(RecommendationsOut {
-        user_id: result.user.clone(),
-        as_of: result.as_of.clone(),
-        interests: result
-            .interests
-            .interests
-            .iter()
-            .map(|i| InterestOut {
-                name: i.name.clone(),
-                description: i.description.clone(),
-            })
-            .collect(),
-        recommendations: result
+    let served = state.user_result(user).await?;
+    let body = served.recommendations_body(k);
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// A user's recommendations response rendered once: the JSON up to the recommendations array
+/// and each recommendation's JSON, so the answer for any `k` is a concatenation, byte for byte
+/// what serialising [`RecommendationsOut`] with the first `k` gives.
+#[derive(Debug)]
+pub struct RenderedRecommendations {
+    head: String,
+    items: Vec<String>,
+}
+
+impl RenderedRecommendations {
+    pub fn new(result: &UserResult) -> Self {
+        let out = RecommendationsOut {
+            user_id: result.user.clone(),
+            as_of: result.as_of.clone(),
+            interests: result
+                .interests
+                .interests
+                .iter()
+                .map(|i| InterestOut {
+                    name: i.name.clone(),
+                    description: i.description.clone(),
+                })
+                .collect(),
+            recommendations: Vec::new(),
+        };
+        let whole = serde_json::to_string(&out).expect("serialisable");
+        let head = whole
+            .strip_suffix("]}")
+            .expect("the recommendations array closes the object")
+            .to_string();
+        let items = result
             .recommendations
             .iter()
-            .take(k)
-            .map(|r| RecommendationOut {
-                item_id: r.item.clone(),
-                title: r.title.clone(),
-                category: r.category.clone(),
-                score: r.score,
-                tag: r.tag.clone(),
-                channel: r.channel.clone(),
-                interest: r.interest.clone(),
-                explanation: r.explanation.clone(),
-                explanation_source: r.explanation_source.clone(),
+            .map(|r| {
+                serde_json::to_string(&RecommendationOut {
+                    item_id: r.item.clone(),
+                    title: r.title.clone(),
+                    category: r.category.clone(),
+                    score: r.score,
+                    tag: r.tag.clone(),
+                    channel: r.channel.clone(),
+                    interest: r.interest.clone(),
+                    explanation: r.explanation.clone(),
+                    explanation_source: r.explanation_source.clone(),
+                })
+                .expect("serialisable")
             })
-            .collect(),
-    }))
+            .collect();
+        Self { head, items }
+    }
+
+    /// The body with the first `k` recommendations.
+    pub fn body(&self, k: usize) -> String {
+        let items = &self.items[..k.min(self.items.len())];
+        let mut body = String::with_capacity(
+            self.head.len() + items.iter().map(|i| i.len() + 1).sum::<usize>() + 2,
+        );
+        body.push_str(&self.head);
+        for (n, item) in items.iter().enumerate() {
+            if n > 0 {
+                body.push(',');
+            }
+            body.push_str(item);
+        }
+        body.push_str("]}");
+        body
+    }
 }
 
 /// The explanation for one (user, item) pair; generated on a cache miss when the server has a
@@ -382,3 +425,69 @@ pub async fn method_not_allowed() -> ApiError {
     ))
 )]
 pub struct ApiDoc;
+
+#[cfg(test)]
+mod rendered_tests {
+    use super::*;
+
+    #[test]
+    fn a_rendered_response_is_what_serde_writes_for_every_k() {
+        let result: UserResult = serde_json::from_value(serde_json::json!({
+            "user": "12347", "as_of": "2011-12-10", "fingerprint": "f",
+            "interests": {"user": "12347", "interests": [
+                {"name": "tea \"time\"", "description": "Tea sets — for afternoons.",
+                 "description_source": "model", "evidence": []}],
+                "counts": {"proposed": 1, "kept": 1, "ungrounded": 0, "generic": 0, "unrelated": 0,
+                           "merged": 0, "descriptions_templated": 0, "evidence": 0,
+                           "evidence_hallucinated": 0, "answers": 1, "unparsable": 0,
+                           "salvaged": 0, "cut_off": 0},
+                "prompt_version": "p", "model_id": "m", "seed": 1, "raw": []},
+            "interest_keys": ["tea time"],
+            "tags": {"user": "12347", "tags": [], "prompt_version": "p", "model_id": "m", "raw": [],
+                     "counts": {"answers": 1, "unparsable": 0, "cut_off": 0, "proposed": 0,
+                                "from_model": 0, "from_fallback": 0, "rejected": {}}},
+            "recommendations": [
+                {"item": "22697", "title": "GREEN REGENCY TEACUP AND SAUCER", "category": "glass / tea",
+                 "score": 0.02, "tag": "teacup", "channel": "cf", "interest": "tea \"time\"",
+                 "interest_key": "tea time", "explanation": "For your tea\ntime.",
+                 "explanation_source": "model"},
+                {"item": "84879", "title": "ASSORTED COLOUR BIRD ORNAMENT", "category": null,
+                 "score": 0.01, "tag": null, "channel": "user", "interest": null,
+                 "interest_key": null, "explanation": null, "explanation_source": null}
+            ]
+        }))
+        .unwrap();
+        let rendered = RenderedRecommendations::new(&result);
+        for k in [0, 1, 2, 20] {
+            let want = RecommendationsOut {
+                user_id: result.user.clone(),
+                as_of: result.as_of.clone(),
+                interests: vec![InterestOut {
+                    name: "tea \"time\"".into(),
+                    description: "Tea sets — for afternoons.".into(),
+                }],
+                recommendations: result
+                    .recommendations
+                    .iter()
+                    .take(k)
+                    .map(|r| RecommendationOut {
+                        item_id: r.item.clone(),
+                        title: r.title.clone(),
+                        category: r.category.clone(),
+                        score: r.score,
+                        tag: r.tag.clone(),
+                        channel: r.channel.clone(),
+                        interest: r.interest.clone(),
+                        explanation: r.explanation.clone(),
+                        explanation_source: r.explanation_source.clone(),
+                    })
+                    .collect(),
+            };
+            assert_eq!(
+                rendered.body(k),
+                serde_json::to_string(&want).unwrap(),
+                "k = {k}"
+            );
+        }
+    }
+}

@@ -13,9 +13,9 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Once, Weak};
 use std::time::Duration;
 
-use recgpt_pipeline::results::{ResultStore, ResultsError, StoredUser, UserResult};
+use recgpt_pipeline::results::{ResultStore, ResultsError, StoredUser};
 
-use super::AppState;
+use super::{AppState, Served};
 
 /// Decoded results by user id, weighed by their stored JSON's size.
 #[derive(Debug)]
@@ -33,7 +33,7 @@ pub(super) struct UserCache {
 #[derive(Debug, Clone)]
 struct CachedUser {
     bytes: u64,
-    result: Arc<UserResult>,
+    result: Arc<Served>,
 }
 
 /// An entry's weight: its stored JSON's bytes.
@@ -72,7 +72,7 @@ impl UserCache {
     }
 
     /// The cached result of `user`; starts the follower on first use (inside the runtime).
-    pub fn get(&self, state: &Arc<AppState>, user: &str) -> Option<Arc<UserResult>> {
+    pub fn get(&self, state: &Arc<AppState>, user: &str) -> Option<Arc<Served>> {
         self.following.call_once(|| {
             tokio::spawn(follow(Arc::downgrade(state), self.follow));
         });
@@ -85,9 +85,9 @@ impl UserCache {
     }
 
     /// Caches a row read after [`Self::generation`] returned `generation`.
-    pub fn insert(&self, stored: StoredUser, generation: u64) -> Arc<UserResult> {
+    pub fn insert(&self, stored: StoredUser, generation: u64) -> Arc<Served> {
         let user = stored.result.user.clone();
-        let result = Arc::new(stored.result);
+        let result = Arc::new(Served::new(stored.result));
         let cached = CachedUser {
             bytes: stored.bytes as u64,
             result: Arc::clone(&result),

@@ -129,7 +129,7 @@ impl AppState {
     }
 
     /// The stored result of a user: from memory when cached, else read on a blocking thread.
-    async fn user_result(self: &Arc<Self>, user: String) -> Result<Arc<UserResult>, ApiError> {
+    async fn user_result(self: &Arc<Self>, user: String) -> Result<Arc<Served>, ApiError> {
         api::check_id("user_id", &user)?;
         if let Some(hit) = self.users.as_ref().and_then(|c| c.get(self, &user)) {
             return Ok(hit);
@@ -140,7 +140,7 @@ impl AppState {
     /// A user's stored result read from the store (and cached): 404 `unknown_user` when the
     /// store has no such user, 404 `not_computed` when nothing was stored for them yet.
     /// Blocking.
-    fn read_user(&self, user: &str) -> Result<Arc<UserResult>, ApiError> {
+    fn read_user(&self, user: &str) -> Result<Arc<Served>, ApiError> {
         let generation = self.users.as_ref().map(|c| c.generation());
         if let Some(stored) = self
             .results
@@ -149,7 +149,7 @@ impl AppState {
         {
             return Ok(match (&self.users, generation) {
                 (Some(cache), Some(g)) => cache.insert(stored, g),
-                _ => Arc::new(stored.result),
+                _ => Arc::new(Served::new(stored.result)),
             });
         }
         if self.store.has_user(user).map_err(ApiError::internal)? {
@@ -176,7 +176,7 @@ impl AppState {
     /// answered in memory; the rest is read on a blocking thread; misses are generated together.
     async fn explanations(self: &Arc<Self>, pairs: Vec<(String, String)>) -> Vec<Answer> {
         // a batch often asks for many items of one user: read each user's result once
-        let mut users: HashMap<String, Result<Arc<UserResult>, ApiError>> = HashMap::new();
+        let mut users: HashMap<String, Result<Arc<Served>, ApiError>> = HashMap::new();
         for (user, _) in &pairs {
             if !users.contains_key(user) {
                 let cached = self.users.as_ref().and_then(|c| c.get(self, user));
@@ -213,7 +213,7 @@ impl AppState {
         let mut unlinked: Vec<(usize, Pair)> = Vec::new();
         for (i, (user_id, item_id)) in pairs.iter().enumerate() {
             let linked = match &users[user_id] {
-                Ok(user) => self.link(user, item_id),
+                Ok(user) => self.link(&user.result, item_id),
                 Err(e) => Err(e.clone()),
             };
             match linked {
@@ -385,6 +385,30 @@ impl AppState {
             Ok(Err(e)) => Err(ApiError::unavailable("generation_failed", e.to_string())),
             Err(e) => Err(ApiError::internal(e)),
         }
+    }
+}
+
+/// A user's stored result as the server holds it, with its recommendations response rendered
+/// on first use (see [`api::RenderedRecommendations`]).
+#[derive(Debug)]
+pub struct Served {
+    pub result: UserResult,
+    rendered: std::sync::OnceLock<api::RenderedRecommendations>,
+}
+
+impl Served {
+    fn new(result: UserResult) -> Self {
+        Self {
+            result,
+            rendered: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The JSON body of `GET /v1/users/{id}/recommendations?k=…`.
+    fn recommendations_body(&self, k: usize) -> String {
+        self.rendered
+            .get_or_init(|| api::RenderedRecommendations::new(&self.result))
+            .body(k)
     }
 }
 
