@@ -13,7 +13,7 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use super::error::{body_too_large, ErrorBody, ErrorDetail};
 use super::{ApiError, AppState};
-use recgpt_pipeline::results::UserResult;
+use recgpt_pipeline::results::{Recommendation, UserResult};
 
 /// Longest id accepted.
 pub const MAX_ID_BYTES: usize = 64;
@@ -58,6 +58,22 @@ pub struct RecommendationOut {
     pub explanation: Option<String>,
     /// `model` or `fallback` (the labelled template).
     pub explanation_source: Option<String>,
+}
+
+impl From<&Recommendation> for RecommendationOut {
+    fn from(r: &Recommendation) -> Self {
+        Self {
+            item_id: r.item.clone(),
+            title: r.title.clone(),
+            category: r.category.clone(),
+            score: r.score,
+            tag: r.tag.clone(),
+            channel: r.channel.clone(),
+            interest: r.interest.clone(),
+            explanation: r.explanation.clone(),
+            explanation_source: r.explanation_source.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -218,20 +234,7 @@ impl RenderedRecommendations {
         let items = result
             .recommendations
             .iter()
-            .map(|r| {
-                serde_json::to_string(&RecommendationOut {
-                    item_id: r.item.clone(),
-                    title: r.title.clone(),
-                    category: r.category.clone(),
-                    score: r.score,
-                    tag: r.tag.clone(),
-                    channel: r.channel.clone(),
-                    interest: r.interest.clone(),
-                    explanation: r.explanation.clone(),
-                    explanation_source: r.explanation_source.clone(),
-                })
-                .expect("serialisable")
-            })
+            .map(|r| serde_json::to_string(&RecommendationOut::from(r)).expect("serialisable"))
             .collect();
         Self { head, items }
     }
@@ -470,17 +473,7 @@ mod rendered_tests {
                     .recommendations
                     .iter()
                     .take(k)
-                    .map(|r| RecommendationOut {
-                        item_id: r.item.clone(),
-                        title: r.title.clone(),
-                        category: r.category.clone(),
-                        score: r.score,
-                        tag: r.tag.clone(),
-                        channel: r.channel.clone(),
-                        interest: r.interest.clone(),
-                        explanation: r.explanation.clone(),
-                        explanation_source: r.explanation_source.clone(),
-                    })
+                    .map(RecommendationOut::from)
                     .collect(),
             };
             assert_eq!(
