@@ -386,7 +386,8 @@ impl ResultStore {
         Ok(self.user_revision(user)?.map(|stored| stored.result))
     }
 
-    /// A user's stored result with the row's revision (see [`Self::revision`]).
+    /// A user's stored result with the row's revision (its place in the store's write order,
+    /// see [`Self::changes_since`]) and the size of its stored JSON.
     pub fn user_revision(&self, user: &str) -> Result<Option<StoredUser>, ResultsError> {
         let row: Option<(i64, String)> = self
             .reader()?
@@ -404,15 +405,6 @@ impl ResultStore {
             })
         })
         .transpose()
-    }
-
-    /// The revision of a user's stored result: the row's place in the store's write order, so
-    /// a decoded copy with the same revision is still the stored result.
-    pub fn revision(&self, user: &str) -> Result<Option<i64>, ResultsError> {
-        self.reader()?
-            .prepare_cached("SELECT revision FROM users WHERE user = ?1")
-            .and_then(|mut stmt| stmt.query_row(params![user], |row| row.get(0)).optional())
-            .map_err(|e| self.err(e))
     }
 
     /// The highest revision in the store (0 when empty).
