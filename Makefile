@@ -23,7 +23,7 @@ RECGPT := $(CARGO_TARGET_DIR)/release/recgpt
 # `[profile.dev.package."*"]`), so `make demo` and `make test` compile llama.cpp once between them.
 RECGPT_DEMO := $(CARGO_TARGET_DIR)/debug/recgpt
 
-.PHONY: demo test deps model embedder server lint build build-dev bench eval prompts-update build-mistralrs test-mistralrs
+.PHONY: demo test test-suite deps model embedder server postgres lint build build-dev bench eval prompts-update build-mistralrs test-mistralrs
 
 deps:
 	@scripts/setup.sh deps
@@ -38,6 +38,9 @@ embedder: deps
 
 server: deps
 	@scripts/setup.sh server >/dev/null
+
+postgres: deps
+	@scripts/setup.sh postgres >/dev/null
 
 build: deps
 	cargo build --release --locked -p recgpt
@@ -84,7 +87,11 @@ TEST_HOME := $(CACHE)/test-home
 # The LLM quality loop's CI-sized run: a few users of the dev split, with floors.
 LOOP_USERS ?= 3
 
-test: model embedder server lint
+# The suite runs beside a throwaway PostgreSQL cluster (scripts/pg-test.sh), stopped afterwards.
+test: model embedder server postgres lint
+	@scripts/pg-test.sh run $(MAKE) --no-print-directory test-suite
+
+test-suite:
 	RECGPT_DATA="$$(scripts/setup.sh data)" cargo test --workspace --locked
 	$(RECGPT_DEV) --home $(TEST_HOME) import online-retail "$$(scripts/setup.sh data)" > /dev/null
 	$(RECGPT_DEV) --home $(TEST_HOME) prompts test
@@ -96,7 +103,7 @@ prompts-update: model
 	$(RECGPT_DEV) --home $(TEST_HOME) import online-retail "$$(scripts/setup.sh data)" > /dev/null
 	$(RECGPT_DEV) --home $(TEST_HOME) prompts test --update
 
-bench: model embedder build
+bench: model embedder postgres build
 	$(RECGPT) import online-retail "$$(scripts/setup.sh data)"
 	$(RECGPT) bench append --data "$$(scripts/setup.sh data)"
 	$(RECGPT) bench compress --budget $(BUDGET)
@@ -106,7 +113,7 @@ bench: model embedder build
 	$(RECGPT) bench cf
 	$(RECGPT) train && $(RECGPT) index build
 	$(RECGPT) recommend 12347 13018 --k 20
-	$(RECGPT) bench serve
+	scripts/pg-test.sh run sh -c '$(RECGPT) bench serve --postgres "$$RECGPT_TEST_POSTGRES"'
 	$(RECGPT) --config scripts/quick.toml bench job --users 3 --scale 1,10
 
 # The mistral.rs backend (GPU path): a long build (~40 min on 2 cores), in its own target

@@ -8,6 +8,8 @@
 #                                official GGUF release file, carried in parts by PyPI packages whose
 #                                data/*.bin files concatenate, in part order, into it; sha256-checked
 #                                against the release file's; print its path
+#   scripts/setup.sh postgres    install PostgreSQL from the distribution's packages (for the tests
+#                                of the PostgreSQL results store: scripts/pg-test.sh)
 #   scripts/setup.sh data        print the Online Retail file to use, fetching it if needed
 #   scripts/setup.sh server      build llama.cpp's OpenAI-compatible `llama-server` (from the
 #                                llama.cpp sources vendored in PyPI's llama-cpp-python sdist)
@@ -34,19 +36,28 @@ deps() {
     # cmake and libclang build llama.cpp and its bindings; wrk drives the HTTP benchmark; the
     # rest fetch and unpack files.
     local want=(cmake libclang-dev clang pkg-config curl unzip ca-certificates wrk)
-    local missing=()
     python3 -m pip --version >/dev/null 2>&1 || want+=(python3-pip)
-    for p in "${want[@]}"; do
+    apt_install "${want[@]}"
+    command -v cargo >/dev/null || { log "cargo not found: install Rust (https://rustup.rs)"; exit 1; }
+}
+
+# Installs Debian packages that are missing.
+apt_install() {
+    local missing=()
+    for p in "$@"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
     done
-    if [ ${#missing[@]} -gt 0 ]; then
-        log "installing ${missing[*]}"
-        local sudo=""
-        [ "$(id -u)" -eq 0 ] || sudo=sudo
-        $sudo apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
-    fi
-    command -v cargo >/dev/null || { log "cargo not found: install Rust (https://rustup.rs)"; exit 1; }
+    [ ${#missing[@]} -gt 0 ] || return 0
+    log "installing ${missing[*]}"
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo=sudo
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+}
+
+postgres() {
+    apt_install postgresql
+    ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1
 }
 
 model() {
@@ -198,5 +209,6 @@ case "${1:-}" in
     data) data ;;
     server) server ;;
     embedder) embedder ;;
-    *) echo "usage: $0 deps|model|qwen SIZE|embedder|data|server" >&2; exit 2 ;;
+    postgres) postgres ;;
+    *) echo "usage: $0 deps|model|qwen SIZE|embedder|data|server|postgres" >&2; exit 2 ;;
 esac

@@ -17,6 +17,10 @@ struct Cli {
     /// Configuration file (default: recgpt.toml in the data home, when present).
     #[arg(long, global = true, env = "RECGPT_CONFIG")]
     config: Option<PathBuf>,
+    /// Results store: a PostgreSQL URL (postgres://USER@HOST:PORT/DATABASE) shared by several
+    /// workers and servers (default: config `store.url`, else results.sqlite in the data home).
+    #[arg(long, global = true, env = "RECGPT_STORE")]
+    store: Option<String>,
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
@@ -487,6 +491,10 @@ enum BenchCommand {
         /// 0: no writer.
         #[arg(long, default_value_t = 50)]
         writes_per_s: u32,
+        /// Also over a PostgreSQL store: the admin URL of a server where the bench makes a
+        /// scratch database (`recgpt_bench_serve`) holding a copy of the stored users.
+        #[arg(long)]
+        postgres: Option<String>,
     },
     /// Incremental import: an Online Retail file split at --since, the part before it
     /// imported, the rest appended (`--append`), against one import of the whole file in the

@@ -18,6 +18,7 @@ use crate::explain::ExplainConfig;
 use crate::interests::InterestsConfig;
 use crate::llm::LlamaCppConfig;
 pub use crate::llm::{BackendConfig, LlmConfig};
+use crate::results::StoreConfig;
 use crate::tags::TagsConfig;
 use recgpt_retrieval::fusion::FusionConfig;
 use recgpt_retrieval::index::IndexConfig;
@@ -54,6 +55,8 @@ pub struct Config {
     pub serve: ServeConfig,
     /// `recgpt run`, the batch job.
     pub job: JobConfig,
+    /// Where results and the explanation cache live.
+    pub store: StoreConfig,
 }
 
 /// Settings of the batch job.
@@ -249,6 +252,16 @@ mod tests {
         parsed.llm.model = PathBuf::new();
         defaults.llm.model = PathBuf::new();
         assert_eq!(parsed, defaults);
+    }
+
+    #[test]
+    fn a_store_url_parses() {
+        let c = Config::parse("[store]\nurl = \"postgres://recgpt@db:5432/recgpt\"\n").unwrap();
+        assert_eq!(
+            c.store.url.as_deref(),
+            Some("postgres://recgpt@db:5432/recgpt")
+        );
+        assert!(Config::parse("[store]\nuri = \"x\"\n").is_err());
     }
 
     #[test]

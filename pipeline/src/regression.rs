@@ -379,7 +379,7 @@ fn explain(
         })
         .collect::<Result<Vec<_>, RegressionError>>()?;
     let cache_dir = tempfile::tempdir().map_err(|e| ResultsError {
-        path: std::env::temp_dir(),
+        location: std::env::temp_dir().display().to_string(),
         message: e.to_string(),
     })?;
     let cache = ResultStore::open(cache_dir.path())?;

@@ -131,3 +131,30 @@ pub fn model_turn() -> std::sync::MutexGuard<'static, ()> {
     static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
     TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
+
+/// A fresh PostgreSQL database named `recgpt_e2e_NAME` on the test server
+/// (`RECGPT_TEST_POSTGRES`, which `make test` sets to a throwaway cluster): its URL.
+pub fn scratch_postgres(name: &str) -> String {
+    let admin = std::env::var("RECGPT_TEST_POSTGRES").unwrap_or_else(|_| {
+        panic!(
+            "RECGPT_TEST_POSTGRES is unset: run `make test` (it starts a throwaway PostgreSQL \
+             cluster) or point it at a server where the tests may create databases"
+        )
+    });
+    recgpt_pipeline::results::scratch_database(&admin, &format!("recgpt_e2e_{name}"))
+        .unwrap_or_else(|e| panic!("scratch database on {admin}: {e}"))
+}
+
+/// llama.cpp's `llama-server`, built by `scripts/setup.sh server` (which `make test` runs).
+pub fn llama_server_bin() -> PathBuf {
+    let bin = std::env::var_os("RECGPT_LLAMA_SERVER").map_or_else(
+        || recgpt_pipeline::model::cache_dir().join("llama-server/bin/llama-server"),
+        PathBuf::from,
+    );
+    assert!(
+        bin.is_file(),
+        "llama-server not found at {} (run `scripts/setup.sh server`, or set RECGPT_LLAMA_SERVER)",
+        bin.display()
+    );
+    bin
+}

@@ -4,7 +4,9 @@
 //! uninterrupted run ends; the incremental skip; two concurrent shards on one store (and `recgpt stats
 //! explanations` adding up both), then a change after reasoning that keeps the interests and
 //! tags; a failed user recorded and retried; `recgpt show` and
-//! `recgpt export`.
+//! `recgpt export`. The kill/resume and shard tests run on both results stores: the data
+//! home's SQLite file and a PostgreSQL database (`[store] url`, on the server `make test`
+//! starts).
 //!
 //! The job runs with short budgets (one interests round, 2 recommendations per user) so that
 //! a user costs a few seconds on 2 cores; the full settings run in `make demo`.
@@ -21,7 +23,7 @@ use recgpt_pipeline::results::{ResultStore, UserResult};
 use recgpt_pipeline::retrieval;
 use recgpt_retrieval::tower::TowerModel;
 
-use crate::common::{model_file, model_turn, real_import, temp_home};
+use crate::common::{model_file, model_turn, real_import, scratch_postgres, temp_home};
 use crate::retrieval::{model, prepared};
 
 const CONFIG: &str = "
@@ -58,19 +60,53 @@ fn base_home() -> &'static Path {
     })
 }
 
-/// A fresh home sharing the base's inputs, with its own results store and `config`.
-fn job_home(config: &str) -> PathBuf {
+/// A fresh home sharing the base's inputs, with its own results store and `config`: the
+/// home's SQLite file, or the PostgreSQL database at `store` (`[store] url` in its config).
+pub(crate) fn job_home(config: &str, store: Option<String>) -> PathBuf {
     let home = temp_home();
     let base = base_home();
     for name in ["events.redb", "categories.json", "model", "index"] {
         std::os::unix::fs::symlink(base.join(name), home.join(name)).unwrap();
     }
-    std::fs::write(home.join("recgpt.toml"), config).unwrap();
+    if let Some(url) = store {
+        std::fs::write(
+            home.join("store.toml"),
+            format!("\n[store]\nurl = {url:?}\n"),
+        )
+        .unwrap();
+    }
+    set_config(&home, config);
     home
 }
 
+/// Writes the home's configuration: `config` and the home's store.
+fn set_config(home: &Path, config: &str) {
+    let store = std::fs::read_to_string(home.join("store.toml")).unwrap_or_default();
+    std::fs::write(home.join("recgpt.toml"), format!("{config}{store}")).unwrap();
+}
+
+/// The home's results store, as its configuration names it.
+fn results(home: &Path) -> ResultStore {
+    let config = Config::load(None, home).unwrap();
+    config.store.open(home).unwrap()
+}
+
 fn recgpt(home: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_recgpt"));
+    recgpt_via(&[], home, args)
+}
+
+/// `recgpt --home HOME ARGS` run through `wrapper` (for example `ip netns exec NS`), with the
+/// test environment.
+pub(crate) fn recgpt_via(wrapper: &[&str], home: &Path, args: &[&str]) -> Command {
+    let bin = env!("CARGO_BIN_EXE_recgpt");
+    let mut c = match wrapper.split_first() {
+        Some((program, rest)) => {
+            let mut c = Command::new(program);
+            c.args(rest).arg(bin);
+            c
+        }
+        None => Command::new(bin),
+    };
     c.arg("--home")
         .arg(home)
         .args(args)
@@ -94,7 +130,7 @@ fn run(home: &Path, args: &[&str]) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out)))
 }
 
-fn text(out: &Output) -> String {
+pub(crate) fn text(out: &Output) -> String {
     format!(
         "{:?}\n{}\n{}",
         out.status,
@@ -103,15 +139,15 @@ fn text(out: &Output) -> String {
     )
 }
 
-fn count(summary: &serde_json::Value, field: &str) -> u64 {
+pub(crate) fn count(summary: &serde_json::Value, field: &str) -> u64 {
     summary[field]
         .as_u64()
         .unwrap_or_else(|| panic!("{field} in {summary}"))
 }
 
 /// Every stored result by user, and the recorded failures' users.
-fn stored(home: &Path) -> (BTreeMap<String, UserResult>, BTreeSet<String>) {
-    let results = ResultStore::open(home).unwrap();
+pub(crate) fn stored(home: &Path) -> (BTreeMap<String, UserResult>, BTreeSet<String>) {
+    let results = results(home);
     let users = results
         .users()
         .unwrap()
@@ -130,7 +166,7 @@ fn stored(home: &Path) -> (BTreeMap<String, UserResult>, BTreeSet<String>) {
     (users, failed)
 }
 
-fn kill(child: &mut Child) {
+pub(crate) fn kill(child: &mut Child) {
     // SIGKILL: no handler, no cleanup
     child.kill().unwrap();
     child.wait().unwrap();
@@ -140,9 +176,7 @@ fn kill(child: &mut Child) {
 fn wait_for_users(home: &Path, child: &mut Child, n: u64) {
     let started = Instant::now();
     loop {
-        let stored = ResultStore::open(home)
-            .and_then(|r| r.counts())
-            .map_or(0, |c| c.users);
+        let stored = results(home).counts().map_or(0, |c| c.users);
         if stored >= n {
             return;
         }
@@ -170,41 +204,54 @@ fn chain_of(r: &UserResult) -> serde_json::Value {
     })
 }
 
-#[test]
-fn killed_runs_resume_to_the_uninterrupted_result() {
+/// The kill test's configuration: one user per LLM group. A resumed run regroups the users
+/// left, and llama.cpp's batched decoding is not bit-identical across batch compositions
+/// (float sums in another order), so the comparison holds each user's batch fixed.
+pub(crate) fn kill_config() -> String {
+    CONFIG.replace("group_users = 2", "group_users = 1")
+}
+
+pub(crate) type Stored = (BTreeMap<String, UserResult>, BTreeSet<String>);
+
+/// One uninterrupted run of the kill test's users on the SQLite store (run once, under the
+/// caller's model turn): what every interrupted run, on either store, must end at.
+pub(crate) fn kill_reference() -> &'static Stored {
+    static REFERENCE: OnceLock<Stored> = OnceLock::new();
+    REFERENCE.get_or_init(|| {
+        let users = ["--users", "4"];
+        let reference = job_home(&kill_config(), None);
+        let first = run(&reference, &users);
+        assert_eq!(count(&first, "selected"), 4, "{first}");
+        assert_eq!(
+            count(&first, "done") + count(&first, "failed"),
+            4,
+            "{first}"
+        );
+        assert!(count(&first, "done") >= 2, "{first}");
+        let (expected, expected_failed) = stored(&reference);
+        assert_eq!(expected.len() as u64, count(&first, "done"));
+        assert_eq!(expected_failed.len() as u64, count(&first, "failed"));
+
+        // a rerun with unchanged inputs does nothing
+        let again = run(&reference, &users);
+        assert_eq!(count(&again, "done"), 0, "{again}");
+        assert_eq!(count(&again, "skipped"), count(&first, "done"), "{again}");
+        assert_eq!(
+            count(&again, "failed_before"),
+            count(&first, "failed"),
+            "{again}"
+        );
+        assert_eq!(count(&again["tokens"], "generated"), 0, "no LLM work");
+        (expected, expected_failed)
+    })
+}
+
+fn killed_runs_resume(store: Option<String>) {
     let _turn = model_turn();
     let users = ["--users", "4"];
-    // One user per LLM group: a resumed run regroups the users left, and llama.cpp's batched
-    // decoding is not bit-identical across batch compositions (float sums in another order),
-    // so the comparison holds each user's batch fixed.
-    let config = CONFIG.replace("group_users = 2", "group_users = 1");
+    let (expected, expected_failed) = kill_reference();
 
-    // the reference: one uninterrupted run
-    let reference = job_home(&config);
-    let first = run(&reference, &users);
-    assert_eq!(count(&first, "selected"), 4, "{first}");
-    assert_eq!(
-        count(&first, "done") + count(&first, "failed"),
-        4,
-        "{first}"
-    );
-    assert!(count(&first, "done") >= 2, "{first}");
-    let (expected, expected_failed) = stored(&reference);
-    assert_eq!(expected.len() as u64, count(&first, "done"));
-    assert_eq!(expected_failed.len() as u64, count(&first, "failed"));
-
-    // a rerun with unchanged inputs does nothing
-    let again = run(&reference, &users);
-    assert_eq!(count(&again, "done"), 0, "{again}");
-    assert_eq!(count(&again, "skipped"), count(&first, "done"), "{again}");
-    assert_eq!(
-        count(&again, "failed_before"),
-        count(&first, "failed"),
-        "{again}"
-    );
-    assert_eq!(count(&again["tokens"], "generated"), 0, "no LLM work");
-
-    let home = job_home(&config);
+    let home = job_home(&kill_config(), store);
     // 1. SIGKILL while the model works on the first group
     let mut child = recgpt(&home, &["run", "--users", "4"])
         .stdout(Stdio::null())
@@ -277,7 +324,7 @@ fn killed_runs_resume_to_the_uninterrupted_result() {
         "{last}"
     );
     let (resumed, resumed_failed) = stored(&home);
-    assert_eq!(resumed_failed, expected_failed);
+    assert_eq!(&resumed_failed, expected_failed);
     assert_eq!(
         resumed.keys().collect::<Vec<_>>(),
         expected.keys().collect::<Vec<_>>()
@@ -296,9 +343,30 @@ fn killed_runs_resume_to_the_uninterrupted_result() {
 }
 
 #[test]
+fn killed_runs_resume_to_the_uninterrupted_result() {
+    killed_runs_resume(None);
+}
+
+#[test]
+fn killed_runs_resume_to_the_uninterrupted_result_on_postgres() {
+    killed_runs_resume(Some(scratch_postgres("killed_runs_resume")));
+}
+
+#[test]
 fn two_concurrent_shards_cover_every_user_once() {
+    two_concurrent_shards(None, true);
+}
+
+/// On PostgreSQL the shards, the reuse statistics and the rerun; the change after reasoning
+/// (a store-independent part) runs on SQLite only.
+#[test]
+fn two_concurrent_shards_cover_every_user_once_on_postgres() {
+    two_concurrent_shards(Some(scratch_postgres("two_concurrent_shards")), false);
+}
+
+fn two_concurrent_shards(store: Option<String>, change_after_reasoning: bool) {
     let _turn = model_turn();
-    let home = job_home(CONFIG);
+    let home = job_home(CONFIG, store);
     let shard = |i: &str| {
         recgpt(
             &home,
@@ -371,9 +439,12 @@ fn two_concurrent_shards_cover_every_user_once() {
         "{all}"
     );
 
+    if !change_after_reasoning {
+        return;
+    }
     // a change after reasoning (more recommendations a user): every stored user is redone
     // with its interests and tags kept, so only the explain stage asks the model
-    std::fs::write(home.join("recgpt.toml"), CONFIG.replace("k = 2", "k = 3")).unwrap();
+    set_config(&home, &CONFIG.replace("k = 2", "k = 3"));
     let redo = run(&home, &["--users", "4"]);
     let n = users.len() as u64;
     assert_eq!(count(&redo, "reasoning_reused"), n, "{redo}");
@@ -400,7 +471,7 @@ fn two_concurrent_shards_cover_every_user_once() {
 fn a_failed_user_is_recorded_shown_and_retried() {
     let _turn = model_turn();
     // an interests answer of at most 40 tokens is cut off: no answer parses
-    let home = job_home(&CONFIG.replace("max_tokens = 300", "max_tokens = 40"));
+    let home = job_home(&CONFIG.replace("max_tokens = 300", "max_tokens = 40"), None);
     let user = "12347";
     let first = run(&home, &[user]);
     assert_eq!(count(&first, "failed"), 1, "{first}");
@@ -422,11 +493,10 @@ fn a_failed_user_is_recorded_shown_and_retried() {
     );
 
     // a longer answer budget, and --retry-failed reruns exactly the failed user
-    std::fs::write(
-        home.join("recgpt.toml"),
-        CONFIG.replace("max_tokens = 300", "max_tokens = 500"),
-    )
-    .unwrap();
+    set_config(
+        &home,
+        &CONFIG.replace("max_tokens = 300", "max_tokens = 500"),
+    );
     let retried = run(&home, &["--retry-failed", user, "12348"]);
     assert_eq!(
         (count(&retried, "done"), count(&retried, "skipped")),

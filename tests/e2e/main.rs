@@ -10,6 +10,7 @@ mod common;
 mod compress;
 mod embed;
 mod explain;
+mod hosts;
 mod import;
 mod interests;
 mod job;

@@ -1,7 +1,6 @@
 //! The OpenAI-compatible backend against a real server on loopback: llama.cpp's `llama-server`
 //! (built by `scripts/setup.sh server`, which `make test` runs) serving the real model.
 
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -20,15 +19,7 @@ struct LlamaServer {
 
 impl LlamaServer {
     fn start(parallel: usize) -> Self {
-        let bin = std::env::var_os("RECGPT_LLAMA_SERVER").map_or_else(
-            || recgpt_pipeline::model::cache_dir().join("llama-server/bin/llama-server"),
-            PathBuf::from,
-        );
-        assert!(
-            bin.is_file(),
-            "llama-server not found at {} (run `scripts/setup.sh server`, or set RECGPT_LLAMA_SERVER)",
-            bin.display()
-        );
+        let bin = crate::common::llama_server_bin();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")

@@ -1,6 +1,7 @@
 //! The HTTP endpoint (`recgpt serve`) over the chain's stored results: the router in-process
 //! (stored recommendations, clear errors, on-demand explanations, fuzzed paths) and the real
-//! binary over HTTP, with the real model on real users of the real data.
+//! binary over HTTP, with the real model on real users of the real data. The follower of a
+//! job's writes and the binary also run on a PostgreSQL results store (`--store`).
 
 use std::collections::HashSet;
 use std::sync::{Arc, OnceLock};
@@ -131,18 +132,82 @@ fn router_serves_stored_recommendations_and_clear_errors() {
     });
 }
 
+/// Holds a write transaction open on a results store, as another process's job would, until
+/// dropped: on the home's SQLite file, or on the PostgreSQL database at `url`.
+struct OpenWrite {
+    release: std::sync::mpsc::Sender<()>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl OpenWrite {
+    fn start(home: &std::path::Path, url: Option<String>) -> Self {
+        let (held, is_held) = std::sync::mpsc::channel();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let path = ResultStore::path_in(home);
+        let thread = std::thread::spawn(move || match url {
+            None => {
+                let other = rusqlite::Connection::open(path).unwrap();
+                other
+                    .execute_batch("BEGIN IMMEDIATE; UPDATE users SET fingerprint = 'x';")
+                    .unwrap();
+                held.send(()).unwrap();
+                let _ = released.recv();
+                other.execute_batch("ROLLBACK").unwrap();
+            }
+            Some(url) => {
+                let mut other = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+                let mut tx = other.transaction().unwrap();
+                tx.batch_execute(
+                    "LOCK TABLE users IN EXCLUSIVE MODE; UPDATE users SET fingerprint = 'x';",
+                )
+                .unwrap();
+                held.send(()).unwrap();
+                let _ = released.recv();
+                tx.rollback().unwrap();
+            }
+        });
+        is_held.recv().expect("the write transaction is open");
+        Self {
+            release,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for OpenWrite {
+    fn drop(&mut self) {
+        let _ = self.release.send(());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// A result a batch job rewrites while the server runs is served as rewritten (the server
 /// follows the store's writes and drops its in-memory copy), and the server answers while
 /// another process holds a write transaction on the store.
 #[test]
 fn a_result_rewritten_by_a_job_is_served_as_rewritten() {
+    rewritten_results_are_served_as_rewritten(None);
+}
+
+#[test]
+fn a_result_rewritten_by_a_job_is_served_as_rewritten_from_postgres() {
+    rewritten_results_are_served_as_rewritten(Some(crate::common::scratch_postgres(
+        "served_as_rewritten",
+    )));
+}
+
+fn rewritten_results_are_served_as_rewritten(store: Option<String>) {
     let chain = chain();
     let home = crate::common::temp_home();
     std::os::unix::fs::symlink(Store::path_in(&chain.home), Store::path_in(&home)).unwrap();
-    let job = ResultStore::open(&home).unwrap();
+    let mut config = config();
+    config.store.url = store.clone();
+    let job = config.store.open(&home).unwrap();
     let mut result = chain.results[0].clone();
     job.put_user(&result).unwrap();
-    let state = Arc::new(AppState::open(&home, config(), None, None).unwrap());
+    let state = Arc::new(AppState::open(&home, config, None, None).unwrap());
     let app = router(state);
     let uri = format!("/v1/users/{}/recommendations?k=20", result.user);
     let served = |app: axum::Router, uri: String| async move {
@@ -169,7 +234,8 @@ fn a_result_rewritten_by_a_job_is_served_as_rewritten() {
         }
         result.recommendations.reverse();
         result.recommendations.truncate(3);
-        job.put_user(&result).unwrap();
+        // (the store's calls block: off the async thread, as a job in another process)
+        std::thread::scope(|s| s.spawn(|| job.put_user(&result)).join().unwrap()).unwrap();
         // served as rewritten once the server has followed the write ([serve] follow_ms)
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         while served(app.clone(), uri.clone()).await != items(&result) {
@@ -180,10 +246,7 @@ fn a_result_rewritten_by_a_job_is_served_as_rewritten() {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
         // another process in the middle of a write: the server still reads the store
-        let other = rusqlite::Connection::open(ResultStore::path_in(&home)).unwrap();
-        other
-            .execute_batch("BEGIN IMMEDIATE; UPDATE users SET fingerprint = 'x';")
-            .unwrap();
+        let other = OpenWrite::start(&home, store);
         let (status, body) = call(&app, get("/healthz")).await;
         assert_eq!(
             (status, body["users"].as_u64()),
@@ -191,7 +254,7 @@ fn a_result_rewritten_by_a_job_is_served_as_rewritten() {
             "{body}"
         );
         assert_eq!(served(app.clone(), uri.clone()).await, items(&result));
-        other.execute_batch("ROLLBACK").unwrap();
+        drop(other);
     });
 }
 
@@ -328,12 +391,32 @@ mod fuzz {
 /// The real binary on loopback: HTTP answers, the API key, and a graceful stop on SIGTERM.
 #[test]
 fn the_binary_serves_over_http_and_stops_on_sigterm() {
+    the_binary_serves(&[], &chain().results[1]);
+}
+
+/// The same from a PostgreSQL store named by `--store`, holding the user's result with its
+/// recommendations reversed (so the answer shows which store it came from).
+#[test]
+fn the_binary_serves_from_postgres() {
+    let url = crate::common::scratch_postgres("binary_serves");
+    let mut user = chain().results[1].clone();
+    user.recommendations.reverse();
+    assert_ne!(
+        user.recommendations[0].item,
+        chain().results[1].recommendations[0].item
+    );
+    ResultStore::connect(&url).unwrap().put_user(&user).unwrap();
+    the_binary_serves(&["--store", &url], &user);
+}
+
+fn the_binary_serves(store: &[&str], user: &UserResult) {
     use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
 
     let chain = chain();
     let mut child = Command::new(env!("CARGO_BIN_EXE_recgpt"))
         .args(["serve", "--addr", "127.0.0.1:0", "--no-generate"])
+        .args(store)
         .env("RECGPT_HOME", &chain.home)
         .env("RECGPT_MODEL", crate::common::model_file())
         .env("RECGPT_API_KEY", "s3cret")
@@ -352,7 +435,6 @@ fn the_binary_serves_over_http_and_stops_on_sigterm() {
         .http_status_as_error(false)
         .build()
         .into();
-    let user = &chain.results[1];
     let get = |path: &str, key: Option<&str>| {
         let mut req = agent.get(format!("{base}{path}"));
         if let Some(k) = key {
@@ -376,6 +458,10 @@ fn the_binary_serves_over_http_and_stops_on_sigterm() {
     assert_eq!(status, 401, "{body}");
     let (status, body) = get(&path, Some("s3cret"));
     assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["recommendations"][0]["item_id"],
+        user.recommendations[0].item.as_str()
+    );
     assert_eq!(
         body["recommendations"][0]["explanation"].as_str(),
         user.recommendations[0].explanation.as_deref()

@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use recgpt_pipeline::config::Config;
 use recgpt_pipeline::interests::ThemeIndex;
 use recgpt_pipeline::job::{self, JobOptions, JobSummary};
-use recgpt_pipeline::results::{ResultStore, UserResult};
+use recgpt_pipeline::results::UserResult;
 
 use super::recommend::ChainInputs;
 use super::{print_json, HistoryContext, Overrides};
@@ -85,7 +85,7 @@ fn run(
     if json {
         print_json(&summary)?;
     } else {
-        print_summary(&summary, inputs.results.path());
+        print_summary(&summary, inputs.results.location());
     }
     // failed users do not fail the job: they are recorded, counted and retried on request
     if summary.failed > 0 {
@@ -97,7 +97,7 @@ fn run(
     Ok(())
 }
 
-fn print_summary(s: &JobSummary, path: &Path) {
+fn print_summary(s: &JobSummary, store: &str) {
     let shard = s.shard.map_or_else(String::new, |sh| {
         format!(" (shard {}/{})", sh.index, sh.count)
     });
@@ -159,13 +159,17 @@ fn print_summary(s: &JobSummary, path: &Path) {
     }
     println!(
         "peak memory {:.0} MiB; results in {}",
-        s.peak_rss_mib,
-        path.display()
+        s.peak_rss_mib, store
     );
 }
 
-pub fn export(home: &Path, format: ExportFormat, out: Option<&Path>) -> Result<()> {
-    let results = ResultStore::open(home)?;
+pub fn export(
+    home: &Path,
+    config: &Config,
+    format: ExportFormat,
+    out: Option<&Path>,
+) -> Result<()> {
+    let results = config.store.open(home)?;
     let mut sink: Box<dyn Write> = match out {
         Some(p) => Box::new(std::io::BufWriter::new(
             std::fs::File::create(p).with_context(|| format!("create {}", p.display()))?,
@@ -230,7 +234,7 @@ pub fn show(
     history: &HistoryArgs,
     json: bool,
 ) -> Result<()> {
-    let results = ResultStore::open(home)?;
+    let results = config.store.open(home)?;
     let Some(r) = results.user(user)? else {
         match results.failure(user)? {
             Some(f) => anyhow::bail!(

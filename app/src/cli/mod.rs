@@ -33,7 +33,10 @@ pub fn date(s: &str) -> Result<chrono::NaiveDate, String> {
 
 pub fn run(cli: Cli) -> Result<()> {
     let home = cli.home.clone().unwrap_or_else(model::default_data_home);
-    let config = Config::load(cli.config.as_deref(), &home)?;
+    let mut config = Config::load(cli.config.as_deref(), &home)?;
+    if let Some(url) = cli.store.clone() {
+        config.store.url = Some(url);
+    }
     match cli.command {
         Command::Import(ImportCommand::OnlineRetail { path, append }) => {
             import::online_retail(&home, &path, append, cli.json)
@@ -98,7 +101,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Eval(args) => quality::eval(&home, config, args, cli.json),
         Command::Run(args) => job::run_command(&home, config, args, cli.json),
         Command::Export(ExportCommand::Recommendations { format, out }) => {
-            job::export(&home, format, out.as_deref())
+            job::export(&home, &config, format, out.as_deref())
         }
         Command::Show { user, history } => job::show(
             &home,

@@ -61,7 +61,7 @@ impl ChainInputs {
         let dir = retrieval::index_dir(home);
         let index = recgpt_retrieval::index::open(&dir, &config.index, private_index)
             .context("no index: run `recgpt index build` first")?;
-        let results = ResultStore::open(home)?;
+        let results = config.store.open(home)?;
         let cf = retrieval::fit_cf(&ctx.store, &model, config)?;
         Ok(Self {
             ctx,
@@ -176,7 +176,7 @@ pub fn recommend(
         counts.seconds.get("reason").copied().unwrap_or(0.0),
         counts.seconds.get("retrieve").copied().unwrap_or(0.0),
         counts.seconds.get("explain").copied().unwrap_or(0.0),
-        results.path().display(),
+        results.location(),
     );
     Ok(())
 }

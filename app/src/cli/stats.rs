@@ -61,7 +61,7 @@ pub fn narratives(
 pub fn explanations(home: &Path, config: Config, json: bool) -> Result<()> {
     use recgpt_pipeline::explain::reuse::CacheReuse;
 
-    let results = recgpt_pipeline::results::ResultStore::open(home)?;
+    let results = config.store.open(home)?;
     let version = recgpt_pipeline::explain::version(&recgpt_pipeline::prompts::Prompts::new());
     // the configuration names the model, else (a server picking its own) the backend does
     let model_id = match config.llm.model_id() {

@@ -91,7 +91,7 @@ impl AppState {
         api_key: Option<String>,
     ) -> anyhow::Result<Self> {
         let store = Store::open(home)?;
-        let results = ResultStore::open(home)?;
+        let results = config.store.open(home)?;
         let users = cache::UserCache::new(&results, config.serve.cache_mb, config.serve.follow_ms)?;
         let categories = Categories::load(home, &store).ok();
         let generator = llm.filter(|_| config.serve.generate).map(|llm| Generator {

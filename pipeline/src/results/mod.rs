@@ -1,14 +1,10 @@
-//! The results store: stage outputs per user and the explanation cache, in one SQLite file
-//! under the data home (`results.sqlite`).
-//!
-//! SQLite in WAL mode because several processes share it: a batch job (or several shards)
-//! writes while `recgpt serve` reads, and readers never wait for a writer. Every write is one
-//! transaction, so a killed writer leaves either the old row or the new one. In a process,
-//! writes go through one connection and reads through a pool of them, so a server's readers
-//! neither queue behind one another nor behind the process's writer.
-//!
-//! The schema is versioned (`PRAGMA user_version`, see [`MIGRATIONS`]): opening a store made by
-//! an older build brings it up to date in one transaction.
+//! The results store: stage outputs per user and the explanation cache, behind one
+//! [`Backend`] with two implementations: an SQLite file under the data home
+//! (`results.sqlite`, the embedded default, see [`sqlite`]) and a PostgreSQL database that
+//! workers on several hosts and server replicas share (`[store] url = "postgres://…"`, also
+//! `--store` / `RECGPT_STORE`; see [`pg`]). Both give every write of a user's result
+//! one transaction (a reader or a killed writer's successor sees the old row or the new one)
+//! and versioned schemas migrated on open.
 //!
 //! Tables:
 //! - `users`: user id → [`UserResult`] as JSON, with its inputs' fingerprint and its revision:
@@ -22,12 +18,11 @@
 //! - `failures`: user id → why the batch job could not finish that user, with the inputs'
 //!   fingerprint; removed when the user's result is stored.
 
-use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
-use std::time::Duration;
+mod pg;
+mod sqlite;
 
-use r2d2_sqlite::SqliteConnectionManager;
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use std::path::{Path, PathBuf};
+
 use serde::{Deserialize, Serialize};
 
 use recgpt_explain::{Explanation, ExplanationKey, ExplanationStore, StoreError};
@@ -35,51 +30,104 @@ use recgpt_explain::{Explanation, ExplanationKey, ExplanationStore, StoreError};
 use crate::interests::UserInterests;
 use crate::tags::UserTags;
 
-/// File name of the results store under the data home.
+/// Creates (dropping any earlier one) the PostgreSQL database `name` on the server of
+/// `admin_url` and returns its URL: a scratch store for tests and benchmarks. `name` is
+/// lower-case ASCII letters, digits and `_`.
+pub fn scratch_database(admin_url: &str, name: &str) -> Result<String, ResultsError> {
+    pg::scratch_database(admin_url, name).map_err(|e| ResultsError {
+        location: pg::redact(admin_url),
+        message: describe(e),
+    })
+}
+
+/// File name of the embedded results store under the data home.
 pub const RESULTS_FILE: &str = "results.sqlite";
-
-/// How long a writer waits for another process's write transaction.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// The schema, one step per version: a store at `PRAGMA user_version` = n runs the steps after
-/// the n-th. Steps are only ever appended.
-const MIGRATIONS: &[&str] = &[
-    // 1: the tables (`IF NOT EXISTS`: stores made before the schema had a version have them)
-    "CREATE TABLE IF NOT EXISTS users (
-         user TEXT PRIMARY KEY,
-         fingerprint TEXT NOT NULL,
-         result TEXT NOT NULL
-     );
-     CREATE TABLE IF NOT EXISTS interest_keys (
-         key TEXT PRIMARY KEY,
-         vector BLOB NOT NULL
-     );
-     CREATE TABLE IF NOT EXISTS failures (
-         user TEXT PRIMARY KEY,
-         fingerprint TEXT NOT NULL,
-         stage TEXT NOT NULL,
-         reason TEXT NOT NULL
-     );
-     CREATE TABLE IF NOT EXISTS explanations (
-         interest_key TEXT NOT NULL,
-         item TEXT NOT NULL,
-         prompt_version TEXT NOT NULL,
-         model_id TEXT NOT NULL,
-         explanation TEXT NOT NULL,
-         PRIMARY KEY (interest_key, item, prompt_version, model_id)
-     );",
-    // 2: a user row's revision, for readers that cache decoded results
-    "ALTER TABLE users ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;",
-    // 3: revisions in write order across rows, so readers can follow the writes
-    "CREATE INDEX IF NOT EXISTS users_by_revision ON users (revision);",
-];
 
 /// Errors of the results store.
 #[derive(Debug, thiserror::Error)]
-#[error("{}: {message}", path.display())]
+#[error("{location}: {message}")]
 pub struct ResultsError {
-    pub path: PathBuf,
+    /// The store's file, or its database URL without the password.
+    pub location: String,
     pub message: String,
+}
+
+/// Where the results live: `[store]` in the configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE` (or libpq's `key=value` form) for a
+    /// shared PostgreSQL store; unset: `results.sqlite` in the data home. `--store` and
+    /// `RECGPT_STORE` override it.
+    pub url: Option<String>,
+}
+
+impl StoreConfig {
+    /// Opens the configured store (`home`'s SQLite file when no URL is set).
+    pub fn open(&self, home: &Path) -> Result<ResultStore, ResultsError> {
+        match self.url.as_deref().filter(|u| !u.is_empty()) {
+            None => ResultStore::open(home),
+            Some(url) => ResultStore::connect(url),
+        }
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type BackendResult<T> = Result<T, BoxError>;
+
+/// An error with its causes (the PostgreSQL client's "db error" names the server's message only
+/// as its source).
+fn describe(e: BoxError) -> String {
+    let mut message = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message = format!("{message}: {text}");
+        }
+        source = cause.source();
+    }
+    message
+}
+
+/// What a results store keeps, as rows of stored JSON: the SQLite and PostgreSQL stores
+/// implement it, [`ResultStore`] encodes and decodes around it.
+trait Backend: Send + Sync + std::fmt::Debug {
+    /// The file, or the URL without its password.
+    fn location(&self) -> &str;
+    /// Stores a user's result JSON with the next revision and clears its failure, in one
+    /// transaction.
+    fn put_user(&self, user: &str, fingerprint: &str, json: &str) -> BackendResult<()>;
+    fn put_failure(&self, failure: &Failure) -> BackendResult<()>;
+    fn failures(&self) -> BackendResult<Vec<Failure>>;
+    fn failure(&self, user: &str) -> BackendResult<Option<Failure>>;
+    fn fingerprint(&self, user: &str) -> BackendResult<Option<String>>;
+    /// Each stored result's JSON in user-id order (byte order), until `visit` returns false.
+    fn for_each_user(&self, visit: &mut dyn FnMut(String) -> bool) -> BackendResult<()>;
+    /// A user's revision and result JSON.
+    fn user(&self, user: &str) -> BackendResult<Option<(i64, String)>>;
+    fn max_revision(&self) -> BackendResult<i64>;
+    fn changes_since(&self, since: i64) -> BackendResult<Vec<(String, i64)>>;
+    fn users(&self) -> BackendResult<Vec<String>>;
+    fn counts(&self) -> BackendResult<ResultCounts>;
+    fn explanation(&self, key: &ExplanationKey) -> BackendResult<Option<String>>;
+    fn for_each_explanation(
+        &self,
+        prompt_version: &str,
+        model_id: &str,
+        visit: &mut dyn FnMut(String) -> bool,
+    ) -> BackendResult<()>;
+    /// Stores an explanation unless its key is stored (the first writer wins).
+    fn put_explanation(&self, key: &ExplanationKey, json: &str) -> BackendResult<()>;
+    fn interest_keys(&self) -> BackendResult<Vec<(String, Vec<u8>)>>;
+    /// Stores an interest key's vector unless the key is stored.
+    fn put_interest_key(&self, key: &str, vector: &[u8]) -> BackendResult<()>;
+}
+
+/// Pooled connections a process holds at most: twice the cores, at least 4.
+fn pool_size() -> u32 {
+    let parallelism = std::thread::available_parallelism().map_or(4, |n| n.get());
+    (2 * parallelism).max(4) as u32
 }
 
 /// One recommended item with what produced it.
@@ -185,103 +233,62 @@ pub struct ResultCounts {
     pub failures: u64,
 }
 
-/// An open results store: one connection for this process's writes (SQLite serialises
-/// writers anyway) and a pool of connections for its reads.
+/// An open results store (SQLite or PostgreSQL).
 #[derive(Debug)]
 pub struct ResultStore {
-    path: PathBuf,
-    writer: Mutex<Connection>,
-    readers: r2d2::Pool<SqliteConnectionManager>,
+    backend: Box<dyn Backend>,
 }
 
 impl ResultStore {
-    /// Path of the results store under a data home.
+    /// Path of the embedded results store under a data home.
     pub fn path_in(home: &Path) -> PathBuf {
         home.join(RESULTS_FILE)
     }
 
-    /// Opens (creating when missing, migrating when older) the results store under `home`.
+    /// Opens (creating when missing, migrating when older) the SQLite store under `home`.
     pub fn open(home: &Path) -> Result<Self, ResultsError> {
         let path = Self::path_in(home);
-        let err = |e: &dyn std::fmt::Display| ResultsError {
-            path: path.clone(),
-            message: e.to_string(),
-        };
-        std::fs::create_dir_all(home).map_err(|e| err(&e))?;
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let mut conn = Connection::open_with_flags(&path, flags).map_err(|e| err(&e))?;
-        conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| err(&e))?;
-        // another process creating the file at the same moment holds it briefly: SQLite
-        // reports some of these waits at once instead of through the busy timeout
-        let started = std::time::Instant::now();
-        loop {
-            match Self::setup(&mut conn) {
-                Ok(()) => break,
-                Err(rusqlite::Error::SqliteFailure(e, _))
-                    if e.code == rusqlite::ErrorCode::DatabaseBusy
-                        && started.elapsed() < BUSY_TIMEOUT =>
-                {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                Err(e) => return Err(err(&e)),
-            }
-        }
-        let manager = SqliteConnectionManager::file(&path)
-            .with_flags(flags)
-            .with_init(|c| {
-                c.busy_timeout(BUSY_TIMEOUT)?;
-                c.pragma_update(None, "query_only", true)
-            });
-        let parallelism = std::thread::available_parallelism().map_or(4, |n| n.get());
-        // connections open on first use and close after r2d2's idle timeout
-        let readers = r2d2::Pool::builder()
-            .max_size((2 * parallelism).max(4) as u32)
-            .min_idle(Some(0))
-            .build(manager)
-            .map_err(|e| err(&e))?;
+        let backend = sqlite::Sqlite::open(&path).map_err(|e| ResultsError {
+            location: path.display().to_string(),
+            message: describe(e),
+        })?;
         Ok(Self {
-            path,
-            writer: Mutex::new(conn),
-            readers,
+            backend: Box::new(backend),
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// WAL mode, then the migrations this store has not run, in one write transaction (two
-    /// processes opening an old store at once migrate it once).
-    fn setup(conn: &mut Connection) -> rusqlite::Result<()> {
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let version: usize = tx.query_row("PRAGMA user_version", [], |row| row.get(0))?;
-        for step in MIGRATIONS.iter().skip(version) {
-            tx.execute_batch(step)?;
+    /// Connects to (creating the tables in, migrating when older) the PostgreSQL store at
+    /// `url`.
+    pub fn connect(url: &str) -> Result<Self, ResultsError> {
+        if !(url.starts_with("postgres://")
+            || url.starts_with("postgresql://")
+            || url.contains("host="))
+        {
+            return Err(ResultsError {
+                location: url.to_string(),
+                message: "not a PostgreSQL URL (postgres://USER@HOST:PORT/DATABASE); \
+                          leave the store URL unset for the data home's SQLite file"
+                    .into(),
+            });
         }
-        if version < MIGRATIONS.len() {
-            tx.pragma_update(None, "user_version", MIGRATIONS.len())?;
-        }
-        tx.commit()
+        let backend = pg::Postgres::open(url).map_err(|e| ResultsError {
+            location: pg::redact(url),
+            message: describe(e),
+        })?;
+        Ok(Self {
+            backend: Box::new(backend),
+        })
     }
 
-    /// The connection this process writes through.
-    fn writer(&self) -> MutexGuard<'_, Connection> {
-        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    /// The store's file, or its URL without the password.
+    pub fn location(&self) -> &str {
+        self.backend.location()
     }
 
-    /// A connection to read through (a pooled one; several readers at once).
-    fn reader(&self) -> Result<r2d2::PooledConnection<SqliteConnectionManager>, ResultsError> {
-        self.readers.get().map_err(|e| self.err(e))
-    }
-
-    fn err(&self, e: impl std::fmt::Display) -> ResultsError {
+    fn err(&self, e: impl Into<BoxError>) -> ResultsError {
         ResultsError {
-            path: self.path.clone(),
-            message: e.to_string(),
+            location: self.location().to_string(),
+            message: describe(e.into()),
         }
     }
 
@@ -289,71 +296,29 @@ impl ResultStore {
     /// transaction: a reader (or a killed writer's successor) sees the old row or the new one.
     pub fn put_user(&self, result: &UserResult) -> Result<(), ResultsError> {
         let json = serde_json::to_string(result).map_err(|e| self.err(e))?;
-        let mut conn = self.writer();
-        let tx = conn.transaction().map_err(|e| self.err(e))?;
-        tx.execute(
-            "INSERT INTO users (user, fingerprint, result, revision)
-             VALUES (?1, ?2, ?3, (SELECT IFNULL(MAX(revision), 0) + 1 FROM users))
-             ON CONFLICT (user) DO UPDATE SET fingerprint = ?2, result = ?3,
-             revision = excluded.revision",
-            params![result.user, result.fingerprint, json],
-        )
-        .map_err(|e| self.err(e))?;
-        tx.execute("DELETE FROM failures WHERE user = ?1", params![result.user])
-            .map_err(|e| self.err(e))?;
-        crate::fault::point("put_user");
-        tx.commit().map_err(|e| self.err(e))
+        self.backend
+            .put_user(&result.user, &result.fingerprint, &json)
+            .map_err(|e| self.err(e))
     }
 
     /// Records why a user could not be finished (replacing an earlier record).
     pub fn put_failure(&self, failure: &Failure) -> Result<(), ResultsError> {
-        self.writer()
-            .execute(
-                "INSERT INTO failures (user, fingerprint, stage, reason) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (user) DO UPDATE SET fingerprint = ?2, stage = ?3, reason = ?4",
-                params![
-                    failure.user,
-                    failure.fingerprint,
-                    failure.stage,
-                    failure.reason
-                ],
-            )
-            .map_err(|e| self.err(e))?;
-        Ok(())
+        self.backend.put_failure(failure).map_err(|e| self.err(e))
     }
 
     /// Every recorded failure, by user id.
     pub fn failures(&self) -> Result<Vec<Failure>, ResultsError> {
-        let conn = self.reader()?;
-        let mut stmt = conn
-            .prepare("SELECT user, fingerprint, stage, reason FROM failures ORDER BY user")
-            .map_err(|e| self.err(e))?;
-        let rows = stmt.query_map([], failure_row).map_err(|e| self.err(e))?;
-        rows.map(|r| r.map_err(|e| self.err(e))).collect()
+        self.backend.failures().map_err(|e| self.err(e))
     }
 
     /// A stored user's fingerprint.
     pub fn fingerprint(&self, user: &str) -> Result<Option<String>, ResultsError> {
-        self.reader()?
-            .query_row(
-                "SELECT fingerprint FROM users WHERE user = ?1",
-                params![user],
-                |row| row.get(0),
-            )
-            .optional()
-            .map_err(|e| self.err(e))
+        self.backend.fingerprint(user).map_err(|e| self.err(e))
     }
 
     /// A user's recorded failure.
     pub fn failure(&self, user: &str) -> Result<Option<Failure>, ResultsError> {
-        self.reader()?
-            .query_row(
-                "SELECT user, fingerprint, stage, reason FROM failures WHERE user = ?1",
-                params![user],
-                failure_row,
-            )
-            .optional()
-            .map_err(|e| self.err(e))
+        self.backend.failure(user).map_err(|e| self.err(e))
     }
 
     /// Calls `visit` with every stored result in user-id order, one at a time.
@@ -361,24 +326,26 @@ impl ResultStore {
         &self,
         visit: impl FnMut(UserResult) -> Result<(), E>,
     ) -> Result<(), E> {
-        self.for_each_json("SELECT result FROM users ORDER BY user", [], visit)
+        self.decode_each(|b, each| b.for_each_user(each), visit)
     }
 
-    /// Calls `visit` with each row of `sql` (one JSON column) decoded, one at a time.
-    fn for_each_json<T: serde::de::DeserializeOwned, E: From<ResultsError>>(
+    /// Runs `rows` (a backend's streamed JSON rows) with each row decoded and passed to
+    /// `visit`, stopping at the first error.
+    fn decode_each<T: serde::de::DeserializeOwned, E: From<ResultsError>>(
         &self,
-        sql: &str,
-        params: impl rusqlite::Params,
+        rows: impl FnOnce(&dyn Backend, &mut dyn FnMut(String) -> bool) -> BackendResult<()>,
         mut visit: impl FnMut(T) -> Result<(), E>,
     ) -> Result<(), E> {
-        let conn = self.reader()?;
-        let mut stmt = conn.prepare(sql).map_err(|e| self.err(e))?;
-        let mut rows = stmt.query(params).map_err(|e| self.err(e))?;
-        while let Some(row) = rows.next().map_err(|e| self.err(e))? {
-            let json: String = row.get(0).map_err(|e| self.err(e))?;
-            visit(serde_json::from_str(&json).map_err(|e| self.err(e))?)?;
-        }
-        Ok(())
+        let mut failed = None;
+        rows(self.backend.as_ref(), &mut |json| {
+            let done = serde_json::from_str(&json)
+                .map_err(|e| E::from(self.err(e)))
+                .and_then(&mut visit);
+            failed = done.err();
+            failed.is_none()
+        })
+        .map_err(|e| self.err(e))?;
+        failed.map_or(Ok(()), Err)
     }
 
     /// A user's stored result.
@@ -389,14 +356,7 @@ impl ResultStore {
     /// A user's stored result with the row's revision (its place in the store's write order,
     /// see [`Self::changes_since`]) and the size of its stored JSON.
     pub fn user_revision(&self, user: &str) -> Result<Option<StoredUser>, ResultsError> {
-        let row: Option<(i64, String)> = self
-            .reader()?
-            .prepare_cached("SELECT revision, result FROM users WHERE user = ?1")
-            .and_then(|mut stmt| {
-                stmt.query_row(params![user], |row| Ok((row.get(0)?, row.get(1)?)))
-                    .optional()
-            })
-            .map_err(|e| self.err(e))?;
+        let row = self.backend.user(user).map_err(|e| self.err(e))?;
         row.map(|(revision, json)| {
             Ok(StoredUser {
                 revision,
@@ -409,66 +369,23 @@ impl ResultStore {
 
     /// The highest revision in the store (0 when empty).
     pub fn max_revision(&self) -> Result<i64, ResultsError> {
-        self.reader()?
-            .query_row("SELECT IFNULL(MAX(revision), 0) FROM users", [], |row| {
-                row.get(0)
-            })
-            .map_err(|e| self.err(e))
+        self.backend.max_revision().map_err(|e| self.err(e))
     }
 
     /// The users whose rows were written after revision `since`, with their revisions, in
     /// write order.
     pub fn changes_since(&self, since: i64) -> Result<Vec<(String, i64)>, ResultsError> {
-        let conn = self.reader()?;
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT user, revision FROM users WHERE revision > ?1 ORDER BY revision",
-            )
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map(params![since], |row| Ok((row.get(0)?, row.get(1)?)))
-            .map_err(|e| self.err(e))?;
-        rows.map(|r| r.map_err(|e| self.err(e))).collect()
+        self.backend.changes_since(since).map_err(|e| self.err(e))
     }
 
     /// The stored user ids, in order.
     pub fn users(&self) -> Result<Vec<String>, ResultsError> {
-        let conn = self.reader()?;
-        let mut stmt = conn
-            .prepare("SELECT user FROM users ORDER BY user")
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([], |row| row.get(0))
-            .map_err(|e| self.err(e))?;
-        rows.map(|r| r.map_err(|e| self.err(e))).collect()
+        self.backend.users().map_err(|e| self.err(e))
     }
 
     pub fn counts(&self) -> Result<ResultCounts, ResultsError> {
-        let conn = self.reader()?;
-        let count = |table: &str| -> Result<u64, ResultsError> {
-            conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |row| {
-                row.get::<_, i64>(0)
-            })
-            .map(|n| n as u64)
-            .map_err(|e| self.err(e))
-        };
-        Ok(ResultCounts {
-            users: count("users")?,
-            interest_keys: count("interest_keys")?,
-            explanations: count("explanations")?,
-            failures: count("failures")?,
-        })
+        self.backend.counts().map_err(|e| self.err(e))
     }
-}
-
-/// A `failures` row selected as `user, fingerprint, stage, reason`.
-fn failure_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Failure> {
-    Ok(Failure {
-        user: row.get(0)?,
-        fingerprint: row.get(1)?,
-        stage: row.get(2)?,
-        reason: row.get(3)?,
-    })
 }
 
 impl From<ResultsError> for StoreError {
@@ -480,16 +397,7 @@ impl From<ResultsError> for StoreError {
 /// The explanation cache's tables (`explanations`, `interest_keys`).
 impl ExplanationStore for ResultStore {
     fn explanation(&self, key: &ExplanationKey) -> Result<Option<Explanation>, StoreError> {
-        let json: Option<String> = self
-            .reader()?
-            .query_row(
-                "SELECT explanation FROM explanations
-                 WHERE interest_key = ?1 AND item = ?2 AND prompt_version = ?3 AND model_id = ?4",
-                params![key.interest_key, key.item, key.prompt_version, key.model_id],
-                |row| row.get(0),
-            )
-            .optional()
-            .map_err(|e| self.err(e))?;
+        let json = self.backend.explanation(key).map_err(|e| self.err(e))?;
         Ok(json
             .map(|j| serde_json::from_str(&j).map_err(|e| self.err(e)))
             .transpose()?)
@@ -501,10 +409,8 @@ impl ExplanationStore for ResultStore {
         model_id: &str,
         visit: &mut dyn FnMut(Explanation),
     ) -> Result<(), StoreError> {
-        Ok(self.for_each_json(
-            "SELECT explanation FROM explanations
-             WHERE prompt_version = ?1 AND model_id = ?2 ORDER BY interest_key, item",
-            params![prompt_version, model_id],
+        Ok(self.decode_each(
+            |b, each| b.for_each_explanation(prompt_version, model_id, each),
             |e| {
                 visit(e);
                 Ok::<_, ResultsError>(())
@@ -531,49 +437,30 @@ impl ExplanationStore for ResultStore {
     fn put_explanation(&self, explanation: &Explanation) -> Result<Explanation, StoreError> {
         let json = serde_json::to_string(explanation).map_err(|e| self.err(e))?;
         let k = &explanation.key;
-        self.writer()
-            .execute(
-                "INSERT OR IGNORE INTO explanations
-                 (interest_key, item, prompt_version, model_id, explanation)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![k.interest_key, k.item, k.prompt_version, k.model_id, json],
-            )
+        self.backend
+            .put_explanation(k, &json)
             .map_err(|e| self.err(e))?;
         Ok(self.explanation(k)?.unwrap_or_else(|| explanation.clone()))
     }
 
     fn interest_keys(&self) -> Result<Vec<(String, Vec<f32>)>, StoreError> {
-        let conn = self.reader()?;
-        let mut stmt = conn
-            .prepare("SELECT key, vector FROM interest_keys ORDER BY key")
-            .map_err(|e| self.err(e))?;
-        let rows = stmt
-            .query_map([], |row| {
-                let key: String = row.get(0)?;
-                let blob: Vec<u8> = row.get(1)?;
-                Ok((key, blob))
-            })
-            .map_err(|e| self.err(e))?;
-        let keys: Result<Vec<_>, ResultsError> = rows
-            .map(|r| {
-                let (key, blob) = r.map_err(|e| self.err(e))?;
+        let rows = self.backend.interest_keys().map_err(|e| self.err(e))?;
+        Ok(rows
+            .into_iter()
+            .map(|(key, blob)| {
                 let vector = blob
                     .chunks_exact(4)
                     .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
                     .collect();
-                Ok((key, vector))
+                (key, vector)
             })
-            .collect();
-        Ok(keys?)
+            .collect())
     }
 
     fn put_interest_key(&self, key: &str, vector: &[f32]) -> Result<(), StoreError> {
         let blob: Vec<u8> = vector.iter().flat_map(|x| x.to_le_bytes()).collect();
-        self.writer()
-            .execute(
-                "INSERT OR IGNORE INTO interest_keys (key, vector) VALUES (?1, ?2)",
-                params![key, blob],
-            )
+        self.backend
+            .put_interest_key(key, &blob)
             .map_err(|e| self.err(e))?;
         Ok(())
     }

@@ -361,7 +361,16 @@ pub fn run(
             seconds,
             connections,
             writes_per_s,
-        } => serve::run(home, config, seconds, &connections, writes_per_s, json),
+            postgres,
+        } => serve::run(
+            home,
+            config,
+            seconds,
+            &connections,
+            writes_per_s,
+            postgres.as_deref(),
+            json,
+        ),
         BenchCommand::Append { data, since } => append::run(home, &config, &data, since, json),
         BenchCommand::Compress { history, scale } => {
             compress(home, config.with_history(&history), &history, &scale, json)

@@ -1,5 +1,7 @@
 //! `recgpt bench serve`: wrk against the HTTP server in this process, on loopback, while a
-//! writer (a batch job's stand-in on its own connection) rewrites other stored users.
+//! writer (a batch job's stand-in on its own connection) rewrites other stored users; with
+//! `--postgres`, the same routes again over a PostgreSQL copy of the stored users, with a
+//! writer of its own.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -32,45 +34,66 @@ struct Report {
     rows: Vec<WrkRow>,
     /// Users the writer stored per second over all runs (0 without one).
     writes_per_s: f64,
+    /// The same for the PostgreSQL store's writer (with `--postgres`).
+    postgres_writes_per_s: Option<f64>,
 }
 
 /// `recgpt bench serve`: wrk against the server in this process, on loopback, at each of
-/// `connections`, while `writes_per_s` users are rewritten.
+/// `connections`, while `writes_per_s` users are rewritten; with `postgres` (the admin URL of
+/// a server where a scratch database may be made) also over a PostgreSQL store.
 pub fn run(
     home: &Path,
     mut config: Config,
     seconds: u64,
     connections: &[usize],
     writes_per_s: u32,
+    postgres: Option<&str>,
     json: bool,
 ) -> Result<()> {
     config.serve.generate = false;
     let cache_mb = config.serve.cache_mb;
-    let state = Arc::new(AppState::open(home, config.clone(), None, None)?);
-    config.serve.cache_mb = 0;
-    let uncached = Arc::new(AppState::open(home, config, None, None)?);
-    let (user, item) = bench_pair(&state.results)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let base = listen(&runtime, state)?;
-    let uncached_base = listen(&runtime, uncached)?;
+    let store = config.store.open(home)?;
+    let (user, item) = bench_pair(&store)?;
+    let mut routes = vec![(
+        "hello world (reference)".to_string(),
+        format!("{}/bench/hello", listen(&runtime, home, &config, cache_mb)?),
+    )];
+    let mut stores = vec![(kind(&config), config.clone(), store)];
+    if let Some(admin) = postgres {
+        let url = recgpt_pipeline::results::scratch_database(admin, "recgpt_bench_serve")?;
+        let copy = ResultStore::connect(&url)?;
+        stores[0].2.for_each_user(|r| copy.put_user(&r))?;
+        let mut pg = config.clone();
+        pg.store.url = Some(url);
+        stores.push(("postgres", pg, copy));
+    }
     let explanation = format!("/v1/explanations?user_id={user}&item_id={item}");
-    let routes = [
-        ("hello world (reference)", format!("{base}/bench/hello")),
-        ("explanation (cached)", format!("{base}{explanation}")),
-        (
-            "recommendations k=20",
-            format!("{base}/v1/users/{user}/recommendations?k=20"),
-        ),
-        (
-            "explanation, no result cache",
-            format!("{uncached_base}{explanation}"),
-        ),
-    ];
-    let writer = (writes_per_s > 0)
-        .then(|| Writer::start(home, &user, writes_per_s))
-        .transpose()?;
+    for (kind, config, _) in &stores {
+        let base = listen(&runtime, home, config, cache_mb)?;
+        let uncached = listen(&runtime, home, config, 0)?;
+        routes.extend([
+            (
+                format!("explanation (cached), {kind}"),
+                format!("{base}{explanation}"),
+            ),
+            (
+                format!("recommendations k=20, {kind}"),
+                format!("{base}/v1/users/{user}/recommendations?k=20"),
+            ),
+            (
+                format!("explanation, no result cache, {kind}"),
+                format!("{uncached}{explanation}"),
+            ),
+        ]);
+    }
+    let writers = stores
+        .into_iter()
+        .filter(|_| writes_per_s > 0)
+        .map(|(_, _, store)| Writer::start(store, &user, writes_per_s))
+        .collect::<Result<Vec<_>>>()?;
     let mut rows: Vec<WrkRow> = Vec::new();
     for &c in connections {
         let mut hello: Option<f64> = None;
@@ -81,25 +104,34 @@ pub fn run(
             rows.push(row);
         }
     }
+    let mut rates = writers
+        .into_iter()
+        .map(Writer::stop)
+        .collect::<Result<Vec<_>>>()?
+        .into_iter();
     let report = Report {
         rows,
-        writes_per_s: writer.map_or(Ok(0.0), Writer::stop)?,
+        writes_per_s: rates.next().unwrap_or(0.0),
+        postgres_writes_per_s: postgres.map(|_| rates.next().unwrap_or(0.0)),
     };
     if json {
         return print_json(&report);
     }
     println!(
         "wrk, 1 thread, {seconds}s per route, loopback, same process and run; result cache \
-         {cache_mb} MB; a writer storing {:.0} users/s meanwhile",
-        report.writes_per_s
+         {cache_mb} MB; a writer storing {:.0} users/s meanwhile{}",
+        report.writes_per_s,
+        report
+            .postgres_writes_per_s
+            .map_or_else(String::new, |w| format!(" (PostgreSQL: {w:.0} users/s)"))
     );
     println!(
-        "{:<30} {:>6} {:>12} {:>9} {:>9} {:>9} {:>8}",
+        "{:<40} {:>6} {:>12} {:>9} {:>9} {:>9} {:>8}",
         "route", "conns", "requests/s", "p50 ms", "p99 ms", "÷ hello", "non-2xx"
     );
     for r in &report.rows {
         println!(
-            "{:<30} {:>6} {:>12.0} {:>9.3} {:>9.3} {:>9.2} {:>8}",
+            "{:<40} {:>6} {:>12.0} {:>9.3} {:>9.3} {:>9.2} {:>8}",
             r.route, r.connections, r.requests_per_s, r.p50_ms, r.p99_ms, r.vs_hello, r.non_2xx
         );
     }
@@ -124,8 +156,26 @@ fn bench_pair(results: &ResultStore) -> Result<(String, String)> {
         .context("no stored recommendations with explanations: run `recgpt recommend USER` first")
 }
 
-/// Serves `state` on a loopback port; its base URL.
-fn listen(runtime: &tokio::runtime::Runtime, state: Arc<AppState>) -> Result<String> {
+/// The configured store's kind, for the rows' names.
+fn kind(config: &Config) -> &'static str {
+    if config.store.url.is_some() {
+        "postgres"
+    } else {
+        "sqlite"
+    }
+}
+
+/// A server over `config`'s store with a result cache of `cache_mb` (0: none), on a loopback
+/// port; its base URL.
+fn listen(
+    runtime: &tokio::runtime::Runtime,
+    home: &Path,
+    config: &Config,
+    cache_mb: usize,
+) -> Result<String> {
+    let mut config = config.clone();
+    config.serve.cache_mb = cache_mb;
+    let state = Arc::new(AppState::open(home, config, None, None)?);
     let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
     let base = format!("http://{}", listener.local_addr()?);
     runtime.spawn(serve::serve(state, listener));
@@ -164,8 +214,7 @@ struct Writer {
 }
 
 impl Writer {
-    fn start(home: &Path, benched: &str, per_s: u32) -> Result<Self> {
-        let store = ResultStore::open(home)?;
+    fn start(store: ResultStore, benched: &str, per_s: u32) -> Result<Self> {
         // read once: the writer stores the same results again and again
         let mut others = Vec::new();
         for user in store.users()?.iter().filter(|u| *u != benched) {
