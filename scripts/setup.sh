@@ -8,8 +8,9 @@
 #                                official GGUF release file, carried in parts by PyPI packages whose
 #                                data/*.bin files concatenate, in part order, into it; sha256-checked
 #                                against the release file's; print its path
-#   scripts/setup.sh postgres    install PostgreSQL from the distribution's packages (for the tests
-#                                of the PostgreSQL results store: scripts/pg-test.sh)
+#   scripts/setup.sh postgres    install PostgreSQL and iproute2 from the distribution's packages
+#                                (the PostgreSQL store's tests: scripts/pg-test.sh, and the
+#                                three-host test's network namespaces)
 #   scripts/setup.sh data        print the Online Retail file to use, fetching it if needed
 #   scripts/setup.sh server      build llama.cpp's OpenAI-compatible `llama-server` (from the
 #                                llama.cpp sources vendored in PyPI's llama-cpp-python sdist)
@@ -56,7 +57,7 @@ apt_install() {
 }
 
 postgres() {
-    apt_install postgresql
+    apt_install postgresql iproute2
     ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1
 }
 
