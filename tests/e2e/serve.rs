@@ -21,7 +21,14 @@ use crate::retrieval::prepared;
 
 /// The router over the chain's home, in process.
 fn app(generate: bool) -> (axum::Router, Arc<AppState>) {
+    app_on(generate, None)
+}
+
+/// The router over the chain's home with its results in the store at `store` (default: the
+/// home's SQLite file).
+fn app_on(generate: bool, store: Option<String>) -> (axum::Router, Arc<AppState>) {
     let mut config = config();
+    config.store.url = store;
     config.serve.generate = generate;
     config.serve.max_batch = 4;
     let llm: Option<Arc<dyn recgpt_pipeline::llm::LlmBackend>> =
@@ -60,8 +67,23 @@ fn runtime() -> tokio::runtime::Runtime {
 
 #[test]
 fn router_serves_stored_recommendations_and_clear_errors() {
+    router_serves_stored_recommendations(None);
+}
+
+/// The same over a PostgreSQL store holding the chain's results.
+#[test]
+fn router_serves_stored_recommendations_and_clear_errors_from_postgres() {
+    let url = crate::common::scratch_postgres("router_serves");
+    let store = ResultStore::connect(&url).unwrap();
+    for r in &chain().results {
+        store.put_user(r).unwrap();
+    }
+    router_serves_stored_recommendations(Some(url));
+}
+
+fn router_serves_stored_recommendations(store: Option<String>) {
     let chain = chain();
-    let (app, _) = app(false);
+    let (app, _) = app_on(false, store);
     runtime().block_on(async {
         let user = &chain.results[0];
         let (status, body) = call(&app, get(&format!("/v1/users/{}/recommendations?k=3", user.user))).await;
