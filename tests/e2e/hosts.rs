@@ -181,9 +181,10 @@ impl Hosts {
         }
     }
 
-    /// One SQL query's rows (one column) on host db.
-    fn sql(&self, query: &str) -> Vec<String> {
-        let out = ok(self.command("db", self.pg_bin.join("psql")).args([
+    /// `psql` on host db running `query`, rows unaligned.
+    fn psql(&self, query: &str) -> Command {
+        let mut c = self.command("db", self.pg_bin.join("psql"));
+        c.args([
             "-h",
             "127.0.0.1",
             "-p",
@@ -193,18 +194,19 @@ impl Hosts {
             "-tAq",
             "-c",
             query,
-        ]));
+        ]);
+        c
+    }
+
+    /// One SQL query's rows (one column) on host db.
+    fn sql(&self, query: &str) -> Vec<String> {
+        let out = ok(&mut self.psql(query));
         out.lines().map(str::to_string).collect()
     }
 
     /// Users stored so far (0 until a worker has made the tables).
     fn stored_users(&self) -> u64 {
-        let out = self
-            .command("db", self.pg_bin.join("psql"))
-            .args(["-h", "127.0.0.1", "-p", PG_PORT, "-U", "postgres", "-tAq"])
-            .args(["-c", "SELECT COUNT(*) FROM users"])
-            .output()
-            .unwrap();
+        let out = self.psql("SELECT COUNT(*) FROM users").output().unwrap();
         String::from_utf8_lossy(&out.stdout)
             .trim()
             .parse()
