@@ -57,10 +57,7 @@ pub fn run(
         .build()?;
     let store = config.store.open(home)?;
     let (user, item) = bench_pair(&store)?;
-    let mut routes = vec![(
-        "hello world (reference)".to_string(),
-        format!("{}/bench/hello", listen(&runtime, home, &config, cache_mb)?),
-    )];
+    let mut routes = Vec::new();
     let mut stores = vec![(kind(&config), config.clone(), store)];
     if let Some(admin) = postgres {
         let url = recgpt_pipeline::results::scratch_database(admin, "recgpt_bench_serve")?;
@@ -74,6 +71,13 @@ pub fn run(
     for (kind, config, _) in &stores {
         let base = listen(&runtime, home, config, cache_mb)?;
         let uncached = listen(&runtime, home, config, 0)?;
+        if routes.is_empty() {
+            // the reference, served by the configured store's cached server
+            routes.push((
+                "hello world (reference)".to_string(),
+                format!("{base}/bench/hello"),
+            ));
+        }
         routes.extend([
             (
                 format!("explanation (cached), {kind}"),
