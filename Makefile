@@ -23,14 +23,17 @@ RECGPT := $(CARGO_TARGET_DIR)/release/recgpt
 # `[profile.dev.package."*"]`), so `make demo` and `make test` compile llama.cpp once between them.
 RECGPT_DEMO := $(CARGO_TARGET_DIR)/debug/recgpt
 
-.PHONY: demo test test-suite deps model embedder server postgres lint build build-dev bench eval prompts-update build-mistralrs test-mistralrs
+.PHONY: demo test test-build test-suite deps model qwen embedder server postgres lint build build-dev bench eval prompts-update build-mistralrs test-mistralrs
 
 deps:
 	@scripts/setup.sh deps
 
-# The smallest model (tests and demo) and the batch job's default (Qwen2.5-Coder-0.5B).
+# The smallest model (tests and demo).
 model: deps
 	@scripts/setup.sh model >/dev/null
+
+# The batch job's default model (Qwen2.5-Coder-0.5B), which the default-configuration tests load.
+qwen: deps
 	@scripts/setup.sh qwen 0.5b >/dev/null
 
 embedder: deps
@@ -48,7 +51,7 @@ build: deps
 build-dev: deps
 	cargo build --locked -p recgpt --bin recgpt
 
-demo: model embedder build-dev
+demo: model qwen embedder build-dev
 	$(RECGPT_DEMO) import online-retail "$$(scripts/setup.sh data)"
 	$(RECGPT_DEMO) stats narratives --budget $(BUDGET)
 	$(RECGPT_DEMO) categories
@@ -76,23 +79,37 @@ eval: model embedder build
 	$(RECGPT) import online-retail "$$(scripts/setup.sh data)" > /dev/null
 	$(RECGPT) eval --split 2011-11-01
 
+# The lint on its own (`make test` lints inside its test build, below).
 lint: deps
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 
+# `make test` lints while it builds: clippy-driver compiles the workspace's own crates (every
+# target, warnings denied, the lints `cargo clippy` runs) and the dependencies are compiled
+# once, for the tests, instead of a second time in check mode as a separate `cargo clippy`
+# does. Every cargo command of the suite runs with it, so none compiles our crates again.
+LINTED := RUSTC_WORKSPACE_WRAPPER=clippy-driver CLIPPY_ARGS=-Dwarnings
+
 # The test build of recgpt, for the prompt regression (same llama.cpp build as the tests).
-RECGPT_DEV := cargo run --locked -q -p recgpt --bin recgpt --
+RECGPT_DEV := $(LINTED) cargo run --locked -q -p recgpt --bin recgpt --
 TEST_HOME := $(CACHE)/test-home
 
 # The LLM quality loop's CI-sized run: a few users of the dev split, with floors.
 LOOP_USERS ?= 3
 
+# Formatting, then the linted test build; `llama-server` is built after it, against the ggml
+# that llama-cpp-sys-2 compiled for the tests (scripts/setup.sh server), so ggml is compiled once.
 # The suite runs beside a throwaway PostgreSQL cluster (scripts/pg-test.sh), stopped afterwards.
-test: model embedder server postgres lint
+test: model qwen embedder postgres test-build
+	@scripts/setup.sh server >/dev/null
 	@scripts/pg-test.sh run $(MAKE) --no-print-directory test-suite
 
+test-build: deps
+	cargo fmt --all -- --check
+	$(LINTED) cargo test --workspace --all-targets --locked --no-run
+
 test-suite:
-	RECGPT_DATA="$$(scripts/setup.sh data)" cargo test --workspace --locked
+	RECGPT_DATA="$$(scripts/setup.sh data)" $(LINTED) cargo test --workspace --locked
 	$(RECGPT_DEV) --home $(TEST_HOME) import online-retail "$$(scripts/setup.sh data)" > /dev/null
 	$(RECGPT_DEV) --home $(TEST_HOME) prompts test
 	$(RECGPT_DEV) --home $(TEST_HOME) eval llm --split 2011-10-01 --users $(LOOP_USERS) --epochs 2 --no-cache \

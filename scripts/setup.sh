@@ -14,7 +14,10 @@
 #   scripts/setup.sh data        print the Online Retail file to use, fetching it if needed
 #   scripts/setup.sh server      build llama.cpp's OpenAI-compatible `llama-server` (from the
 #                                llama.cpp sources vendored in PyPI's llama-cpp-python sdist)
-#                                and print its path; CMAKE_ARGS adds options (-DGGML_CUDA=ON)
+#                                and print its path; it links the ggml that llama-cpp-sys-2
+#                                built in $CARGO_TARGET_DIR when there is one (`make test` builds
+#                                it first), else compiles its own; CMAKE_ARGS adds options
+#                                (-DGGML_CUDA=ON, which always compiles its own ggml)
 #
 # Cache: $RECGPT_CACHE (default ~/.cache/recgpt). Data: $RECGPT_DATA if set, else
 # ../shared/data/online-retail/online_retail.csv.gz beside the repository, else the original
@@ -54,6 +57,25 @@ apt_install() {
     [ "$(id -u)" -eq 0 ] || sudo=sudo
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+}
+
+# Downloads one file of a PyPI project as pip finds it, through the index's simple API (PEP 691),
+# without building anything: `pip download` of a source distribution first builds its metadata,
+# which compiles its build backend and their dependencies from source (minutes on a fresh machine).
+pypi_file() {
+    local project=$1 file=$2 dest=$3
+    python3 - "$project" "$file" "$dest" <<'PY'
+import json, os, sys, urllib.request
+project, file, dest = sys.argv[1:]
+index = os.environ.get("PIP_INDEX_URL", "https://pypi.org/simple").rstrip("/")
+request = urllib.request.Request(f"{index}/{project}/",
+                                 headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+with urllib.request.urlopen(request, timeout=180) as response:
+    files = json.load(response)["files"]
+url = next(f["url"] for f in files if f["filename"] == file)
+urllib.request.urlretrieve(url, dest + ".part")
+os.replace(dest + ".part", dest)
+PY
 }
 
 postgres() {
@@ -177,25 +199,39 @@ server() {
     local sdist=$cache/wheels/$server_sdist
     if ! { [ -f "$sdist" ] && echo "$server_sha256  $sdist" | sha256sum -c --status; }; then
         log "fetching llama.cpp sources (PyPI sdist ${server_sdist%.tar.gz})"
-        python3 -m pip download --quiet --no-deps --no-binary :all: --dest "$cache/wheels" \
-            "llama-cpp-python==0.3.36" >&2
+        pypi_file llama-cpp-python "$server_sdist" "$sdist"
         echo "$server_sha256  $sdist" | sha256sum -c --status || { log "sha256 mismatch for $sdist"; exit 1; }
     fi
     rm -rf "$dir/src" "$dir/build"
     mkdir -p "$dir/src"
     tar -xzf "$sdist" -C "$dir/src" --strip-components=3 "${server_sdist%.tar.gz}/vendor/llama.cpp"
-    log "building llama-server (a few minutes)"
-    # Not GGML_NATIVE: on CPUs with AMX, -march=native enables llama.cpp's AMX kernels, which
-    # crash where the kernel or sandbox does not grant AMX tile state; AVX2/FMA is what the
-    # in-process build (llama-cpp-sys-2) uses too.
+    # ggml, llama.cpp's tensor library, is most of the compile. The one llama-cpp-sys-2 built for
+    # the crates (same CPU flags as below) serves: its public headers are a superset of this
+    # release's, so the server is compiled against it and ggml is compiled once on a machine.
+    local ggml_args
+    local ggml=""
+    [ -n "${CMAKE_ARGS:-}" ] || ggml=$(ls -t "${CARGO_TARGET_DIR:-$here/target}"/debug/build/llama-cpp-sys-2-*/out/lib/cmake/ggml/ggml-config.cmake 2>/dev/null | head -n 1)
+    if [ -n "$ggml" ]; then
+        log "building llama-server (a few minutes) with the ggml in ${ggml%/lib/cmake/*}"
+        ggml_args=(-DLLAMA_USE_SYSTEM_GGML=ON "-Dggml_DIR=$(dirname "$ggml")")
+    else
+        log "building llama-server and its ggml (several minutes)"
+        # Not GGML_NATIVE: on CPUs with AMX, -march=native enables llama.cpp's AMX kernels, which
+        # crash where the kernel or sandbox does not grant AMX tile state; AVX2/FMA is what the
+        # in-process build (llama-cpp-sys-2) uses too.
+        ggml_args=(-DGGML_CCACHE=OFF -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON)
+    fi
     # shellcheck disable=SC2086
-    cmake -S "$dir/src" -B "$dir/build" -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF \
+    # The compiler's output goes to a log, shown when the build fails.
+    if ! { cmake -S "$dir/src" -B "$dir/build" -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF \
         -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=ON \
         -DLLAMA_BUILD_SERVER=ON -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_UI=OFF \
-        -DLLAMA_USE_PREBUILT_UI=OFF -DGGML_CCACHE=OFF \
-        -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON \
-        ${CMAKE_ARGS:-} >&2
-    cmake --build "$dir/build" --target llama-server -j "$(nproc)" >&2
+        -DLLAMA_USE_PREBUILT_UI=OFF "${ggml_args[@]}" ${CMAKE_ARGS:-} &&
+        cmake --build "$dir/build" --target llama-server -j "$(nproc)"; } > "$dir/build.log" 2>&1; then
+        tail -n 40 "$dir/build.log" >&2
+        log "building llama-server failed; the whole log: $dir/build.log"
+        exit 1
+    fi
     mkdir -p "$dir/bin"
     cp "$dir/build/bin/llama-server" "$bin"
     rm -rf "$dir/src" "$dir/build"
