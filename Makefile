@@ -23,7 +23,7 @@ RECGPT := $(CARGO_TARGET_DIR)/release/recgpt
 # `[profile.dev.package."*"]`), so `make demo` and `make test` compile llama.cpp once between them.
 RECGPT_DEMO := $(CARGO_TARGET_DIR)/debug/recgpt
 
-.PHONY: demo test test-build test-suite deps model qwen embedder server postgres lint build build-dev bench eval prompts-update build-mistralrs test-mistralrs
+.PHONY: demo test test-build test-suite deps model qwen judge-model embedder server postgres lint build build-dev bench eval prompts-update build-mistralrs test-mistralrs
 
 deps:
 	@scripts/setup.sh deps
@@ -35,6 +35,10 @@ model: deps
 # The batch job's default model (Qwen2.5-Coder-0.5B), which the default-configuration tests load.
 qwen: deps
 	@scripts/setup.sh qwen 0.5b >/dev/null
+
+# The judge's model (Qwen2.5-Coder-1.5B), the largest the setup provides (`recgpt judge`).
+judge-model: deps
+	@scripts/setup.sh qwen 1.5b >/dev/null
 
 embedder: deps
 	@scripts/setup.sh embedder >/dev/null
@@ -100,7 +104,7 @@ LOOP_USERS ?= 3
 # Formatting, then the linted test build; `llama-server` is built after it, against the ggml
 # that llama-cpp-sys-2 compiled for the tests (scripts/setup.sh server), so ggml is compiled once.
 # The suite runs beside a throwaway PostgreSQL cluster (scripts/pg-test.sh), stopped afterwards.
-test: model qwen embedder postgres test-build
+test: model qwen judge-model embedder postgres test-build
 	@scripts/setup.sh server >/dev/null
 	@scripts/pg-test.sh run $(MAKE) --no-print-directory test-suite
 
@@ -114,6 +118,8 @@ test-suite:
 	$(RECGPT_DEV) --home $(TEST_HOME) prompts test
 	$(RECGPT_DEV) --home $(TEST_HOME) eval llm --split 2011-10-01 --users $(LOOP_USERS) --epochs 2 --no-cache \
 		--floors prompts/cases/llm_floors.json
+	$(RECGPT_DEV) --home $(TEST_HOME) judge --cases prompts/cases/judge/ci.jsonl \
+		--floors prompts/cases/judge/floors.json
 
 # Accept changed prompt-regression outputs (review the diff of prompts/cases/expected/ first).
 prompts-update: model

@@ -159,6 +159,12 @@ enum Command {
     /// `recgpt eval llm` scores the LLM's tags instead.
     #[command(subcommand_negates_reqs = true, args_conflicts_with_subcommands = true)]
     Eval(EvalArgs),
+    /// A second model grades LLM outputs against a rubric per stage (interests: supported by
+    /// their evidence, a lasting taste; tags: a product kind that serves the interest;
+    /// explanations: relevant, true to the item, clear, safe): a seeded sample of the stored
+    /// outputs, or a labelled set (--cases) with its agreement with the labels. Prints pass
+    /// rates with 95% intervals, the rules × judge table and the cost per output.
+    Judge(JudgeArgs),
     /// Statistics over all users.
     #[command(subcommand)]
     Stats(StatsCommand),
@@ -193,6 +199,45 @@ struct RunArgs {
     llm: LlmArgs,
     #[command(flatten)]
     embedder: EmbedderArgs,
+}
+
+// `recgpt judge`.
+#[derive(Debug, Args)]
+struct JudgeArgs {
+    /// Stages to judge, comma-separated (default: interests, tags and explanations).
+    #[arg(long, value_delimiter = ',')]
+    stage: Vec<recgpt_pipeline::judge::Stage>,
+    /// Stored outputs judged per stage (a seeded sample).
+    #[arg(long, default_value_t = 30)]
+    sample: usize,
+    /// Seed of the sample.
+    #[arg(long, default_value_t = cli::DEFAULT_SAMPLE_SEED)]
+    sample_seed: u64,
+    /// Labelled cases (JSON lines, e.g. prompts/cases/judge/*.jsonl), comma-separated, judged
+    /// instead of stored outputs.
+    #[arg(long, value_delimiter = ',')]
+    cases: Vec<PathBuf>,
+    /// With --cases: the half of the labelled set (dev tunes the rubric; held-out reports).
+    #[arg(long, default_value = "all")]
+    half: recgpt_pipeline::judge::cases::Half,
+    /// The judge's GGUF model (config `judge.model`; default Qwen2.5-Coder-1.5B-Instruct in the
+    /// cache, from `scripts/setup.sh qwen 1.5b`).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Floors on the judge's agreement with the labels (JSON, e.g.
+    /// prompts/cases/judge/floors.json): exit non-zero when one breaks.
+    #[arg(long)]
+    floors: Option<PathBuf>,
+    /// Write the cases (JSON lines, for labelling) to this file instead of judging them.
+    #[arg(long)]
+    write_cases: Option<PathBuf>,
+    /// Explanations: answer each sampled pair afresh this many times with the configured model
+    /// (`llm.model`, RECGPT_MODEL), keeping every answer with the rules' verdict, those they
+    /// reject included.
+    #[arg(long)]
+    regenerate: Option<usize>,
+    #[command(flatten)]
+    llm: LlmArgs,
 }
 
 // `recgpt eval`.
@@ -592,5 +637,16 @@ fn default_sigpipe() {
     // SAFETY: `signal` with `SIG_DFL` only sets the disposition, before any thread starts.
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// clap's own checks of the whole command line (unique names, valid defaults), which it
+    /// otherwise runs only when a command is parsed.
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
     }
 }

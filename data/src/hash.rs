@@ -13,6 +13,12 @@ pub fn fnv1a<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> u64 {
     hash
 }
 
+/// A seeded, well-mixed hash of an id: ordering ids by it is a seeded shuffle in which a
+/// larger prefix holds a smaller one, and an id keeps its place when others are added.
+pub fn seeded(seed: u64, id: &str) -> u64 {
+    mix(fnv1a([&seed.to_le_bytes()[..], id.as_bytes()]))
+}
+
 /// A 64-bit finaliser (splitmix64's): every input bit moves every output bit, so ordering by
 /// `mix(fnv1a(..))` does not keep ids that differ in their last byte next to each other, as
 /// ordering by the FNV value itself does.

@@ -11,6 +11,10 @@ pub const DEFAULT_MODEL_FILE: &str = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf";
 /// run for speed on a few CPU cores.
 pub const SMALL_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 
+/// File name of the judge's default model (Qwen2.5-Coder-1.5B-Instruct, the largest model the
+/// setup provides: `scripts/setup.sh qwen 1.5b`).
+pub const JUDGE_MODEL_FILE: &str = "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf";
+
 fn home_dir() -> PathBuf {
     std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from)
 }
@@ -29,6 +33,11 @@ pub fn cache_dir() -> PathBuf {
 /// `<cache>/models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf`.
 pub fn default_model_path() -> PathBuf {
     cache_dir().join("models").join(DEFAULT_MODEL_FILE)
+}
+
+/// The judge's default model: `<cache>/models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf`.
+pub fn judge_model_path() -> PathBuf {
+    cache_dir().join("models").join(JUDGE_MODEL_FILE)
 }
 
 /// The smallest model, which `make model` fetches too (`scripts/setup.sh model`):

@@ -21,16 +21,19 @@ pub enum Task {
     Interests,
     Tags,
     Explain,
+    /// The judge's grading of one stored output (see `recgpt judge`).
+    Judge,
 }
 
 impl Task {
-    pub const ALL: [Task; 3] = [Task::Interests, Task::Tags, Task::Explain];
+    pub const ALL: [Task; 4] = [Task::Interests, Task::Tags, Task::Explain, Task::Judge];
 
     pub fn name(self) -> &'static str {
         match self {
             Self::Interests => "interests",
             Self::Tags => "tags",
             Self::Explain => "explain",
+            Self::Judge => "judge",
         }
     }
 
@@ -39,6 +42,7 @@ impl Task {
             Self::Interests => include_str!("../../prompts/interests.jinja"),
             Self::Tags => include_str!("../../prompts/tags.jinja"),
             Self::Explain => include_str!("../../prompts/explain.jinja"),
+            Self::Judge => include_str!("../../prompts/judge.jinja"),
         }
     }
 }

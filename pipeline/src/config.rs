@@ -16,6 +16,7 @@ use crate::categories::CategoriesConfig;
 use crate::compress::CompressConfig;
 use crate::explain::ExplainConfig;
 use crate::interests::InterestsConfig;
+use crate::judge::JudgeConfig;
 use crate::llm::LlamaCppConfig;
 pub use crate::llm::{BackendConfig, LlmConfig};
 use crate::results::StoreConfig;
@@ -57,6 +58,8 @@ pub struct Config {
     pub job: JobConfig,
     /// Where results and the explanation cache live.
     pub store: StoreConfig,
+    /// `recgpt judge`.
+    pub judge: JudgeConfig,
 }
 
 /// Settings of the batch job.

@@ -10,6 +10,7 @@
 //! - [`job`]: the batch job over the user base (staged workers, resumable, sharded).
 //! - [`channels`], [`quality`], [`regression`]: the retrieval channels' comparison, the LLM
 //!   quality loop and the prompt regression.
+//! - [`judge`]: a second model grading stored outputs against a rubric per stage.
 //! - [`stats`], [`bench`]: narrative statistics and the benchmarks' measurements.
 //! - [`config`]: the configuration.
 //! - Re-exported: [`llm`], [`prompts`], [`model`] (`recgpt-llm`), [`explain`]
@@ -23,6 +24,7 @@ pub mod config;
 pub mod fault;
 pub mod interests;
 pub mod job;
+pub mod judge;
 pub mod quality;
 pub mod reason;
 pub mod recommend;

@@ -124,12 +124,69 @@ pub fn paired_bootstrap(a: &[f64], b: &[f64], resamples: usize, seed: u64) -> In
     }
 }
 
+/// A proportion `k / n` with its Wilson score 95% interval.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Rate {
+    pub k: usize,
+    pub n: usize,
+    /// k / n (0 for none).
+    pub rate: f64,
+    pub low: f64,
+    pub high: f64,
+}
+
+impl Rate {
+    /// `k` of `n` with the Wilson score interval (z = 1.96), which stays inside [0, 1] and
+    /// is not empty at 0 or n successes, unlike the normal approximation.
+    pub fn wilson(k: usize, n: usize) -> Self {
+        assert!(k <= n, "{k} of {n}");
+        if n == 0 {
+            return Self {
+                k,
+                n,
+                rate: 0.0,
+                low: 0.0,
+                high: 1.0,
+            };
+        }
+        let z = 1.96_f64;
+        let (kf, nf) = (k as f64, n as f64);
+        let p = kf / nf;
+        let denominator = 1.0 + z * z / nf;
+        let centre = (p + z * z / (2.0 * nf)) / denominator;
+        let half = z * (p * (1.0 - p) / nf + z * z / (4.0 * nf * nf)).sqrt() / denominator;
+        Self {
+            k,
+            n,
+            rate: p,
+            low: (centre - half).max(0.0),
+            high: (centre + half).min(1.0),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn set(xs: &[ItemIx]) -> HashSet<ItemIx> {
         xs.iter().copied().collect()
+    }
+
+    #[test]
+    fn wilson_intervals_by_hand() {
+        // 8 of 10: the textbook interval [0.490, 0.943]
+        let r = Rate::wilson(8, 10);
+        assert_eq!(r.rate, 0.8);
+        assert!(
+            (r.low - 0.4902).abs() < 1e-3 && (r.high - 0.9433).abs() < 1e-3,
+            "{r:?}"
+        );
+        let none = Rate::wilson(0, 20);
+        assert!(none.low == 0.0 && none.high > 0.1, "{none:?}");
+        let all = Rate::wilson(20, 20);
+        assert!(all.high == 1.0 && all.low < 0.9, "{all:?}");
+        assert_eq!(Rate::wilson(0, 0).high, 1.0);
     }
 
     #[test]

@@ -26,7 +26,7 @@ use recgpt_retrieval::tower::TowerModel;
 use crate::common::{model_file, model_turn, real_import, scratch_postgres, temp_home};
 use crate::retrieval::{model, prepared};
 
-const CONFIG: &str = "
+pub(crate) const CONFIG: &str = "
 [compress]
 budget = 384
 [interests]
@@ -91,7 +91,7 @@ fn results(home: &Path) -> ResultStore {
     config.store.open(home).unwrap()
 }
 
-fn recgpt(home: &Path, args: &[&str]) -> Command {
+pub(crate) fn recgpt(home: &Path, args: &[&str]) -> Command {
     recgpt_via(&[], home, args)
 }
 
@@ -122,7 +122,7 @@ pub(crate) fn recgpt_via(wrapper: &[&str], home: &Path, args: &[&str]) -> Comman
 }
 
 /// Runs `recgpt run --json ARGS` to the end and returns its summary.
-fn run(home: &Path, args: &[&str]) -> serde_json::Value {
+pub(crate) fn run(home: &Path, args: &[&str]) -> serde_json::Value {
     let mut all = vec!["--json", "run"];
     all.extend(args);
     let out = recgpt(home, &all).output().unwrap();

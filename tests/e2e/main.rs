@@ -14,6 +14,7 @@ mod hosts;
 mod import;
 mod interests;
 mod job;
+mod judge;
 mod llm;
 #[cfg(feature = "mistralrs")]
 mod mistralrs;

@@ -5,6 +5,7 @@ mod categories;
 mod import;
 mod interests;
 mod job;
+mod judge;
 mod narrative;
 mod progress;
 mod quality;
@@ -20,8 +21,8 @@ use recgpt_pipeline::llm::{quantize, GgufTokenizer, LlmBackend, TokenCounter};
 use recgpt_pipeline::model;
 
 use crate::{
-    Cli, Command, ExportCommand, HistoryArgs, ImportCommand, IndexCommand, LlmArgs, ModelCommand,
-    PromptsCommand, StatsCommand,
+    Cli, Command, ExportCommand, HistoryArgs, ImportCommand, IndexCommand, JudgeArgs, LlmArgs,
+    ModelCommand, PromptsCommand, StatsCommand,
 };
 
 /// The default seed of a user sample (`--sample-seed`).
@@ -131,6 +132,7 @@ pub fn run(cli: Cli) -> Result<()> {
             config.serve.generate &= !no_generate;
             recommend::serve(&home, config, addr, api_key)
         }
+        Command::Judge(args) => judge_command(&home, config, args, cli.json),
         Command::Users { limit, history } => narrative::users(&home, limit, &history, cli.json),
         Command::Stats(StatsCommand::Narratives { history, split }) => stats::narratives(
             &home,
@@ -146,6 +148,28 @@ pub fn run(cli: Cli) -> Result<()> {
             bench::run(&home, config, command, cli.config.as_deref(), cli.json)
         }
     }
+}
+
+/// `recgpt judge`.
+fn judge_command(
+    home: &std::path::Path,
+    config: Config,
+    args: JudgeArgs,
+    json: bool,
+) -> Result<()> {
+    let config = config.with_llm(&args.llm);
+    let request = judge::JudgeRequest {
+        stages: args.stage,
+        sample: args.sample,
+        seed: args.sample_seed,
+        cases: args.cases,
+        half: args.half,
+        model: args.model,
+        floors: args.floors,
+        write_cases: args.write_cases,
+        regenerate: args.regenerate,
+    };
+    judge::judge(home, &config, request, json)
 }
 
 /// `recgpt model prepare`: the model requantised to Q8_0.
@@ -281,6 +305,19 @@ fn prompts_test(
     }
     anyhow::ensure!(report.passed(), "prompt regression failed");
     Ok(())
+}
+
+/// A floors file (JSON), when given; an unreadable or malformed one is an error naming it.
+fn read_floors<T: serde::de::DeserializeOwned>(
+    path: Option<&std::path::Path>,
+) -> Result<Option<T>> {
+    use anyhow::Context;
+    let Some(path) = path else {
+        return Ok(None);
+    };
+    let context = || format!("floors file {}", path.display());
+    let bytes = std::fs::read(path).with_context(context)?;
+    Ok(Some(serde_json::from_slice(&bytes).with_context(context)?))
 }
 
 fn print_json(value: &impl serde::Serialize) -> Result<()> {

@@ -56,14 +56,7 @@ pub fn eval_llm(
     json: bool,
 ) -> Result<()> {
     // bad input fails before anything is loaded, trained or written
-    let floors: Option<LlmFloors> = match floors {
-        Some(path) => {
-            let context = || format!("floors file {}", path.display());
-            let bytes = std::fs::read(path).with_context(context)?;
-            Some(serde_json::from_slice(&bytes).with_context(context)?)
-        }
-        None => None,
-    };
+    let floors: Option<LlmFloors> = super::read_floors(floors)?;
     let models: Vec<PathBuf> = match models {
         [] => vec![config.llm.model.clone()],
         some => some.to_vec(),

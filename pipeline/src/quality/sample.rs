@@ -62,9 +62,7 @@ impl SplitUsers {
                 horizon: self.horizon_days,
             });
         }
-        let key =
-            |u: &str| crate::hash::mix(crate::hash::fnv1a([&seed.to_le_bytes()[..], u.as_bytes()]));
-        users.sort_by_key(|u| (key(u), *u));
+        users.sort_by_key(|u| (crate::hash::seeded(seed, u), *u));
         Ok(users.into_iter().take(n).map(str::to_string).collect())
     }
 
