@@ -231,9 +231,9 @@ struct JudgeArgs {
     /// Write the cases (JSON lines, for labelling) to this file instead of judging them.
     #[arg(long)]
     write_cases: Option<PathBuf>,
-    /// Explanations: answer each sampled pair afresh this many times with the configured model
-    /// (`llm.model`, RECGPT_MODEL), keeping every answer with the rules' verdict, those they
-    /// reject included.
+    /// Explanations (sampled from the store, or read with --cases): answer each pair afresh
+    /// this many times with the configuration's model (`[llm] model`, the default model when
+    /// unset), keeping every answer with the rules' verdict, those they reject included.
     #[arg(long)]
     regenerate: Option<usize>,
     #[command(flatten)]

@@ -7,7 +7,9 @@
 //! under a JSON schema, checked by the rules in [`validate`], and a rejected answer is asked
 //! again (up to `attempts` answers, later ones sampled at `retry_temperature` with another
 //! seed). When every answer is rejected, a template is used and labelled `fallback`. Pairs of a
-//! call that share a key are generated once.
+//! call that share a key are generated once. With a [`Verify`] (the judge, `[judge]
+//! explanations`), an answer the rules keep is also graded before it is stored, and one it
+//! fails is asked again like one the rules reject.
 //!
 //! Seeds depend on the pair (interest key and item), not on the user asking, so the cached text
 //! is the same whichever user's batch generated it.
@@ -18,6 +20,7 @@ mod store;
 pub mod validate;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Instant;
 
 use recgpt_data::{Catalog, ItemIx};
 use serde::{Deserialize, Serialize};
@@ -100,6 +103,16 @@ pub struct ExplainCounts {
     /// Tokens of the generated answers.
     #[serde(default)]
     pub tokens: TokenUse,
+    /// Answers the rules kept that the [`Verify`] graded (none without one), those it failed
+    /// (also counted in `rejected` by point), its tokens and milliseconds: the judge's cost.
+    #[serde(default)]
+    pub judged: usize,
+    #[serde(default)]
+    pub judge_failed: usize,
+    #[serde(default)]
+    pub judge_tokens: TokenUse,
+    #[serde(default)]
+    pub judge_ms: u64,
 }
 
 impl ExplainCounts {
@@ -110,6 +123,10 @@ impl ExplainCounts {
         self.generated += other.generated;
         self.fallbacks += other.fallbacks;
         self.tokens.merge(&other.tokens);
+        self.judged += other.judged;
+        self.judge_failed += other.judge_failed;
+        self.judge_tokens.merge(&other.judge_tokens);
+        self.judge_ms += other.judge_ms;
         for (k, v) in &other.rejected {
             *self.rejected.entry(k.clone()).or_default() += v;
         }
@@ -125,19 +142,48 @@ impl ExplainCounts {
     }
 }
 
+/// An answer the rules kept, for a [`Verify`] to grade.
+#[derive(Debug, Clone, Copy)]
+pub struct Candidate<'p> {
+    pub pair: &'p Pair,
+    /// The item's title as the prompt gave it, and its category.
+    pub title: &'p str,
+    pub category: Option<&'p str>,
+    pub text: &'p str,
+}
+
+/// A second check of the answers the rules keep (the judge, `recgpt_pipeline::judge`): an
+/// answer it rejects is asked again like one the rules reject, and the pair falls back to the
+/// template after the last attempt.
+pub trait Verify: std::fmt::Debug + Sync {
+    /// What its verdicts depend on (its prompt and model): part of the cache key's prompt
+    /// version, so an explanation stored without it, or under another, is not taken for one
+    /// it kept.
+    fn id(&self) -> String;
+
+    /// Per candidate, `None` when kept, else why not (`judge:POINT`); with the tokens used.
+    fn verify(&self, candidates: &[Candidate])
+        -> Result<(Vec<Option<String>>, TokenUse), LlmError>;
+}
+
 #[derive(Debug, Deserialize)]
 struct Answer {
     explanation: String,
 }
 
-/// The explain prompt's version id in `prompts` with the rules' version (`explain@…+rules6`):
-/// the cache key's `prompt_version`.
-pub fn version(prompts: &Prompts) -> String {
-    format!(
+/// The explain prompt's version id in `prompts` with the rules' version (`explain@…+rules6`),
+/// and the id of the [`Verify`] that grades what the rules keep, if any: the cache key's
+/// `prompt_version`.
+pub fn version(prompts: &Prompts, verifier: Option<&str>) -> String {
+    let rules = format!(
         "{}+rules{}",
         prompts.version(Task::Explain),
         validate::RULES_VERSION
-    )
+    );
+    match verifier {
+        Some(id) => format!("{rules}+{id}"),
+        None => rules,
+    }
 }
 
 /// Generates and caches explanations.
@@ -149,6 +195,8 @@ pub struct Explainer<'a> {
     pub categories: Option<&'a Categories>,
     pub config: ExplainConfig,
     pub sampling: Sampling,
+    /// Grades what the rules keep before it is stored (none: the rules alone decide).
+    pub verifier: Option<&'a dyn Verify>,
 }
 
 impl<'a> Explainer<'a> {
@@ -169,7 +217,13 @@ impl<'a> Explainer<'a> {
             categories,
             config: config.clone(),
             sampling,
+            verifier: None,
         }
+    }
+
+    /// The stage with `verifier` grading what the rules keep.
+    pub fn with_verifier(self, verifier: Option<&'a dyn Verify>) -> Self {
+        Self { verifier, ..self }
     }
 
     /// The item's category name, when categories are known.
@@ -179,10 +233,10 @@ impl<'a> Explainer<'a> {
         categories.of_item(id).map(|c| categories.name(c))
     }
 
-    /// The prompt's version id with the rules' version (`explain@…+rules6`): what an
-    /// explanation's text depends on besides the model.
+    /// The prompt's version id with the rules' version (`explain@…+rules6`), and the
+    /// verifier's id when there is one: what an explanation's text depends on besides the model.
     pub fn version(&self) -> String {
-        version(self.prompts)
+        version(self.prompts, self.verifier.map(|v| v.id()).as_deref())
     }
 
     /// The cache key of `pair` for `model_id`.
@@ -326,23 +380,55 @@ impl<'a> Explainer<'a> {
             for answer in &answers {
                 counts.tokens.add(answer);
             }
-            let mut next = Vec::new();
+            // rejected answers, by pair: asked again at the next attempt
+            let mut failed: Vec<(usize, String)> = Vec::new();
+            let mut kept: Vec<(usize, String)> = Vec::new();
             for (&i, answer) in pending.iter().zip(&answers) {
                 match self.check(&pairs[i], &answer.text) {
-                    Ok(text) => {
+                    Ok(text) => kept.push((i, text)),
+                    Err(reason) => failed.push((i, reason.to_string())),
+                }
+            }
+            let verdicts = match self.verifier {
+                Some(verifier) if !kept.is_empty() => {
+                    let started = Instant::now();
+                    let candidates: Vec<Candidate> = kept
+                        .iter()
+                        .map(|(i, text)| Candidate {
+                            pair: &pairs[*i],
+                            title: self.texts.compact(pairs[*i].item),
+                            category: self.category(pairs[*i].item),
+                            text,
+                        })
+                        .collect();
+                    let (verdicts, tokens) = verifier.verify(&candidates)?;
+                    counts.judged += candidates.len();
+                    counts.judge_tokens.merge(&tokens);
+                    counts.judge_ms += started.elapsed().as_millis() as u64;
+                    verdicts
+                }
+                _ => vec![None; kept.len()],
+            };
+            for ((i, text), verdict) in kept.into_iter().zip(verdicts) {
+                match verdict {
+                    None => {
                         let why = rejected.remove(&i).unwrap_or_default();
                         let e = self.explanation(&pairs[i], &keys[i], text, "model", why);
                         done.insert(&keys[i], store.put_explanation(&e)?);
                         counts.generated += 1;
                     }
-                    Err(reason) => {
-                        *counts.rejected.entry(reason.to_string()).or_default() += 1;
-                        rejected.entry(i).or_default().push(reason.to_string());
-                        next.push(i);
+                    Some(reason) => {
+                        counts.judge_failed += 1;
+                        failed.push((i, reason));
                     }
                 }
             }
-            pending = next;
+            for (i, reason) in &failed {
+                *counts.rejected.entry(reason.clone()).or_default() += 1;
+                rejected.entry(*i).or_default().push(reason.clone());
+            }
+            // in the order of `pending` (pairs of one interest side by side)
+            pending.retain(|i| failed.iter().any(|(f, _)| f == i));
         }
         for i in pending {
             let text = self.fallback(&pairs[i]);
@@ -370,5 +456,189 @@ impl<'a> Explainer<'a> {
             source: source.to_string(),
             rejected,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The retry and fallback logic around a verifier, with a scripted backend and verifier
+    //! (the real model and judge are tested end to end in `tests/e2e/explain.rs`).
+    use std::cell::RefCell;
+
+    use recgpt_data::Item;
+    use recgpt_llm::{Finish, Generation};
+
+    use super::*;
+
+    const GOOD: &str = "A three tier regency cakestand suits your afternoon tea parties.";
+    const OTHER: &str = "Its 3 tiers hold cakes for your regency tea parties.";
+
+    /// Answers the first attempt with GOOD and later ones (sampled warmer) with OTHER.
+    #[derive(Debug)]
+    struct Scripted;
+
+    impl LlmBackend for Scripted {
+        fn model_id(&self) -> &str {
+            "scripted"
+        }
+
+        fn generate(&self, requests: &[GenerateRequest]) -> Result<Vec<Generation>, LlmError> {
+            Ok(requests
+                .iter()
+                .map(|r| Generation {
+                    text: json!({"explanation": if r.temperature == 0.0 { GOOD } else { OTHER }})
+                        .to_string(),
+                    finish: Finish::Stop,
+                    prompt_tokens: 100,
+                    shared_prompt_tokens: 0,
+                    generated_tokens: 20,
+                })
+                .collect())
+        }
+    }
+
+    /// Rejects every text that contains `rejects` (as the "true" point).
+    #[derive(Debug)]
+    struct Judge {
+        rejects: &'static str,
+    }
+
+    impl Verify for Judge {
+        fn id(&self) -> String {
+            "judge@test".into()
+        }
+
+        fn verify(
+            &self,
+            candidates: &[Candidate],
+        ) -> Result<(Vec<Option<String>>, TokenUse), LlmError> {
+            let verdicts = candidates
+                .iter()
+                .map(|c| {
+                    assert_eq!(c.title, "regency cakestand 3 tier");
+                    c.text
+                        .contains(self.rejects)
+                        .then(|| "judge:true".to_string())
+                })
+                .collect();
+            let tokens = TokenUse {
+                prompt: 500 * candidates.len(),
+                generated: 30 * candidates.len(),
+                ..TokenUse::default()
+            };
+            Ok((verdicts, tokens))
+        }
+    }
+
+    #[derive(Default)]
+    struct Memory(RefCell<HashMap<ExplanationKey, Explanation>>);
+
+    impl ExplanationStore for Memory {
+        fn explanation(&self, key: &ExplanationKey) -> Result<Option<Explanation>, StoreError> {
+            Ok(self.0.borrow().get(key).cloned())
+        }
+
+        fn put_explanation(&self, e: &Explanation) -> Result<Explanation, StoreError> {
+            let mut map = self.0.borrow_mut();
+            Ok(map
+                .entry(e.key.clone())
+                .or_insert_with(|| e.clone())
+                .clone())
+        }
+
+        fn for_each_explanation(
+            &self,
+            _: &str,
+            _: &str,
+            _: &mut dyn FnMut(Explanation),
+        ) -> Result<(), StoreError> {
+            unimplemented!("not used by explain")
+        }
+
+        fn for_each_explained_user(
+            &self,
+            _: &mut dyn FnMut(Vec<(String, String)>),
+        ) -> Result<(), StoreError> {
+            unimplemented!("not used by explain")
+        }
+
+        fn interest_keys(&self) -> Result<Vec<(String, Vec<f32>)>, StoreError> {
+            unimplemented!("not used by explain")
+        }
+
+        fn put_interest_key(&self, _: &str, _: &[f32]) -> Result<(), StoreError> {
+            unimplemented!("not used by explain")
+        }
+    }
+
+    fn run(judge: Option<&Judge>) -> (Vec<Explanation>, ExplainCounts, String) {
+        let catalog = Catalog::new(vec![Item {
+            id: "22423".into(),
+            title: "REGENCY CAKESTAND 3 TIER".into(),
+            category: Vec::new(),
+            brand: None,
+            attributes: BTreeMap::new(),
+            price: None,
+        }]);
+        let texts = ItemTexts::new(&catalog, &[]);
+        let prompts = Prompts::new();
+        let sampling = Sampling {
+            temperature: 0.0,
+            seed: 1,
+        };
+        let explainer = Explainer::new(
+            &prompts,
+            &catalog,
+            &texts,
+            None,
+            &ExplainConfig::default(),
+            sampling,
+        )
+        .with_verifier(judge.map(|j| j as &dyn Verify));
+        let pair = Pair {
+            interest: "Regency tea parties".into(),
+            description: "Serving cakes and tea in regency style".into(),
+            key: "regency tea parties".into(),
+            item: 0,
+        };
+        let store = Memory::default();
+        let (out, counts) = explainer.explain(&Scripted, &store, &[pair]).unwrap();
+        (out, counts, explainer.version())
+    }
+
+    #[test]
+    fn an_answer_the_verifier_fails_is_asked_again_then_falls_back() {
+        let (out, counts, unverified) = run(None);
+        assert_eq!(
+            (out[0].text.as_str(), out[0].source.as_str()),
+            (GOOD, "model")
+        );
+        assert_eq!((counts.judged, counts.generations), (0, 1));
+
+        // the first answer fails the judge; the second passes and is stored with the reason
+        let (out, counts, version) = run(Some(&Judge {
+            rejects: "afternoon",
+        }));
+        assert_eq!(
+            (out[0].text.as_str(), out[0].source.as_str()),
+            (OTHER, "model")
+        );
+        assert_eq!(out[0].rejected, vec!["judge:true".to_string()]);
+        assert_eq!(
+            (counts.judged, counts.generations, counts.generated),
+            (2, 2, 1)
+        );
+        assert_eq!(counts.rejected.get("judge:true"), Some(&1));
+        assert_eq!(counts.judge_failed, 1);
+        assert_eq!(counts.judge_tokens.prompt, 1000);
+        // verified explanations live under their own version, not the rules-only one
+        assert_eq!(version, format!("{unverified}+judge@test"));
+        assert_eq!(out[0].key.prompt_version, version);
+
+        // every answer fails: the template, after the configured attempts
+        let (out, counts, _) = run(Some(&Judge { rejects: "regency" }));
+        assert_eq!(out[0].source, "fallback");
+        assert_eq!(out[0].rejected.len(), ExplainConfig::default().attempts);
+        assert_eq!((counts.judged, counts.fallbacks), (3, 1));
     }
 }

@@ -80,7 +80,7 @@ pub(crate) fn job_home(config: &str, store: Option<String>) -> PathBuf {
 }
 
 /// Writes the home's configuration: `config` and the home's store.
-fn set_config(home: &Path, config: &str) {
+pub(crate) fn set_config(home: &Path, config: &str) {
     let store = std::fs::read_to_string(home.join("store.toml")).unwrap_or_default();
     std::fs::write(home.join("recgpt.toml"), format!("{config}{store}")).unwrap();
 }

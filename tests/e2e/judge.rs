@@ -10,7 +10,7 @@ use std::path::Path;
 use recgpt_pipeline::judge::{cases, Case, Stage};
 
 use crate::common::{model_file, model_turn};
-use crate::job::{job_home, recgpt, run, stored, text, CONFIG};
+use crate::job::{job_home, recgpt, run, set_config, stored, text, CONFIG};
 
 fn judge(home: &Path, args: &[&str]) -> std::process::Output {
     let mut all = vec!["judge"];
@@ -125,6 +125,39 @@ fn stored_outputs_are_written_regenerated_and_judged() {
     assert!(r["stages"][1]["rules"].is_object(), "{r}");
     let verdicts = |r: &serde_json::Value| r["graded"].clone();
     assert_eq!(verdicts(&r), verdicts(&report(&args)));
+
+    // the judge inside the batch job (`[judge] explanations`): the explanations' key changes,
+    // so the stored users are explained again, each answer the rules keep graded before it is
+    // stored, and the cache statistics find them under the judge's key
+    set_config(
+        &home,
+        &format!("{CONFIG}[judge]\nexplanations = true\nmodel = {model:?}\n"),
+    );
+    let judged = run(&home, &["--users", "3"]);
+    let e = &judged["explain"];
+    assert_eq!(judged["done"], summary["done"], "{judged}");
+    assert!(e["judged"].as_u64().unwrap() > 0, "{judged}");
+    assert!(e["judge_tokens"]["generated"].as_u64().unwrap() > 0, "{e}");
+    assert!(e["judge_failed"].as_u64().unwrap() <= e["judged"].as_u64().unwrap());
+    assert_eq!(
+        e["generated"].as_u64().unwrap() + e["fallbacks"].as_u64().unwrap(),
+        e["requested"].as_u64().unwrap() - e["hits"].as_u64().unwrap(),
+        "{e}"
+    );
+    let out = recgpt(&home, &["--json", "stats", "explanations"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let reuse: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        reuse["prompt_version"]
+            .as_str()
+            .unwrap()
+            .contains("+judge@"),
+        "{reuse}"
+    );
+    assert_eq!(reuse["users"], summary["done"], "{reuse}");
+    assert_eq!(reuse["other_users"], 0, "{reuse}");
 }
 
 #[test]

@@ -113,14 +113,14 @@ fn golden_prompts_render_as_snapshotted() {
         );
 
         // the explain turn for the top theme and one of its items
-        let explainer = Explainer {
-            prompts: &prompts,
-            catalog: store.catalog(),
-            texts: compressor.texts(),
-            categories: None,
-            config: ExplainConfig::default(),
-            sampling: Sampling::default(),
-        };
+        let explainer = Explainer::new(
+            &prompts,
+            store.catalog(),
+            compressor.texts(),
+            None,
+            &ExplainConfig::default(),
+            Sampling::default(),
+        );
         let top = &user_themes[0];
         let pair = Pair {
             interest: top.phrase.clone(),

@@ -142,6 +142,16 @@ fn print_summary(s: &JobSummary, store: &str) {
         e.generations,
         e.fallbacks
     );
+    if e.judged > 0 {
+        println!(
+            "judge: {} answers graded, {} failed; per graded answer {:.2} s, {:.0} prompt + {:.0} generated tokens",
+            e.judged,
+            e.judge_failed,
+            e.judge_ms as f64 / 1000.0 / e.judged as f64,
+            e.judge_tokens.prompt as f64 / e.judged as f64,
+            e.judge_tokens.generated as f64 / e.judged as f64
+        );
+    }
     if s.reasoning_reused > 0 {
         println!(
             "reasoning: {} user(s) kept their stored interests and tags (only later inputs changed)",

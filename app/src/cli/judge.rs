@@ -14,7 +14,6 @@ use recgpt_pipeline::judge::cases::{self, Half};
 use recgpt_pipeline::judge::report::{table, JudgeFloors};
 use recgpt_pipeline::judge::{Case, Judge, JudgeReport, Stage};
 use recgpt_pipeline::llm::check_gguf;
-use recgpt_pipeline::model;
 use recgpt_pipeline::prompts::Prompts;
 use recgpt_pipeline::results::UserResult;
 
@@ -62,6 +61,17 @@ pub fn judge(home: &Path, config: &Config, r: JudgeRequest, json: bool) -> Resul
         };
         (picked, format!("{}{half}", names.join(", ")))
     };
+    // explanations answered afresh by the configured model, the other stages as they are
+    let cases = match r.regenerate {
+        Some(attempts) => {
+            let (explanations, mut cases): (Vec<Case>, Vec<Case>) = cases
+                .into_iter()
+                .partition(|c| c.stage == Stage::Explanations);
+            cases.extend(regenerate(home, config, &explanations, attempts)?);
+            cases
+        }
+        None => cases,
+    };
     if let Some(out) = &r.write_cases {
         cases::write(out, &cases)?;
         println!("{} cases written to {}", cases.len(), out.display());
@@ -71,16 +81,14 @@ pub fn judge(home: &Path, config: &Config, r: JudgeRequest, json: bool) -> Resul
         bail!("no case to judge ({source}): run the batch job first, or pass --cases");
     }
 
-    let mut judge_config = config.clone();
-    judge_config.llm.model = r
-        .model
-        .clone()
-        .or_else(|| config.judge.model.clone())
-        .unwrap_or_else(model::judge_model_path);
-    check_gguf(&judge_config.llm.model).with_context(|| {
+    let mut judge_llm = config.judge.llm(&config.llm);
+    if let Some(model) = &r.model {
+        judge_llm.model = model.clone();
+    }
+    check_gguf(&judge_llm.model).with_context(|| {
         "the judge's model (fetch the default with `scripts/setup.sh qwen 1.5b`, or pass --model)"
     })?;
-    let llm = judge_config.llm.load()?;
+    let llm = judge_llm.load()?;
     let prompts = Prompts::new();
     let judge = Judge::new(&prompts, &config.judge);
     let grading = judge.grade(llm.as_ref(), &cases)?;
@@ -89,7 +97,7 @@ pub fn judge(home: &Path, config: &Config, r: JudgeRequest, json: bool) -> Resul
         &judge.version(),
         &source,
         grading,
-        judge_config.llm.backend.threads_used(),
+        judge_llm.backend.threads_used(),
     );
     if json {
         print_json(&report)?;
@@ -108,8 +116,7 @@ pub fn judge(home: &Path, config: &Config, r: JudgeRequest, json: bool) -> Resul
     Ok(())
 }
 
-/// A seeded sample of each stage's stored outputs; with `--regenerate N`, the sampled
-/// explanations' pairs answered afresh N times with the configured model, every answer kept.
+/// A seeded sample of each stage's stored outputs.
 fn stored_cases(
     home: &Path,
     config: &Config,
@@ -124,16 +131,13 @@ fn stored_cases(
     let mut out = Vec::new();
     for &stage in stages {
         let all = cases::stored(stage, &stored);
-        let mut picked = cases::sample(all, r.sample, r.seed);
-        if let (Stage::Explanations, Some(attempts)) = (stage, r.regenerate) {
-            picked = regenerate(home, config, &picked, attempts)?;
-        }
-        out.extend(picked);
+        out.extend(cases::sample(all, r.sample, r.seed));
     }
     Ok(out)
 }
 
-/// The explanation cases' pairs answered afresh (see [`cases::regenerated`]).
+/// The explanation cases' pairs answered afresh `attempts` times with the configured model,
+/// every answer kept (see [`cases::regenerated`]); a pair in several cases is asked once.
 fn regenerate(home: &Path, config: &Config, picked: &[Case], attempts: usize) -> Result<Vec<Case>> {
     let store = Store::open(home)?;
     let catalog = store.catalog();
@@ -154,12 +158,15 @@ fn regenerate(home: &Path, config: &Config, picked: &[Case], attempts: usize) ->
         let item = catalog
             .ix(item_id)
             .with_context(|| format!("case {}: item {item_id} is not in the catalog", c.id))?;
-        pairs.push(Pair {
+        let pair = Pair {
             interest: c.interest.clone(),
             description: c.description.clone(),
             key: keys::normalise(&c.interest),
             item,
-        });
+        };
+        if !pairs.contains(&pair) {
+            pairs.push(pair);
+        }
     }
     let llm = config.llm.load()?;
     Ok(cases::regenerated(

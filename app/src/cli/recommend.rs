@@ -9,8 +9,9 @@ use recgpt_pipeline::compress::Compressor;
 use recgpt_pipeline::config::Config;
 use recgpt_pipeline::embed::Embedder;
 use recgpt_pipeline::explain::keys::InterestKeys;
-use recgpt_pipeline::explain::Explainer;
+use recgpt_pipeline::explain::{Explainer, Verify};
 use recgpt_pipeline::interests::ThemeIndex;
+use recgpt_pipeline::judge::Verifier;
 use recgpt_pipeline::llm::GgufTokenizer;
 use recgpt_pipeline::model::default_embedder_dir;
 use recgpt_pipeline::prompts::Prompts;
@@ -36,6 +37,8 @@ pub(super) struct ChainInputs {
     pub prompts: Prompts,
     /// The collaborative-filtering channel (absent when `fusion.cf` is 0).
     pub cf: Option<Box<dyn Scorer + Send + Sync>>,
+    /// The judge of new explanations (`[judge] explanations`), its model loaded.
+    pub verifier: Option<Verifier>,
 }
 
 impl ChainInputs {
@@ -63,6 +66,8 @@ impl ChainInputs {
             .context("no index: run `recgpt index build` first")?;
         let results = config.store.open(home)?;
         let cf = retrieval::fit_cf(&ctx.store, &model, config)?;
+        let verifier = Verifier::load(config)
+            .context("the judge of explanations ([judge] explanations = true)")?;
         Ok(Self {
             ctx,
             embedder,
@@ -72,6 +77,7 @@ impl ChainInputs {
             results,
             prompts: Prompts::new(),
             cf,
+            verifier,
         })
     }
 
@@ -94,7 +100,8 @@ impl ChainInputs {
                 Some(&self.prepared.categories),
                 &config.explain,
                 config.llm.sampling,
-            ),
+            )
+            .with_verifier(self.verifier.as_ref().map(|v| v as &dyn Verify)),
             prepared: &self.prepared,
             model: &self.model,
             index: self.index.as_ref(),

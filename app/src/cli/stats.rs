@@ -62,7 +62,12 @@ pub fn explanations(home: &Path, config: Config, json: bool) -> Result<()> {
     use recgpt_pipeline::explain::reuse::CacheReuse;
 
     let results = config.store.open(home)?;
-    let version = recgpt_pipeline::explain::version(&recgpt_pipeline::prompts::Prompts::new());
+    // explanations the judge kept live under its id (`[judge] explanations`)
+    let verifier = recgpt_pipeline::judge::Verifier::id_of(&config);
+    let version = recgpt_pipeline::explain::version(
+        &recgpt_pipeline::prompts::Prompts::new(),
+        verifier.as_deref(),
+    );
     // the configuration names the model, else (a server picking its own) the backend does
     let model_id = match config.llm.model_id() {
         Some(id) => id,

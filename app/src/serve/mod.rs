@@ -43,7 +43,8 @@ use metrics::Metrics;
 use recgpt_data::text::ItemTexts;
 use recgpt_pipeline::categories::Categories;
 use recgpt_pipeline::config::Config;
-use recgpt_pipeline::explain::{Explainer, Explanation, ExplanationStore, Pair};
+use recgpt_pipeline::explain::{Explainer, Explanation, ExplanationStore, Pair, Verify};
+use recgpt_pipeline::judge::Verifier;
 use recgpt_pipeline::llm::LlmBackend;
 use recgpt_pipeline::prompts::Prompts;
 use recgpt_pipeline::recommend::{self, ItemLink};
@@ -54,6 +55,8 @@ pub struct Generator {
     pub llm: Arc<dyn LlmBackend>,
     pub prompts: Prompts,
     pub texts: ItemTexts,
+    /// The judge of new explanations (`[judge] explanations`).
+    pub verifier: Option<Verifier>,
     permits: tokio::sync::Semaphore,
     waiting: AtomicUsize,
 }
@@ -94,13 +97,17 @@ impl AppState {
         let results = config.store.open(home)?;
         let users = cache::UserCache::new(&results, config.serve.cache_mb, config.serve.follow_ms)?;
         let categories = Categories::load(home, &store).ok();
-        let generator = llm.filter(|_| config.serve.generate).map(|llm| Generator {
-            llm,
-            prompts: Prompts::new(),
-            texts: ItemTexts::new(store.catalog(), &config.compress.key_attributes),
-            permits: tokio::sync::Semaphore::new(config.serve.generate_concurrency.max(1)),
-            waiting: AtomicUsize::new(0),
-        });
+        let generator = match llm.filter(|_| config.serve.generate) {
+            Some(llm) => Some(Generator {
+                llm,
+                prompts: Prompts::new(),
+                texts: ItemTexts::new(store.catalog(), &config.compress.key_attributes),
+                verifier: Verifier::load(&config)?,
+                permits: tokio::sync::Semaphore::new(config.serve.generate_concurrency.max(1)),
+                waiting: AtomicUsize::new(0),
+            }),
+            None => None,
+        };
         Ok(Self {
             store,
             results,
@@ -341,6 +348,7 @@ impl AppState {
             &self.config.explain,
             self.config.llm.sampling,
         )
+        .with_verifier(g.verifier.as_ref().map(|v| v as &dyn Verify))
     }
 
     /// Generates `pairs` under the concurrency limit and the bounded queue.

@@ -18,8 +18,9 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use recgpt_explain::{Candidate, Verify};
 use recgpt_llm::prompts::{PromptError, Prompts, Task};
-use recgpt_llm::{GenerateRequest, Generation, LlmBackend, LlmError, TokenUse};
+use recgpt_llm::{GenerateRequest, Generation, LlmBackend, LlmConfig, LlmError, TokenUse};
 
 pub use report::{JudgeReport, StageReport};
 
@@ -214,6 +215,9 @@ pub struct JudgeConfig {
     pub max_tokens: usize,
     /// Characters of the verdict's reason.
     pub reason_chars: usize,
+    /// Grade each explanation the rules keep before it is stored (batch job, `recommend`,
+    /// `serve`), and ask again when it fails ([`Verifier`]).
+    pub explanations: bool,
 }
 
 impl Default for JudgeConfig {
@@ -222,6 +226,20 @@ impl Default for JudgeConfig {
             model: None,
             max_tokens: 120,
             reason_chars: 100,
+            explanations: false,
+        }
+    }
+}
+
+impl JudgeConfig {
+    /// The judge's LLM: `llm` (the configured backend and its settings) with the judge's model.
+    pub fn llm(&self, llm: &LlmConfig) -> LlmConfig {
+        LlmConfig {
+            model: self
+                .model
+                .clone()
+                .unwrap_or_else(crate::model::judge_model_path),
+            ..llm.clone()
         }
     }
 }
@@ -345,6 +363,100 @@ impl<'a> Judge<'a> {
             tokens,
             seconds: start.elapsed().as_secs_f64(),
         })
+    }
+}
+
+/// The judge as the explain stage's [`Verify`] (`[judge] explanations`): it grades each
+/// explanation the rules keep, with its own model.
+pub struct Verifier {
+    prompts: Prompts,
+    config: JudgeConfig,
+    llm: Box<dyn LlmBackend>,
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verifier")
+            .field("model", &self.llm.model_id())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Verifier {
+    pub fn new(config: &JudgeConfig, llm: Box<dyn LlmBackend>) -> Self {
+        Self {
+            prompts: Prompts::new(),
+            config: config.clone(),
+            llm,
+        }
+    }
+
+    /// The judge of `config` with its model loaded, when it grades explanations.
+    pub fn load(config: &crate::config::Config) -> Result<Option<Self>, LlmError> {
+        if !config.judge.explanations {
+            return Ok(None);
+        }
+        let llm = config.judge.llm(&config.llm).load()?;
+        Ok(Some(Self::new(&config.judge, llm)))
+    }
+
+    /// The id of the verifier `config` loads (see [`Verify::id`]), without loading it: `None`
+    /// when it grades no explanation, or its model is named by a server not yet asked.
+    pub fn id_of(config: &crate::config::Config) -> Option<String> {
+        let model = config.judge.llm(&config.llm).model_id()?;
+        config
+            .judge
+            .explanations
+            .then(|| verifier_id(&Prompts::new(), &model))
+    }
+}
+
+/// A verifier's id: the judge prompt's version and the judge's model.
+fn verifier_id(prompts: &Prompts, model_id: &str) -> String {
+    format!("{}:{model_id}", prompts.version(Task::Judge))
+}
+
+impl Verify for Verifier {
+    fn id(&self) -> String {
+        verifier_id(&self.prompts, self.llm.model_id())
+    }
+
+    fn verify(
+        &self,
+        candidates: &[Candidate],
+    ) -> Result<(Vec<Option<String>>, TokenUse), LlmError> {
+        let cases: Vec<Case> = candidates
+            .iter()
+            .map(|c| Case {
+                description: c.pair.description.clone(),
+                item: None,
+                title: Some(c.title.to_string()),
+                category: c.category.map(String::from),
+                ..Case::new(
+                    String::new(),
+                    Stage::Explanations,
+                    &c.pair.interest,
+                    c.text,
+                    "model",
+                )
+            })
+            .collect();
+        let grading = Judge::new(&self.prompts, &self.config)
+            .grade(self.llm.as_ref(), &cases)
+            .map_err(|e| match e {
+                JudgeError::Llm(e) => e,
+                JudgeError::Prompt(e) => LlmError::Template(e.to_string()),
+            })?;
+        let verdicts = grading
+            .graded
+            .iter()
+            .map(|g| match (g.verdict.pass, &g.verdict.failed) {
+                (true, _) => None,
+                (false, Some(point)) => Some(format!("judge:{point}")),
+                (false, None) => Some("judge:unparsable".to_string()),
+            })
+            .collect();
+        Ok((verdicts, grading.tokens))
     }
 }
 
