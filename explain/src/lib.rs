@@ -48,6 +48,12 @@ pub struct ExplainConfig {
     pub retry_temperature: f32,
     /// Cosine at or above which two interests share cache entries (see [`keys`]).
     pub key_similarity: f32,
+    /// Decode each answer under a grammar whose words are the item's title and category, the
+    /// interest's name and [`validate::REASON_WORDS`] ([`grounded_grammar`]): the sentence
+    /// cannot name what the catalog does not say. Left out of the serialised settings when off,
+    /// so that turning it on is the only change it makes to stored inputs.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub grounded: bool,
 }
 
 impl Default for ExplainConfig {
@@ -59,6 +65,7 @@ impl Default for ExplainConfig {
             attempts: 3,
             retry_temperature: 0.8,
             key_similarity: 0.9,
+            grounded: false,
         }
     }
 }
@@ -186,6 +193,37 @@ pub fn version(prompts: &Prompts, verifier: Option<&str>) -> String {
     }
 }
 
+/// The GBNF of an answer `{"explanation": "You …."}` of `min_words` to `max_words` words
+/// whose words after the first ("You" or "Your") are the words of `facts` (the item's title and
+/// category and the interest's name) and [`validate::REASON_WORDS`], lower case, separated by a
+/// space or a comma and a space: it accepts only answers the schema accepts, and none that
+/// the `ungrounded` rule rejects.
+pub fn grounded_grammar(facts: &str, min_words: usize, max_words: usize) -> String {
+    use std::fmt::Write as _;
+
+    let mut vocabulary: Vec<String> = recgpt_data::text::words(facts);
+    vocabulary.extend(
+        validate::REASON_WORDS
+            .iter()
+            // contraction endings are not words of their own here
+            .filter(|w| !["re", "ll", "ve", "d", "s", "t"].contains(*w))
+            .map(|w| w.to_string()),
+    );
+    vocabulary.sort();
+    vocabulary.dedup();
+    let words: Vec<&str> = vocabulary.iter().map(String::as_str).collect();
+    let mut g = String::new();
+    let _ = writeln!(
+        g,
+        "root ::= \"{{\\\"explanation\\\": \\\"\" (\"You\" | \"Your\") (sep w-0){{{},{}}} \".\\\"}}\"",
+        min_words.max(1) - 1,
+        max_words.max(1) - 1
+    );
+    let _ = writeln!(g, "sep ::= \" \" | \", \"");
+    recgpt_llm::gbnf::trie_rules("w", &words, &mut g);
+    g
+}
+
 /// Generates and caches explanations.
 #[derive(Debug)]
 pub struct Explainer<'a> {
@@ -236,7 +274,11 @@ impl<'a> Explainer<'a> {
     /// The prompt's version id with the rules' version (`explain@…+rules6`), and the
     /// verifier's id when there is one: what an explanation's text depends on besides the model.
     pub fn version(&self) -> String {
-        version(self.prompts, self.verifier.map(|v| v.id()).as_deref())
+        let v = version(self.prompts, self.verifier.map(|v| v.id()).as_deref());
+        match self.config.grounded {
+            true => format!("{v}+grounded{}", validate::RULES_VERSION),
+            false => v,
+        }
     }
 
     /// The cache key of `pair` for `model_id`.
@@ -280,10 +322,19 @@ impl<'a> Explainer<'a> {
         let seed = self
             .sampling
             .seed_for(&format!("{}\u{1f}{item}\u{1f}{attempt}", pair.key));
+        let grammar = self.config.grounded.then(|| {
+            let title = self.texts.compact(pair.item);
+            let category = self.category(pair.item).unwrap_or_default();
+            grounded_grammar(
+                &format!("{title} {category} {}", pair.interest),
+                self.config.min_words,
+                self.config.max_words,
+            )
+        });
         Ok(GenerateRequest {
             messages,
             schema: Some(self.schema()),
-            grammar: None,
+            grammar,
             repeat_penalty: 1.0,
             max_tokens: self.config.max_tokens,
             temperature,
@@ -572,6 +623,13 @@ mod tests {
     }
 
     fn run(judge: Option<&Judge>) -> (Vec<Explanation>, ExplainCounts, String) {
+        run_with(judge, false)
+    }
+
+    fn run_with(
+        judge: Option<&Judge>,
+        grounded: bool,
+    ) -> (Vec<Explanation>, ExplainCounts, String) {
         let catalog = Catalog::new(vec![Item {
             id: "22423".into(),
             title: "REGENCY CAKESTAND 3 TIER".into(),
@@ -591,7 +649,10 @@ mod tests {
             &catalog,
             &texts,
             None,
-            &ExplainConfig::default(),
+            &ExplainConfig {
+                grounded,
+                ..ExplainConfig::default()
+            },
             sampling,
         )
         .with_verifier(judge.map(|j| j as &dyn Verify));
@@ -604,6 +665,45 @@ mod tests {
         let store = Memory::default();
         let (out, counts) = explainer.explain(&Scripted, &store, &[pair]).unwrap();
         (out, counts, explainer.version())
+    }
+
+    #[test]
+    fn the_grounded_grammar_offers_the_facts_and_reason_words_only() {
+        let g = grounded_grammar(
+            "regency cakestand 3 tier cakestand regency tea parties",
+            6,
+            30,
+        );
+        assert!(
+            g.starts_with(
+                r#"root ::= "{\"explanation\": \"" ("You" | "Your") (sep w-0){5,29} ".\"}""#
+            ),
+            "{g}"
+        );
+        let words = recgpt_llm::gbnf::trie_phrases(&g, "w-0");
+        for word in [
+            "cakestand",
+            "regency",
+            "tier",
+            "3",
+            "suits",
+            "parties",
+            "a",
+            "your",
+        ] {
+            assert!(words.iter().any(|w| w == word), "{word}: {g}");
+        }
+        for word in ["pink", "porcelain", "perfect", "italian", "s", "ll"] {
+            assert!(!words.iter().any(|w| w == word), "{word}: {g}");
+        }
+        // grounded answers get their own cache entries
+        let (_, _, plain) = run(None);
+        let (out, _, grounded) = run_with(None, true);
+        assert_eq!(
+            grounded,
+            format!("{plain}+grounded{}", validate::RULES_VERSION)
+        );
+        assert_eq!(out[0].key.prompt_version, grounded);
     }
 
     #[test]

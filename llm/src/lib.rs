@@ -11,6 +11,7 @@
 //! [`LlmConfig::load`] builds the configured one.
 
 mod chat;
+pub mod gbnf;
 mod llama;
 #[cfg(feature = "mistralrs")]
 mod mistralrs;

@@ -108,6 +108,27 @@ fn explainer<'a>(
     )
 }
 
+/// The (interest, item) pair of each of the user's recommendations.
+fn pairs_of(r: &UserResult, store: &Store) -> Vec<Pair> {
+    r.recommendations
+        .iter()
+        .map(|rec| {
+            let p = r
+                .interests
+                .interests
+                .iter()
+                .position(|i| Some(&i.name) == rec.interest.as_ref())
+                .unwrap();
+            Pair {
+                interest: r.interests.interests[p].name.clone(),
+                description: r.interests.interests[p].description.clone(),
+                key: r.interest_keys[p].clone(),
+                item: store.catalog().ix(&rec.item).unwrap(),
+            }
+        })
+        .collect()
+}
+
 #[test]
 fn every_recommendation_has_its_interest_and_a_checked_explanation() {
     let chain = chain();
@@ -245,24 +266,7 @@ fn explaining_the_same_pairs_again_is_all_cache_hits() {
     let compressor = compressor(&store, 512);
     let explainer = explainer(&store, &prompts, compressor.texts());
     let r = &chain.results[0];
-    let pairs: Vec<Pair> = r
-        .recommendations
-        .iter()
-        .map(|rec| {
-            let p = r
-                .interests
-                .interests
-                .iter()
-                .position(|i| Some(&i.name) == rec.interest.as_ref())
-                .unwrap();
-            Pair {
-                interest: r.interests.interests[p].name.clone(),
-                description: r.interests.interests[p].description.clone(),
-                key: r.interest_keys[p].clone(),
-                item: store.catalog().ix(&rec.item).unwrap(),
-            }
-        })
-        .collect();
+    let pairs = pairs_of(r, &store);
     let _turn = model_turn();
     let (again, counts) = explainer.explain(llm(), &results, &pairs).unwrap();
     assert_eq!(counts.hits, pairs.len(), "{counts:?}");
@@ -285,4 +289,59 @@ fn explaining_the_same_pairs_again_is_all_cache_hits() {
         resolved,
         vec![r.interest_keys[0].clone(), r.interest_keys[0].clone()]
     );
+}
+
+#[test]
+fn grounded_answers_say_only_the_facts_and_reason_words() {
+    let chain = chain();
+    let store = Store::open(&chain.home).unwrap();
+    let prompts = Prompts::new();
+    let compressor = compressor(&store, 512);
+    let mut config = config().explain;
+    config.grounded = true;
+    let explainer = Explainer::new(
+        &prompts,
+        store.catalog(),
+        compressor.texts(),
+        Some(&prepared().categories),
+        &config,
+        Config::default().llm.sampling,
+    );
+    let r = &chain.results[0];
+    let mut pairs = pairs_of(r, &store);
+    pairs.truncate(3);
+    // a store of its own: the grounded answers are generated, not looked up
+    let results = ResultStore::open(&temp_home()).unwrap();
+    let _turn = model_turn();
+    let (out, counts) = explainer.explain(llm(), &results, &pairs).unwrap();
+    assert!(counts.generations >= pairs.len(), "{counts:?}");
+    // decoded under the grammar: every answer parses, none says what the facts do not
+    for rule in ["unparsable", "ungrounded", "length", "unfinished"] {
+        assert!(!counts.rejected.contains_key(rule), "{rule}: {counts:?}");
+    }
+    assert!(
+        out[0].key.prompt_version.contains("+grounded"),
+        "{:?}",
+        out[0].key
+    );
+    for (e, pair) in out.iter().zip(&pairs) {
+        if e.source != "model" {
+            continue;
+        }
+        let facts = format!(
+            "{} {} {}",
+            compressor.texts().compact(pair.item),
+            explainer.category(pair.item).unwrap_or_default(),
+            pair.interest
+        );
+        let known = recgpt_data::text::words(&facts);
+        for w in recgpt_data::text::words(&e.text).iter().skip(1) {
+            assert!(
+                known.contains(w)
+                    || recgpt_pipeline::explain::validate::REASON_WORDS.contains(&w.as_str()),
+                "{w} in {:?} ({facts})",
+                e.text
+            );
+        }
+    }
 }
