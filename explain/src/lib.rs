@@ -178,19 +178,34 @@ struct Answer {
     explanation: String,
 }
 
+/// The explanation in a model answer (`{"explanation": "…"}`), its whitespace collapsed; `None`
+/// when the answer does not parse.
+pub fn answer_text(answer: &str) -> Option<String> {
+    let a: Answer = serde_json::from_str(answer).ok()?;
+    Some(
+        a.explanation
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" "),
+    )
+}
+
 /// The explain prompt's version id in `prompts` with the rules' version (`explain@…+rules6`),
-/// and the id of the [`Verify`] that grades what the rules keep, if any: the cache key's
-/// `prompt_version`.
-pub fn version(prompts: &Prompts, verifier: Option<&str>) -> String {
-    let rules = format!(
+/// `+grounded…` when `config` decodes under the grounded grammar, and the id of the [`Verify`]
+/// that grades what the rules keep, if any: the cache key's `prompt_version`.
+pub fn version(prompts: &Prompts, config: &ExplainConfig, verifier: Option<&str>) -> String {
+    let mut v = format!(
         "{}+rules{}",
         prompts.version(Task::Explain),
         validate::RULES_VERSION
     );
-    match verifier {
-        Some(id) => format!("{rules}+{id}"),
-        None => rules,
+    if let Some(id) = verifier {
+        v = format!("{v}+{id}");
     }
+    if config.grounded {
+        v = format!("{v}+grounded{}", validate::RULES_VERSION);
+    }
+    v
 }
 
 /// The GBNF of an answer `{"explanation": "You …."}` of `min_words` to `max_words` words
@@ -271,14 +286,14 @@ impl<'a> Explainer<'a> {
         categories.of_item(id).map(|c| categories.name(c))
     }
 
-    /// The prompt's version id with the rules' version (`explain@…+rules6`), and the
-    /// verifier's id when there is one: what an explanation's text depends on besides the model.
+    /// The cache key's prompt version ([`version`]): what an explanation's text depends on
+    /// besides the model.
     pub fn version(&self) -> String {
-        let v = version(self.prompts, self.verifier.map(|v| v.id()).as_deref());
-        match self.config.grounded {
-            true => format!("{v}+grounded{}", validate::RULES_VERSION),
-            false => v,
-        }
+        version(
+            self.prompts,
+            &self.config,
+            self.verifier.map(|v| v.id()).as_deref(),
+        )
     }
 
     /// The cache key of `pair` for `model_id`.
@@ -344,12 +359,7 @@ impl<'a> Explainer<'a> {
 
     /// The model's text when it passes every rule, else the rule it broke.
     pub fn check(&self, pair: &Pair, answer: &str) -> Result<String, &'static str> {
-        let text = serde_json::from_str::<Answer>(answer)
-            .map_err(|_| "unparsable")?
-            .explanation
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ");
+        let text = answer_text(answer).ok_or("unparsable")?;
         let title = &self.catalog.get(pair.item).title;
         let facts = Facts::new(
             title,
@@ -479,7 +489,8 @@ impl<'a> Explainer<'a> {
                 rejected.entry(*i).or_default().push(reason.clone());
             }
             // in the order of `pending` (pairs of one interest side by side)
-            pending.retain(|i| failed.iter().any(|(f, _)| f == i));
+            let again: HashSet<usize> = failed.iter().map(|(i, _)| *i).collect();
+            pending.retain(|i| again.contains(i));
         }
         for i in pending {
             let text = self.fallback(&pairs[i]);

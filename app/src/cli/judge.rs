@@ -1,7 +1,7 @@
 //! `recgpt judge`: a second model grades stored outputs, or a labelled set, against a rubric
 //! per stage; `--write-cases` writes the cases for labelling instead.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
@@ -13,37 +13,27 @@ use recgpt_pipeline::explain::{keys, Explainer, Pair};
 use recgpt_pipeline::judge::cases::{self, Half};
 use recgpt_pipeline::judge::report::{table, JudgeFloors};
 use recgpt_pipeline::judge::{Case, Judge, JudgeReport, Stage};
-use recgpt_pipeline::llm::check_gguf;
 use recgpt_pipeline::prompts::Prompts;
 use recgpt_pipeline::results::UserResult;
 
 use super::print_json;
+use crate::JudgeArgs;
 
-/// What `recgpt judge` was asked.
-#[derive(Debug)]
-pub struct JudgeRequest {
-    pub stages: Vec<Stage>,
-    pub sample: usize,
-    pub seed: u64,
-    pub cases: Vec<PathBuf>,
-    pub half: Half,
-    pub model: Option<PathBuf>,
-    pub floors: Option<PathBuf>,
-    pub write_cases: Option<PathBuf>,
-    pub regenerate: Option<usize>,
-}
-
-pub fn judge(home: &Path, config: &Config, r: JudgeRequest, json: bool) -> Result<()> {
-    let stages = if r.stages.is_empty() {
+/// `recgpt judge` with `config` (its LLM settings already overridden by `r`'s).
+pub fn judge(home: &Path, config: &Config, r: &JudgeArgs, json: bool) -> Result<()> {
+    let stages = if r.stage.is_empty() {
         Stage::ALL.to_vec()
     } else {
-        r.stages.clone()
+        r.stage.clone()
     };
     // bad input fails before a model is loaded
     let floors: Option<JudgeFloors> = super::read_floors(r.floors.as_deref())?;
     let (cases, source) = if r.cases.is_empty() {
-        let cases = stored_cases(home, config, &stages, &r)?;
-        let source = format!("results store, {} per stage, seed {}", r.sample, r.seed);
+        let cases = stored_cases(home, config, &stages, r)?;
+        let source = format!(
+            "results store, {} per stage, seed {}",
+            r.sample, r.sample_seed
+        );
         (cases, source)
     } else {
         let mut all = Vec::new();
@@ -85,10 +75,9 @@ pub fn judge(home: &Path, config: &Config, r: JudgeRequest, json: bool) -> Resul
     if let Some(model) = &r.model {
         judge_llm.model = model.clone();
     }
-    check_gguf(&judge_llm.model).with_context(|| {
+    let llm = judge_llm.load().with_context(|| {
         "the judge's model (fetch the default with `scripts/setup.sh qwen 1.5b`, or pass --model)"
     })?;
-    let llm = judge_llm.load()?;
     let prompts = Prompts::new();
     let judge = Judge::new(&prompts, &config.judge);
     let grading = judge.grade(llm.as_ref(), &cases)?;
@@ -121,7 +110,7 @@ fn stored_cases(
     home: &Path,
     config: &Config,
     stages: &[Stage],
-    r: &JudgeRequest,
+    r: &JudgeArgs,
 ) -> Result<Vec<Case>> {
     let mut stored: Vec<UserResult> = Vec::new();
     config.store.open(home)?.for_each_user(|r| -> Result<()> {
@@ -131,7 +120,7 @@ fn stored_cases(
     let mut out = Vec::new();
     for &stage in stages {
         let all = cases::stored(stage, &stored);
-        out.extend(cases::sample(all, r.sample, r.seed));
+        out.extend(cases::sample(all, r.sample, r.sample_seed));
     }
     Ok(out)
 }

@@ -21,8 +21,8 @@ use recgpt_pipeline::llm::{quantize, GgufTokenizer, LlmBackend, TokenCounter};
 use recgpt_pipeline::model;
 
 use crate::{
-    Cli, Command, ExportCommand, HistoryArgs, ImportCommand, IndexCommand, JudgeArgs, LlmArgs,
-    ModelCommand, PromptsCommand, StatsCommand,
+    Cli, Command, ExportCommand, HistoryArgs, ImportCommand, IndexCommand, LlmArgs, ModelCommand,
+    PromptsCommand, StatsCommand,
 };
 
 /// The default seed of a user sample (`--sample-seed`).
@@ -132,7 +132,7 @@ pub fn run(cli: Cli) -> Result<()> {
             config.serve.generate &= !no_generate;
             recommend::serve(&home, config, addr, api_key)
         }
-        Command::Judge(args) => judge_command(&home, config, args, cli.json),
+        Command::Judge(args) => judge::judge(&home, &config.with_llm(&args.llm), &args, cli.json),
         Command::Users { limit, history } => narrative::users(&home, limit, &history, cli.json),
         Command::Stats(StatsCommand::Narratives { history, split }) => stats::narratives(
             &home,
@@ -148,28 +148,6 @@ pub fn run(cli: Cli) -> Result<()> {
             bench::run(&home, config, command, cli.config.as_deref(), cli.json)
         }
     }
-}
-
-/// `recgpt judge`.
-fn judge_command(
-    home: &std::path::Path,
-    config: Config,
-    args: JudgeArgs,
-    json: bool,
-) -> Result<()> {
-    let config = config.with_llm(&args.llm);
-    let request = judge::JudgeRequest {
-        stages: args.stage,
-        sample: args.sample,
-        seed: args.sample_seed,
-        cases: args.cases,
-        half: args.half,
-        model: args.model,
-        floors: args.floors,
-        write_cases: args.write_cases,
-        regenerate: args.regenerate,
-    };
-    judge::judge(home, &config, request, json)
 }
 
 /// `recgpt model prepare`: the model requantised to Q8_0.

@@ -66,6 +66,7 @@ pub fn explanations(home: &Path, config: Config, json: bool) -> Result<()> {
     let verifier = recgpt_pipeline::judge::Verifier::id_of(&config);
     let version = recgpt_pipeline::explain::version(
         &recgpt_pipeline::prompts::Prompts::new(),
+        &config.explain,
         verifier.as_deref(),
     );
     // the configuration names the model, else (a server picking its own) the backend does

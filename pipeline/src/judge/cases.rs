@@ -238,13 +238,11 @@ pub fn regenerated(
             .collect::<Result<Vec<_>, _>>()?;
         let answers = llm.generate(&requests)?;
         for (pair, answer) in pairs.iter().zip(&answers) {
-            let text = match serde_json::from_str::<serde_json::Value>(&answer.text) {
-                Ok(v) => v["explanation"].as_str().unwrap_or_default().to_string(),
-                Err(_) => continue,
+            let Some(text) = recgpt_explain::answer_text(&answer.text) else {
+                continue;
             };
             let checked = explainer.check(pair, &answer.text);
             let item = explainer.catalog.get(pair.item);
-            let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
             cases.push(Case {
                 description: pair.description.clone(),
                 item: Some(item.id.clone()),

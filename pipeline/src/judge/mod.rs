@@ -403,11 +403,11 @@ impl Verifier {
     /// The id of the verifier `config` loads (see [`Verify::id`]), without loading it: `None`
     /// when it grades no explanation, or its model is named by a server not yet asked.
     pub fn id_of(config: &crate::config::Config) -> Option<String> {
+        if !config.judge.explanations {
+            return None;
+        }
         let model = config.judge.llm(&config.llm).model_id()?;
-        config
-            .judge
-            .explanations
-            .then(|| verifier_id(&Prompts::new(), &model))
+        Some(verifier_id(&Prompts::new(), &model))
     }
 }
 
