@@ -23,7 +23,7 @@ RECGPT := $(CARGO_TARGET_DIR)/release/recgpt
 # `[profile.dev.package."*"]`), so `make demo` and `make test` compile llama.cpp once between them.
 RECGPT_DEMO := $(CARGO_TARGET_DIR)/debug/recgpt
 
-.PHONY: demo test test-build test-suite deps model qwen judge-model embedder server postgres lint build build-dev bench eval prompts-update build-mistralrs test-mistralrs
+.PHONY: demo test test-build test-suite deps model qwen judge-model embedder server postgres browser lint build build-dev bench eval prompts-update build-mistralrs test-mistralrs
 
 deps:
 	@scripts/setup.sh deps
@@ -48,6 +48,10 @@ server: deps
 
 postgres: deps
 	@scripts/setup.sh postgres >/dev/null
+
+# Chromium and chromedriver, for the inspector's browser test.
+browser: deps
+	@scripts/setup.sh browser >/dev/null
 
 build: deps
 	cargo build --release --locked -p recgpt
@@ -104,7 +108,7 @@ LOOP_USERS ?= 3
 # Formatting, then the linted test build; `llama-server` is built after it, against the ggml
 # that llama-cpp-sys-2 compiled for the tests (scripts/setup.sh server), so ggml is compiled once.
 # The suite runs beside a throwaway PostgreSQL cluster (scripts/pg-test.sh), stopped afterwards.
-test: model qwen judge-model embedder postgres test-build
+test: model qwen judge-model embedder postgres browser test-build
 	@scripts/setup.sh server >/dev/null
 	@scripts/pg-test.sh run $(MAKE) --no-print-directory test-suite
 

@@ -11,6 +11,8 @@
 #   scripts/setup.sh postgres    install PostgreSQL and iproute2 from the distribution's packages
 #                                (the PostgreSQL store's tests: scripts/pg-test.sh, and the
 #                                three-host test's network namespaces)
+#   scripts/setup.sh browser     install Chromium and its WebDriver (chromedriver) from the
+#                                distribution's packages: the inspector's browser test
 #   scripts/setup.sh data        print the Online Retail file to use, fetching it if needed
 #   scripts/setup.sh server      build llama.cpp's OpenAI-compatible `llama-server` (from the
 #                                llama.cpp sources vendored in PyPI's llama-cpp-python sdist)
@@ -81,6 +83,11 @@ PY
 postgres() {
     apt_install postgresql iproute2
     ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1
+}
+
+browser() {
+    apt_install chromium chromium-driver
+    command -v chromedriver
 }
 
 model() {
@@ -247,5 +254,6 @@ case "${1:-}" in
     server) server ;;
     embedder) embedder ;;
     postgres) postgres ;;
-    *) echo "usage: $0 deps|model|qwen SIZE|embedder|data|server|postgres" >&2; exit 2 ;;
+    browser) browser ;;
+    *) echo "usage: $0 deps|model|qwen SIZE|embedder|data|server|postgres|browser" >&2; exit 2 ;;
 esac

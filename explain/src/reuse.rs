@@ -8,12 +8,12 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{Explanation, ExplanationStore, StoreError};
 
 /// Cache reuse over the stored users, and the cache's rows, for one version and model.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CacheReuse {
     pub prompt_version: String,
     pub model_id: String,

@@ -11,7 +11,8 @@
 //! - [`channels`], [`quality`], [`regression`]: the retrieval channels' comparison, the LLM
 //!   quality loop and the prompt regression.
 //! - [`judge`]: a second model grading stored outputs against a rubric per stage.
-//! - [`stats`], [`bench`]: narrative statistics and the benchmarks' measurements.
+//! - [`stats`], [`bench`]: narrative statistics, users by activity and the benchmarks'
+//!   measurements; [`reports`]: where the evaluations' reports are written.
 //! - [`config`]: the configuration.
 //! - Re-exported: [`llm`], [`prompts`], [`model`] (`recgpt-llm`), [`explain`]
 //!   (`recgpt-explain`), [`embed`], [`categories`] (`recgpt-retrieval`), [`hash`]
@@ -29,6 +30,7 @@ pub mod quality;
 pub mod reason;
 pub mod recommend;
 pub mod regression;
+pub mod reports;
 pub mod results;
 pub mod retrieval;
 pub mod stage;

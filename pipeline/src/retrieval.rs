@@ -278,6 +278,17 @@ pub struct EvalReport {
     pub seed: u64,
 }
 
+impl EvalReport {
+    /// Writes the report where `recgpt serve` finds it ([`crate::reports::retrieval`]) and
+    /// returns its path.
+    pub fn save(&self, home: &Path) -> std::io::Result<PathBuf> {
+        let path = crate::reports::retrieval(home, &self.split);
+        std::fs::create_dir_all(crate::reports::dir(home))?;
+        std::fs::write(&path, serde_json::to_vec_pretty(self)?)?;
+        Ok(path)
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TagHitRate {
     pub n: usize,

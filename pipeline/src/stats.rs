@@ -223,3 +223,28 @@ mod tests {
         assert_eq!((s.p50, s.max), (20, 30));
     }
 }
+
+/// A user's activity in a window: events, first and last day.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UserActivity {
+    pub user: String,
+    pub events: usize,
+    pub first: String,
+    pub last: String,
+}
+
+/// Every user with an event in `window`, most active first (ties in user-id order).
+pub fn activity(store: &Store, window: &TimeWindow) -> Result<Vec<UserActivity>, DataError> {
+    let mut rows = Vec::new();
+    store.for_each_history(window, |h: History| {
+        rows.push(UserActivity {
+            events: h.events.len(),
+            first: h.events[0].at.to_string(),
+            last: h.events[h.events.len() - 1].at.to_string(),
+            user: h.user,
+        });
+        Ok::<_, DataError>(())
+    })?;
+    rows.sort_by(|a, b| b.events.cmp(&a.events).then(a.user.cmp(&b.user)));
+    Ok(rows)
+}

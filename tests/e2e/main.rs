@@ -24,3 +24,4 @@ mod quality;
 mod retrieval;
 mod serve;
 mod tags;
+mod ui;

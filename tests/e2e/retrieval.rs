@@ -153,21 +153,29 @@ fn edge_index_persists_filters_and_finds_the_exact_neighbours() {
     );
 }
 
+/// The evaluation of every method at the split, once per test process.
+pub fn eval_report() -> &'static retrieval::EvalReport {
+    static REPORT: OnceLock<retrieval::EvalReport> = OnceLock::new();
+    REPORT.get_or_init(|| {
+        let (model, before, after) = model();
+        retrieval::evaluate_trained(
+            &real_store(),
+            prepared(),
+            &test_config(),
+            parse_date(SPLIT).unwrap(),
+            model,
+            before,
+            after,
+            0.0,
+            &mut |_| {},
+        )
+        .unwrap()
+    })
+}
+
 #[test]
 fn evaluation_ranks_real_methods_on_the_real_split() {
-    let (model, before, after) = model();
-    let report = retrieval::evaluate_trained(
-        &real_store(),
-        prepared(),
-        &test_config(),
-        parse_date(SPLIT).unwrap(),
-        model,
-        before,
-        after,
-        0.0,
-        &mut |_| {},
-    )
-    .unwrap();
+    let report = eval_report();
     let names: Vec<&str> = report.methods.iter().map(|m| m.method.as_str()).collect();
     assert_eq!(
         names,

@@ -20,7 +20,7 @@ use crate::llm::llm;
 use crate::retrieval::prepared;
 
 /// The router over the chain's home, in process.
-fn app(generate: bool) -> (axum::Router, Arc<AppState>) {
+pub(crate) fn app(generate: bool) -> (axum::Router, Arc<AppState>) {
     app_on(generate, None)
 }
 
@@ -37,7 +37,10 @@ fn app_on(generate: bool, store: Option<String>) -> (axum::Router, Arc<AppState>
     (router(state.clone()), state)
 }
 
-async fn call(app: &axum::Router, req: Request<Body>) -> (StatusCode, serde_json::Value) {
+pub(crate) async fn call(
+    app: &axum::Router,
+    req: Request<Body>,
+) -> (StatusCode, serde_json::Value) {
     let response = app.clone().oneshot(req).await.unwrap();
     let status = response.status();
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
@@ -47,7 +50,7 @@ async fn call(app: &axum::Router, req: Request<Body>) -> (StatusCode, serde_json
     (status, value)
 }
 
-fn get(uri: &str) -> Request<Body> {
+pub(crate) fn get(uri: &str) -> Request<Body> {
     Request::get(uri).body(Body::empty()).unwrap()
 }
 
@@ -58,7 +61,7 @@ fn post(uri: &str, body: impl Into<Body>) -> Request<Body> {
         .unwrap()
 }
 
-fn runtime() -> tokio::runtime::Runtime {
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -431,28 +434,62 @@ fn the_binary_serves_from_postgres() {
     the_binary_serves(&["--store", &url], &user);
 }
 
+/// `recgpt serve` on a free loopback port over `home` (extra arguments and environment added),
+/// killed when dropped.
+pub struct Server {
+    pub child: std::process::Child,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+}
+
+impl Server {
+    pub fn start(home: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Self {
+        use std::io::{BufRead, BufReader};
+        use std::process::{Command, Stdio};
+
+        let mut child = Command::new(env!("CARGO_BIN_EXE_recgpt"))
+            .args(["serve", "--addr", "127.0.0.1:0"])
+            .args(args)
+            .env("RECGPT_HOME", home)
+            .env("RECGPT_MODEL", crate::common::model_file())
+            .envs(env.iter().copied())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start recgpt serve");
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        stderr.read_line(&mut line).unwrap();
+        let base = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+            .to_string();
+        // keep draining the server's log so it never blocks on a full pipe
+        std::thread::spawn(move || {
+            let mut sink = String::new();
+            while stderr.read_line(&mut sink).is_ok_and(|n| n > 0) {
+                sink.clear();
+            }
+        });
+        Self { child, base }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn the_binary_serves(store: &[&str], user: &UserResult) {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
+    use std::process::Command;
 
     let chain = chain();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_recgpt"))
-        .args(["serve", "--addr", "127.0.0.1:0", "--no-generate"])
-        .args(store)
-        .env("RECGPT_HOME", &chain.home)
-        .env("RECGPT_MODEL", crate::common::model_file())
-        .env("RECGPT_API_KEY", "s3cret")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start recgpt serve");
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    stderr.read_line(&mut line).unwrap();
-    let base = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_string();
+    let mut args = vec!["--no-generate"];
+    args.extend_from_slice(store);
+    let mut server = Server::start(&chain.home, &args, &[("RECGPT_API_KEY", "s3cret")]);
+    let base = server.base.clone();
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()
@@ -490,10 +527,10 @@ fn the_binary_serves(store: &[&str], user: &UserResult) {
     );
 
     let kill = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &server.child.id().to_string()])
         .status()
         .unwrap();
     assert!(kill.success());
-    let status = child.wait().unwrap();
+    let status = server.child.wait().unwrap();
     assert!(status.success(), "graceful exit on SIGTERM: {status:?}");
 }

@@ -1,9 +1,9 @@
 use std::path::Path;
 
 use anyhow::Result;
-use recgpt_data::{DataError, History, Store};
+use recgpt_data::Store;
 use recgpt_pipeline::config::Config;
-use serde::Serialize;
+use recgpt_pipeline::stats::activity;
 
 use super::{print_json, HistoryContext};
 use crate::HistoryArgs;
@@ -28,28 +28,10 @@ pub fn one(home: &Path, config: Config, user: &str, args: &HistoryArgs, json: bo
     Ok(())
 }
 
-#[derive(Serialize)]
-struct UserRow {
-    user: String,
-    events: usize,
-    first: String,
-    last: String,
-}
-
 pub fn users(home: &Path, limit: usize, args: &HistoryArgs, json: bool) -> Result<()> {
     let store = Store::open(home)?;
     let window = store.window(args.until, args.as_of);
-    let mut rows = Vec::new();
-    store.for_each_history(&window, |h: History| {
-        rows.push(UserRow {
-            user: h.user,
-            events: h.events.len(),
-            first: h.events[0].at.to_string(),
-            last: h.events[h.events.len() - 1].at.to_string(),
-        });
-        Ok::<_, DataError>(())
-    })?;
-    rows.sort_by(|a, b| b.events.cmp(&a.events).then(a.user.cmp(&b.user)));
+    let mut rows = activity(&store, &window)?;
     rows.truncate(limit);
     if json {
         return print_json(&rows);

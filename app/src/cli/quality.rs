@@ -19,6 +19,7 @@ use recgpt_pipeline::quality::{
     MANY_INTERESTS,
 };
 use recgpt_pipeline::reason::Reasoner;
+use recgpt_pipeline::reports;
 use recgpt_pipeline::retrieval::{self, Prepared};
 use recgpt_retrieval::eval::Protocol;
 use recgpt_retrieval::tower::TowerModel;
@@ -41,7 +42,7 @@ pub struct Sample {
 
 /// The eval's default folder of cached answers in `home`.
 fn default_cache(home: &Path) -> PathBuf {
-    home.join("eval").join("reasoned")
+    reports::dir(home).join("reasoned")
 }
 
 /// The loop for each of `models` in turn (the configured model when empty) on the same
@@ -74,7 +75,7 @@ pub fn eval_llm(
     )?;
     let prepared = Prepared::load(home, &store, config, &embedder)?;
     let tower = split_tower(home, &store, &prepared, config, sample.split)?;
-    let dir = home.join("eval");
+    let dir = reports::dir(home);
     std::fs::create_dir_all(&dir)?;
 
     let mut reports = Vec::new();
@@ -126,8 +127,12 @@ fn report_name(sample: &Sample, report: &LlmEvalReport, model: &Path) -> String 
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
     format!(
-        "llm-{}-h{}-n{}-seed{}-{stem}.json",
-        sample.split, report.horizon_days, sample.users, sample.seed
+        "{}{}-h{}-n{}-seed{}-{stem}.json",
+        reports::LLM,
+        sample.split,
+        report.horizon_days,
+        sample.users,
+        sample.seed
     )
 }
 
@@ -224,7 +229,7 @@ fn split_tower(
     config: &Config,
     split: NaiveDate,
 ) -> Result<TowerModel> {
-    let dir = home.join("eval").join(format!("tower-{split}"));
+    let dir = reports::dir(home).join(format!("tower-{split}"));
     if let Ok(model) = TowerModel::load(&dir, &prepared.features) {
         let m = &model.meta;
         if m.until.as_deref() == Some(split.to_string().as_str())

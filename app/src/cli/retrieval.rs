@@ -10,6 +10,7 @@ use recgpt_data::Store;
 use recgpt_pipeline::config::Config;
 use recgpt_pipeline::embed::Embedder;
 use recgpt_pipeline::model::default_embedder_dir;
+use recgpt_pipeline::reports;
 use recgpt_pipeline::retrieval::{self, EvalReport, Prepared};
 use recgpt_retrieval::interactions::UserItems;
 use recgpt_retrieval::retrieve::retrieve as retrieve_user;
@@ -208,11 +209,8 @@ pub fn eval(
     let report = retrieval::evaluate(&store, &prepared, config, split, &mut |step| {
         eprintln!("eval: {step}");
     })?;
-    let dir = home.join("eval");
-    std::fs::create_dir_all(&dir)?;
-    let json_path = dir.join(format!("eval-{split}.json"));
-    std::fs::write(&json_path, serde_json::to_vec_pretty(&report)?)?;
-    let svg_path = dir.join(format!("recall-{split}.svg"));
+    let json_path = report.save(home)?;
+    let svg_path = reports::recall_chart(home, &split.to_string());
     std::fs::write(&svg_path, recall_chart(&report))?;
     if json {
         return print_json(&report);

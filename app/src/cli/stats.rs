@@ -63,12 +63,7 @@ pub fn explanations(home: &Path, config: Config, json: bool) -> Result<()> {
 
     let results = config.store.open(home)?;
     // explanations the judge kept live under its id (`[judge] explanations`)
-    let verifier = recgpt_pipeline::judge::Verifier::id_of(&config);
-    let version = recgpt_pipeline::explain::version(
-        &recgpt_pipeline::prompts::Prompts::new(),
-        &config.explain,
-        verifier.as_deref(),
-    );
+    let version = recgpt_pipeline::judge::explanation_version(&config);
     // the configuration names the model, else (a server picking its own) the backend does
     let model_id = match config.llm.model_id() {
         Some(id) => id,

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use super::error::{body_too_large, ErrorBody, ErrorDetail};
-use super::{ApiError, AppState};
+use super::{inspect, ApiError, AppState};
 use recgpt_pipeline::results::{Recommendation, UserResult};
 
 /// Longest id accepted.
@@ -407,6 +407,10 @@ pub async fn method_not_allowed() -> ApiError {
     info(title = "recgpt", description = "Recommendations with explanations"),
     paths(
         recommendations,
+        inspect::users,
+        inspect::chain,
+        inspect::summary,
+        inspect::eval,
         explanation,
         explanations_batch,
         healthz,
@@ -423,6 +427,19 @@ pub async fn method_not_allowed() -> ApiError {
         BatchOut,
         BatchItem,
         HealthOut,
+        inspect::UsersOut,
+        inspect::UserRowOut,
+        inspect::SummaryOut,
+        inspect::VersionsOut,
+        inspect::ChainOut,
+        inspect::NarrativeOut,
+        inspect::ChainInterestOut,
+        inspect::EvidenceOut,
+        inspect::TagOut,
+        inspect::ChainRecommendationOut,
+        inspect::PurchaseOut,
+        inspect::EvalOut,
+        inspect::ReportOut,
         ErrorBody,
         ErrorDetail
     ))

@@ -4,6 +4,9 @@
 //! - `GET /v1/users/{user_id}/recommendations?k=20`
 //! - `GET /v1/explanations?user_id=…&item_id=…`
 //! - `POST /v1/explanations:batch` with `{"pairs": [{"user_id": …, "item_id": …}, …]}`
+//! - `GET /v1/users`, `GET /v1/users/{user_id}/chain`, `GET /v1/summary`, `GET /v1/eval`: what
+//!   the inspector shows (see [`inspect`])
+//! - `GET /ui/`, `GET /ui/users/{user_id}`, `GET /ui/eval`: the inspector's pages (see [`ui`])
 //! - `GET /healthz`, `GET /metrics` (Prometheus), `GET /openapi.json`
 //! - `GET /bench/hello`: a plain hello-world route, the reference of `recgpt bench serve`
 //!
@@ -21,10 +24,12 @@
 mod api;
 mod cache;
 mod error;
+mod inspect;
 mod metrics;
+mod ui;
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -72,6 +77,8 @@ impl std::fmt::Debug for Generator {
 /// What every handler reads.
 #[derive(Debug)]
 pub struct AppState {
+    /// The data home (evaluation reports are read from its `eval/`).
+    pub home: PathBuf,
     pub store: Store,
     pub results: ResultStore,
     pub categories: Option<Categories>,
@@ -83,6 +90,7 @@ pub struct AppState {
     /// The stored results read most, decoded; `None`: no cache.
     users: Option<cache::UserCache>,
     metrics: Metrics,
+    inspector: inspect::Inspector,
 }
 
 impl AppState {
@@ -109,6 +117,7 @@ impl AppState {
             None => None,
         };
         Ok(Self {
+            home: home.to_path_buf(),
             store,
             results,
             categories,
@@ -117,6 +126,7 @@ impl AppState {
             generator,
             api_key: api_key.filter(|k| !k.is_empty()),
             metrics: Metrics::new(),
+            inspector: inspect::Inspector::default(),
         })
     }
 
@@ -438,12 +448,17 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/v1/users/{user_id}/recommendations",
             get(api::recommendations),
         )
+        .route("/v1/users", get(inspect::users))
+        .route("/v1/users/{user_id}/chain", get(inspect::chain))
+        .route("/v1/summary", get(inspect::summary))
+        .route("/v1/eval", get(inspect::eval))
         .route("/v1/explanations", get(api::explanation))
         .route("/v1/explanations:batch", post(api::explanations_batch))
         .route("/healthz", get(api::healthz))
         .route("/bench/hello", get(api::hello))
         .route("/metrics", get(api::metrics))
         .route("/openapi.json", get(api::openapi))
+        .merge(ui::routes())
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.serve.max_body_bytes))
@@ -508,7 +523,7 @@ async fn authorize(State(state): State<Arc<AppState>>, req: Request, next: Next)
     let Some(key) = &state.api_key else {
         return next.run(req).await;
     };
-    if req.uri().path() == "/healthz" {
+    if req.uri().path() == "/healthz" || ui::is_page(req.uri().path()) {
         return next.run(req).await;
     }
     let headers = req.headers();

@@ -411,6 +411,17 @@ impl Verifier {
     }
 }
 
+/// The explanation cache's prompt version under `config` (the explain prompt, its rules, the
+/// judge's id when it grades new explanations, grounded decoding), computed without loading a
+/// model: what `stats explanations` and `recgpt serve` look explanations up under.
+pub fn explanation_version(config: &crate::config::Config) -> String {
+    crate::explain::version(
+        &Prompts::new(),
+        &config.explain,
+        Verifier::id_of(config).as_deref(),
+    )
+}
+
 /// A verifier's id: the judge prompt's version and the judge's model.
 fn verifier_id(prompts: &Prompts, model_id: &str) -> String {
     format!("{}:{model_id}", prompts.version(Task::Judge))
