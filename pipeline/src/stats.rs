@@ -8,7 +8,7 @@ use chrono::{Datelike, Months, NaiveDate};
 use recgpt_data::{BehaviorKind, DataError, History, ItemIx, Store, TimeWindow, Timestamp};
 use serde::Serialize;
 
-use crate::compress::{CompressConfig, Compressor};
+use crate::compress::{CompressConfig, Compressor, Summarised};
 use crate::llm::TokenCount;
 
 /// Fit rate and token percentiles of a set of texts.
@@ -78,7 +78,51 @@ pub struct NarrativeStats {
     pub users_with_drops: u64,
     pub events_dropped: u64,
     pub low_signal_events_dropped: u64,
+    /// Share of users whose narrative cut no reliable event (summarised repeats and coarser
+    /// time buckets still mention everything): fit without cutting.
+    pub uncut: f64,
+    /// Users whose narrative summarised repeats or coarsened time to fit.
+    pub users_summarised: u64,
     pub retention: Retention,
+    /// Retention by decile of history length (events before the split), shortest first.
+    pub retention_by_decile: Vec<DecileRetention>,
+}
+
+/// Retention of the users in one decile of history length.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DecileRetention {
+    /// 1 (shortest histories) to 10.
+    pub decile: usize,
+    pub users: usize,
+    /// Fewest and most events before the split in the decile.
+    pub events_min: usize,
+    pub events_max: usize,
+    /// Mean share of next purchases the narrative mentions, and its bound (the whole history).
+    pub narrative: f64,
+    pub history: f64,
+}
+
+/// Deciles of `(history length, narrative share, history share)` per user, by length.
+fn deciles(mut users: Vec<(usize, f64, f64)>) -> Vec<DecileRetention> {
+    users.sort_by_key(|u| u.0);
+    let n = users.len();
+    (0..10)
+        .filter_map(|d| {
+            let part = &users[d * n / 10..(d + 1) * n / 10];
+            if part.is_empty() {
+                return None;
+            }
+            let len = part.len() as f64;
+            Some(DecileRetention {
+                decile: d + 1,
+                users: part.len(),
+                events_min: part[0].0,
+                events_max: part[part.len() - 1].0,
+                narrative: part.iter().map(|u| u.1).sum::<f64>() / len,
+                history: part.iter().map(|u| u.2).sum::<f64>() / len,
+            })
+        })
+        .collect()
 }
 
 /// The default split for retention: the first day of the month before the last visible
@@ -109,6 +153,8 @@ pub fn narrative_stats<T: TokenCount>(
     );
     let (mut compressed, mut raw, mut served) = (Vec::new(), Vec::new(), Vec::new());
     let (mut users, mut events, mut with_drops, mut dropped, mut low) = (0u64, 0u64, 0, 0, 0);
+    let (mut uncut, mut summarised) = (0u64, 0u64);
+    let mut per_user: Vec<(usize, f64, f64)> = Vec::new();
     let mut ret = RetentionSums::default();
     let split_window = TimeWindow {
         until: Some(Timestamp::from_date(split)),
@@ -124,6 +170,8 @@ pub fn narrative_stats<T: TokenCount>(
         if !narrative.dropped.is_empty() {
             with_drops += 1;
         }
+        uncut += u64::from(narrative.uncut());
+        summarised += u64::from(narrative.summarised != Summarised::default());
         dropped += narrative.dropped.events;
         low += narrative.dropped.low_signal_events;
 
@@ -142,11 +190,12 @@ pub fn narrative_stats<T: TokenCount>(
             };
             let seen: HashSet<ItemIx> = before.events.iter().filter_map(|e| e.item).collect();
             let mentioned = compressor.compress(&before, &split_window).items;
-            ret.add(
+            let (n, h) = ret.add(
                 &after,
                 |ix| mentioned.binary_search(&ix).is_ok(),
                 |ix| seen.contains(&ix),
             );
+            per_user.push((cut, n, h));
         }
         Ok::<_, DataError>(())
     })?;
@@ -162,7 +211,10 @@ pub fn narrative_stats<T: TokenCount>(
         users_with_drops: with_drops,
         events_dropped: dropped,
         low_signal_events_dropped: low,
+        uncut: uncut as f64 / users.max(1) as f64,
+        users_summarised: summarised,
         retention: ret.finish(split),
+        retention_by_decile: deciles(per_user),
     })
 }
 
@@ -182,16 +234,18 @@ impl RetentionSums {
         targets: &HashSet<ItemIx>,
         in_narrative: impl Fn(ItemIx) -> bool,
         in_history: impl Fn(ItemIx) -> bool,
-    ) {
+    ) -> (f64, f64) {
         let n = targets.iter().filter(|&&ix| in_narrative(ix)).count() as u64;
         let h = targets.iter().filter(|&&ix| in_history(ix)).count() as u64;
         let len = targets.len() as u64;
+        let shares = (n as f64 / len as f64, h as f64 / len as f64);
         self.users += 1;
-        self.narrative_share += n as f64 / len as f64;
-        self.history_share += h as f64 / len as f64;
+        self.narrative_share += shares.0;
+        self.history_share += shares.1;
         self.pairs += len;
         self.narrative_pairs += n;
         self.history_pairs += h;
+        shares
     }
 
     fn finish(self, split: NaiveDate) -> Retention {
@@ -204,23 +258,6 @@ impl RetentionSums {
             history: div(self.history_share, self.users),
             history_pairs: div(self.history_pairs as f64, self.pairs),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn nearest_rank_percentiles() {
-        let v: Vec<usize> = (1..=100).collect();
-        assert_eq!(percentile(&v, 0.5), 50);
-        assert_eq!(percentile(&v, 0.95), 95);
-        assert_eq!(percentile(&[7], 0.95), 7);
-        assert_eq!(percentile(&[], 0.5), 0);
-        let s = TokenStats::of(vec![10, 30, 20], 20);
-        assert!((s.fit_rate - 2.0 / 3.0).abs() < 1e-12);
-        assert_eq!((s.p50, s.max), (20, 30));
     }
 }
 
@@ -247,4 +284,31 @@ pub fn activity(store: &Store, window: &TimeWindow) -> Result<Vec<UserActivity>,
     })?;
     rows.sort_by(|a, b| b.events.cmp(&a.events).then(a.user.cmp(&b.user)));
     Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let v: Vec<usize> = (1..=100).collect();
+        assert_eq!(percentile(&v, 0.5), 50);
+        assert_eq!(percentile(&v, 0.95), 95);
+        assert_eq!(percentile(&[7], 0.95), 7);
+        assert_eq!(percentile(&[], 0.5), 0);
+        let s = TokenStats::of(vec![10, 30, 20], 20);
+        // 20 users of lengths 1..=20: two per decile, shortest first
+        let d = deciles((1..=20).rev().map(|n| (n, 0.5, 1.0)).collect());
+        assert_eq!(d.len(), 10);
+        assert_eq!((d[0].events_min, d[0].events_max, d[0].users), (1, 2, 2));
+        assert_eq!((d[9].events_min, d[9].events_max), (19, 20));
+        assert!(d.iter().all(|d| d.narrative == 0.5 && d.history == 1.0));
+        assert!(
+            deciles(vec![(3, 0.0, 0.0)]).len() == 1,
+            "one user: one decile"
+        );
+        assert!((s.fit_rate - 2.0 / 3.0).abs() < 1e-12);
+        assert_eq!((s.p50, s.max), (20, 30));
+    }
 }

@@ -82,6 +82,19 @@ fn import_narrative_and_stats_from_the_command_line() {
     let r = &s["retention"];
     assert!(r["narrative"].as_f64().unwrap() <= r["history"].as_f64().unwrap());
     assert!(r["narrative"].as_f64().unwrap() > 0.0);
+    // summaries before cuts: more histories are told whole than fit as they are
+    assert!(
+        s["uncut"].as_f64().unwrap() > fit("compressed"),
+        "{}",
+        s["uncut"]
+    );
+    let deciles = s["retention_by_decile"].as_array().unwrap();
+    assert_eq!(deciles.len(), 10);
+    let users: u64 = deciles.iter().map(|d| d["users"].as_u64().unwrap()).sum();
+    assert_eq!(users, r["users"].as_u64().unwrap());
+    for d in deciles {
+        assert!(d["narrative"].as_f64().unwrap() <= d["history"].as_f64().unwrap() + 1e-12);
+    }
 
     // a reader that goes away (`recgpt users | head`) ends the command quietly, by SIGPIPE as
     // other tools, not with a panic

@@ -166,6 +166,20 @@ fn event(item: u32, kind: BehaviorKind, at: &str) -> Behavior {
     }
 }
 
+/// A made-up user's history of `events` (sorted here), seen as of 2011-12-10.
+fn synthetic(mut events: Vec<Behavior>) -> (History, TimeWindow) {
+    events.sort_by_key(|e| e.at);
+    let history = History {
+        user: "synthetic".into(),
+        events,
+    };
+    let window = TimeWindow {
+        until: None,
+        as_of: recgpt_data::parse_date("2011-12-10").unwrap(),
+    };
+    (history, window)
+}
+
 /// Identical item sequences under different (time, behaviour) keys share one line; keys of one
 /// time are listed together, newest first.
 #[test]
@@ -228,15 +242,7 @@ fn low_signal_behaviours_are_dropped_first() {
             &format!("2011-11-{day:02} 10:00"),
         ));
     }
-    events.sort_by_key(|e| e.at);
-    let history = History {
-        user: "synthetic".into(),
-        events,
-    };
-    let window = TimeWindow {
-        until: None,
-        as_of: recgpt_data::parse_date("2011-12-10").unwrap(),
-    };
+    let (history, window) = synthetic(events);
     let compressor = Compressor::new(store.catalog(), config(600), counter());
     let n = compressor.compress(&history, &window);
     assert!(n.fits());
@@ -252,4 +258,152 @@ fn low_signal_behaviours_are_dropped_first() {
         n.text
     );
     assert!(!n.text.contains("(view)"));
+}
+
+/// Over budget, an item bought in several months is mentioned once, at its newest time, with
+/// its count, before anything is cut; without summaries the same history loses its oldest
+/// lines.
+#[test]
+fn repeats_are_collapsed_before_anything_is_cut() {
+    let store = real_store();
+    let (staple, others) = (5u32, 100u32..160);
+    let mut events = Vec::new();
+    for (month, item) in (1..=9).zip(others.clone().step_by(6)) {
+        events.push(event(
+            staple,
+            BehaviorKind::Purchase,
+            &format!("2011-{month:02}-03 10:00"),
+        ));
+        for i in item..item + 6 {
+            events.push(event(
+                i,
+                BehaviorKind::Purchase,
+                &format!("2011-{month:02}-04 10:00"),
+            ));
+        }
+    }
+    let (history, window) = synthetic(events);
+    let whole =
+        Compressor::new(store.catalog(), config(100_000), counter()).compress(&history, &window);
+    // a budget the whole history misses by a little: collapsing the staple's nine mentions fits
+    let budget = whole.tokens - 20;
+    let summarised = Compressor::new(store.catalog(), config(budget), counter());
+    let n = summarised.compress(&history, &window);
+    let name = summarised.texts().compact(staple).to_string();
+    assert!(n.fits() && n.uncut(), "{}", n.text);
+    assert!(n.summarised.repeats);
+    assert_eq!(n.text.matches(&name).count(), 1, "{}", n.text);
+    assert!(
+        n.text
+            .lines()
+            .nth(1)
+            .unwrap()
+            .starts_with("2011-09 (purchase)")
+            && n.text.contains(&format!("{name} ×9")),
+        "the staple at its newest month, with its count:\n{}",
+        n.text
+    );
+    assert_eq!(n.items.len(), 1 + 9 * 6);
+
+    let cut = Compressor::new(
+        store.catalog(),
+        CompressConfig {
+            summarise: false,
+            ..config(budget)
+        },
+        counter(),
+    )
+    .compress(&history, &window);
+    assert!(cut.dropped.events > 0 && !cut.uncut(), "{}", cut.text);
+}
+
+/// A real user's shopping days repeated week after week for three years (a household going
+/// through the same baskets in turn): the narrative keeps every recurring item, each once with
+/// its count, and cuts nothing; cutting the oldest lines instead leaves events out.
+#[test]
+fn a_real_history_repeated_weekly_keeps_its_recurring_items() {
+    let store = real_store();
+    let window = store.window(None, None);
+    // the first user in id order with 20 to 40 distinct purchased items over at least 6 days
+    let mut chosen = None;
+    store
+        .for_each_history(&window, |h: History| {
+            let items: std::collections::BTreeSet<u32> = h
+                .events
+                .iter()
+                .filter(|e| e.kind == BehaviorKind::Purchase)
+                .filter_map(|e| e.item)
+                .collect();
+            let days: std::collections::BTreeSet<_> =
+                h.events.iter().map(|e| e.at.date()).collect();
+            if chosen.is_none() && (20..=40).contains(&items.len()) && days.len() >= 3 {
+                chosen = Some((h, items));
+            }
+            Ok::<_, DataError>(())
+        })
+        .unwrap();
+    let (real, items) = chosen.expect("such a user");
+    let day = 86_400;
+    let purchases: Vec<&Behavior> = real
+        .events
+        .iter()
+        .filter(|e| e.kind == BehaviorKind::Purchase)
+        .collect();
+    let days: Vec<i64> = purchases
+        .iter()
+        .map(|e| e.at.0 / day)
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    // week k (from 2010-01-04) goes through the user's shopping day k mod days
+    let monday = 1_262_563_200; // 2010-01-04
+    let mut events = Vec::new();
+    for k in 0..156i64 {
+        let shopping = days[k as usize % days.len()];
+        for e in purchases.iter().filter(|e| e.at.0 / day == shopping) {
+            events.push(Behavior {
+                at: recgpt_data::Timestamp(monday + k * 7 * day + e.at.0 % day),
+                ..(*e).clone()
+            });
+        }
+    }
+    events.sort_by_key(|e| e.at);
+    let last = events.last().unwrap().at;
+    let history = History {
+        user: format!("{} weekly", real.user),
+        events,
+    };
+    let as_of = TimeWindow::resolve(None, None, last);
+    let compressor = Compressor::new(store.catalog(), config(1024), counter());
+    let n = compressor.compress(&history, &as_of);
+    assert!(n.fits(), "{} tokens", n.tokens);
+    assert!(n.uncut(), "user {}: cut\n{}", real.user, n.text);
+    let mentioned: std::collections::BTreeSet<u32> = n.items.iter().copied().collect();
+    assert_eq!(
+        mentioned, items,
+        "every recurring item of user {}",
+        real.user
+    );
+    for ix in &items {
+        let name = compressor.texts().compact(*ix).to_string();
+        assert!(
+            n.text.contains(&format!("{name} ×")),
+            "{name} with its count:\n{}",
+            n.text
+        );
+    }
+
+    let cut = Compressor::new(
+        store.catalog(),
+        CompressConfig {
+            summarise: false,
+            ..config(1024)
+        },
+        counter(),
+    )
+    .compress(&history, &as_of);
+    assert!(
+        cut.dropped.events > 0,
+        "cutting instead of summarising leaves events out"
+    );
 }

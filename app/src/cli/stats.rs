@@ -45,6 +45,11 @@ pub fn narratives(
         "dropped to fit: {} users, {} events (+{} views/clicks)",
         s.users_with_drops, s.events_dropped, s.low_signal_events_dropped
     );
+    println!(
+        "fit without cutting: {:.1}% of users ({} summarised repeats or coarser time to fit)",
+        100.0 * s.uncut,
+        s.users_summarised
+    );
     let r = &s.retention;
     println!(
         "retention at split {} ({} users): narrative mentions {:.1}% of next purchases per user ({:.1}% of pairs); whole history {:.1}% ({:.1}%)",
@@ -55,6 +60,25 @@ pub fn narratives(
         r.history * 100.0,
         r.history_pairs * 100.0
     );
+    println!(
+        "{:<8} {:>6} {:>15} {:>10} {:>8} {:>7}",
+        "decile", "users", "events before", "narrative", "bound", "ratio"
+    );
+    for d in &s.retention_by_decile {
+        println!(
+            "{:<8} {:>6} {:>15} {:>9.1}% {:>7.1}% {:>7.2}",
+            d.decile,
+            d.users,
+            format!("{}–{}", d.events_min, d.events_max),
+            100.0 * d.narrative,
+            100.0 * d.history,
+            if d.history > 0.0 {
+                d.narrative / d.history
+            } else {
+                1.0
+            }
+        );
+    }
     Ok(())
 }
 

@@ -16,14 +16,15 @@ pub enum TimeBucket {
 impl TimeBucket {
     /// The bucket of an event on `date`, seen from `as_of`.
     pub fn of(date: NaiveDate, as_of: NaiveDate) -> Self {
-        let month_ago = as_of - Months::new(1);
-        let year_ago = as_of - Months::new(12);
-        if date >= month_ago {
-            Self::Day(date)
-        } else if date >= year_ago {
-            Self::Month(date.year(), date.month())
-        } else {
-            Self::Year(date.year())
+        Bucketer::new(as_of, 0).bucket(date)
+    }
+
+    /// The bucket one step coarser (a day's month, a month's year), or itself for a year.
+    pub fn coarser(self) -> Self {
+        match self {
+            Self::Day(d) => Self::Month(d.year(), d.month()),
+            Self::Month(y, _) => Self::Year(y),
+            Self::Year(_) => self,
         }
     }
 
@@ -65,6 +66,36 @@ impl TimeBucket {
             Self::Day(_) => 2,
         };
         (self.start(), fineness)
+    }
+}
+
+/// Buckets dates seen from one as-of date at one coarsening `level` (0: [`TimeBucket::of`];
+/// 1 merges days into months; 2 months and days into years), with the thresholds computed once.
+#[derive(Debug, Clone, Copy)]
+pub struct Bucketer {
+    month_ago: NaiveDate,
+    year_ago: NaiveDate,
+    level: u8,
+}
+
+impl Bucketer {
+    pub fn new(as_of: NaiveDate, level: u8) -> Self {
+        Self {
+            month_ago: as_of - Months::new(1),
+            year_ago: as_of - Months::new(12),
+            level,
+        }
+    }
+
+    pub fn bucket(&self, date: NaiveDate) -> TimeBucket {
+        let b = if date >= self.month_ago {
+            TimeBucket::Day(date)
+        } else if date >= self.year_ago {
+            TimeBucket::Month(date.year(), date.month())
+        } else {
+            TimeBucket::Year(date.year())
+        };
+        (0..self.level).fold(b, |b, _| b.coarser())
     }
 }
 

@@ -9,6 +9,10 @@ pub struct CompressConfig {
     pub budget: usize,
     /// Catalog attributes shown next to an item's name, in this order, when the item has them.
     pub key_attributes: Vec<String>,
+    /// Summarise before cutting when a history does not fit: repeats once with their count
+    /// and span, then coarser time buckets (see `compress::render`). `false` cuts the oldest
+    /// lines at once (the behaviour before summaries, kept for comparison).
+    pub summarise: bool,
 }
 
 impl Default for CompressConfig {
@@ -18,6 +22,7 @@ impl Default for CompressConfig {
             key_attributes: ["color", "colour", "size", "material"]
                 .map(String::from)
                 .to_vec(),
+            summarise: true,
         }
     }
 }

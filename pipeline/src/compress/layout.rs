@@ -2,12 +2,12 @@
 //! reverse-grouped lines, each line one item sequence with every (time, behaviours) it
 //! occurred under: `2011-10 (purchase), 2011-06 (purchase, return) | item A; item B`.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
-use chrono::NaiveDate;
+use chrono::{Datelike, NaiveDate};
 use recgpt_data::{Behavior, BehaviorKind, ItemIx};
 
-use super::bucket::TimeBucket;
+use super::bucket::{Bucketer, TimeBucket};
 
 /// What a group lists: a catalog item, or a search query.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -21,6 +21,9 @@ pub enum Entry {
 pub struct LineEntry {
     pub entry: Entry,
     pub events: u32,
+    /// A collapsed repeat, rendered with its event count (`item ×12`): it stands for every
+    /// event of the item under the line's behaviour, listed once at its newest time.
+    pub counted: bool,
 }
 
 /// A rendered unit of the narrative.
@@ -68,39 +71,122 @@ type Occurrences = (Vec<(TimeBucket, BehaviorKind)>, Vec<u32>);
 struct Tally {
     events: u32,
     last: i64,
+    /// Distinct months of the entry's events in the whole history (collapsing only).
+    months: u32,
+}
+
+/// An (entry, behaviour) across the history, for collapsing repeats.
+struct Repeat {
+    newest: TimeBucket,
+    buckets: usize,
+    events: u32,
+    month: (i32, u32),
+    months: u32,
+}
+
+impl Repeat {
+    /// Seen in several time buckets (at the layout's coarsening). Counting months as well
+    /// (one year bucket holds many) was measured: the counts cost more tokens than they save.
+    fn is_repeat(&self) -> bool {
+        self.buckets >= REPEAT_BUCKETS
+    }
+}
+
+/// What [`layout`] leaves out and how finely it buckets time.
+#[derive(Debug, Clone, Default)]
+pub struct LayoutOptions {
+    /// Leave out plain views and clicks.
+    pub drop_low_signal: bool,
+    /// 0: day / month / year buckets; 1: days merged into months; 2: into years.
+    pub coarsen: u8,
+    /// List an (item, behaviour) seen in several time buckets once, under its newest, with
+    /// all its events and its first day (`item ×12 since 2011-01`).
+    pub collapse_repeats: bool,
 }
 
 /// Builds the reverse-grouped lines of a history, newest and most informative first.
-pub fn layout(events: &[Behavior], as_of: NaiveDate, keep_low_signal: bool) -> Vec<Line> {
+pub fn layout(events: &[Behavior], as_of: NaiveDate, options: &LayoutOptions) -> Vec<Line> {
+    let visible = |event: &Behavior| -> Option<Entry> {
+        if options.drop_low_signal && !event.kind.is_reliable() {
+            return None;
+        }
+        match (&event.item, &event.query) {
+            (Some(ix), _) => Some(Entry::Item(*ix)),
+            (None, Some(q)) => Some(Entry::Query(q.clone())),
+            (None, None) => None,
+        }
+    };
+    let bucketer = Bucketer::new(as_of, options.coarsen);
+    let bucket_of = |event: &Behavior| bucketer.bucket(event.at.date());
+
+    // 0. repeats to collapse: (entry, behaviour) → (newest bucket, buckets, events)
+    let mut repeats: HashMap<(Entry, BehaviorKind), Repeat> = HashMap::default();
+    if options.collapse_repeats {
+        for event in events {
+            let Some(entry) = visible(event) else {
+                continue;
+            };
+            let bucket = bucket_of(event);
+            let date = event.at.date();
+            let month = (date.year(), date.month());
+            let r = repeats.entry((entry, event.kind)).or_insert(Repeat {
+                newest: bucket,
+                buckets: 0,
+                events: 0,
+                month,
+                months: 1,
+            });
+            // events are oldest first: a bucket not seen last is a new, newer one
+            if r.buckets == 0 || r.newest != bucket {
+                r.buckets += 1;
+                r.newest = bucket;
+            }
+            if r.month != month {
+                r.month = month;
+                r.months += 1;
+            }
+            r.events += 1;
+        }
+    }
+
     // 1. (bucket, behaviour) → entries
-    let mut groups: HashMap<(TimeBucket, BehaviorKind), HashMap<Entry, Tally>> = HashMap::new();
+    let mut groups: HashMap<(TimeBucket, BehaviorKind), HashMap<Entry, Tally>> = HashMap::default();
     for event in events {
-        if !keep_low_signal && !event.kind.is_reliable() {
+        let Some(entry) = visible(event) else {
+            continue;
+        };
+        let bucket = bucket_of(event);
+        let seen = match repeats.is_empty() {
+            true => None,
+            false => repeats.get(&(entry.clone(), event.kind)),
+        };
+        let repeat = seen.filter(|r| r.is_repeat());
+        if repeat.is_some_and(|r| r.newest != bucket) {
             continue;
         }
-        let entry = match (&event.item, &event.query) {
-            (Some(ix), _) => Entry::Item(*ix),
-            (None, Some(q)) => Entry::Query(q.clone()),
-            (None, None) => continue,
-        };
-        let bucket = TimeBucket::of(event.at.date(), as_of);
         let tally = groups
             .entry((bucket, event.kind))
             .or_default()
             .entry(entry)
             .or_default();
-        tally.events += 1;
+        tally.events = match repeat {
+            Some(r) => r.events,
+            None => tally.events + 1,
+        };
         tally.last = tally.last.max(event.at.0);
+        tally.months = seen.map_or(0, |r| r.months);
     }
 
-    // 2. order each group's entries: most repeated, then most recent, then by id
+    // 2. order each group's entries: bought in the most months (when collapsing), most
+    //    repeated, then most recent, then by id
     // 3. reverse-group: identical entry sequences share one line
-    let mut lines: HashMap<Vec<Entry>, Occurrences> = HashMap::new();
+    let mut lines: HashMap<Vec<Entry>, Occurrences> = HashMap::default();
     for ((bucket, kind), entries) in groups {
         let mut entries: Vec<(Entry, Tally)> = entries.into_iter().collect();
         entries.sort_by(|(ea, ta), (eb, tb)| {
-            tb.events
-                .cmp(&ta.events)
+            tb.months
+                .cmp(&ta.months)
+                .then(tb.events.cmp(&ta.events))
                 .then(tb.last.cmp(&ta.last))
                 .then_with(|| ea.cmp(eb))
         });
@@ -127,7 +213,19 @@ pub fn layout(events: &[Behavior], as_of: NaiveDate, keep_low_signal: bool) -> V
             let entries = sequence
                 .into_iter()
                 .zip(counts)
-                .map(|(entry, events)| LineEntry { entry, events })
+                .map(|(entry, events)| {
+                    let counted = times.iter().flat_map(|(_, kinds)| kinds).any(|k| {
+                        !repeats.is_empty()
+                            && repeats
+                                .get(&(entry.clone(), *k))
+                                .is_some_and(Repeat::is_repeat)
+                    });
+                    LineEntry {
+                        entry,
+                        events,
+                        counted,
+                    }
+                })
                 .collect();
             Line { times, entries }
         })
@@ -141,6 +239,10 @@ pub fn layout(events: &[Behavior], as_of: NaiveDate, keep_low_signal: bool) -> V
     });
     lines
 }
+
+/// An (item, behaviour) seen in at least this many time buckets is collapsed into one mention
+/// when [`LayoutOptions::collapse_repeats`] is on.
+pub const REPEAT_BUCKETS: usize = 2;
 
 fn max_signal(line: &Line) -> u8 {
     line.times[0]

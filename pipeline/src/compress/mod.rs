@@ -6,8 +6,10 @@
 //! 3. bucket time by day / month / year ([`TimeBucket`]);
 //! 4. group items under one (time, behaviour) key, then reverse-group identical item
 //!    sequences ([`layout`]);
-//! 5. render newest first, and when the whole does not fit, drop the oldest, least informative
-//!    content first, saying what was dropped in the narrative itself ([`render`]).
+//! 5. render newest first, and when the whole does not fit, summarise before cutting: leave out
+//!    plain views and clicks, mention items repeated across time once with their count and
+//!    span, coarsen the time buckets; only then drop the oldest, least informative content,
+//!    saying what was dropped in the narrative itself ([`render`]).
 
 mod bucket;
 mod config;
@@ -17,8 +19,8 @@ mod text;
 
 pub use bucket::TimeBucket;
 pub use config::CompressConfig;
-pub use layout::{layout, signal, Entry, Line};
-pub use render::{Dropped, Narrative};
+pub use layout::{layout, signal, Entry, LayoutOptions, Line, REPEAT_BUCKETS};
+pub use render::{Dropped, Narrative, Summarised};
 pub use text::raw_history_text;
 
 use recgpt_data::text::ItemTexts;

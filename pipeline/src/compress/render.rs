@@ -1,16 +1,26 @@
 //! Rendering a history's lines into a narrative that fits the budget.
 //!
-//! Order of sacrifice when the whole history does not fit: first plain views and clicks, then
-//! lines from the oldest end (lines are sorted newest first, and within one time by how
-//! informative their behaviours are, see [`super::signal`]), and within the last line that
-//! partly fits, its least repeated items. What was dropped is counted and written into the
-//! narrative's last line, never dropped silently.
+//! When the whole history does not fit, each step below is taken only while the text is still
+//! over the budget, in this order (`[compress] summarise = false` skips steps 2 and 3):
+//! 1. plain views and clicks are left out (the least informative behaviours);
+//! 2. repeats are collapsed: an item seen under one behaviour in at least
+//!    [`super::layout::REPEAT_BUCKETS`] time buckets is mentioned once, at its newest time,
+//!    with its count and first month ("2011-11 (purchase) | woodland charlotte bag ×12 since
+//!    2011-01"), instead of once per bucket;
+//! 3. time buckets coarsen to years (the last month's days and the year's months merge), so
+//!    repeated (time, behaviour) groups become one;
+//! 4. only then is anything cut: lines from the oldest end (lines are sorted newest first, and
+//!    within one time by how informative their behaviours are, see [`super::signal`]), and
+//!    within the last line that partly fits, its least repeated items.
+//!
+//! What was cut is counted and written into the narrative's last line, never dropped silently;
+//! what was summarised is still in the text.
 
 use chrono::NaiveDate;
 use recgpt_data::{History, ItemIx};
 use serde::Serialize;
 
-use super::layout::{layout, Entry, Line};
+use super::layout::{layout, Entry, LayoutOptions, Line};
 use super::{Compressor, TimeBucket};
 use crate::llm::TokenCount;
 use recgpt_data::text::data_text;
@@ -59,6 +69,15 @@ impl Dropped {
     }
 }
 
+/// What was summarised to fit (nothing cut).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Summarised {
+    /// Repeats collapsed into one mention each.
+    pub repeats: bool,
+    /// Coarsening of the time buckets: 0 none, 2 days and months into years.
+    pub coarsen: u8,
+}
+
 /// A compressed history.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Narrative {
@@ -73,6 +92,7 @@ pub struct Narrative {
     /// Events represented in the text.
     pub events_kept: u64,
     pub lines: usize,
+    pub summarised: Summarised,
     pub dropped: Dropped,
     /// Distinct catalog items the text mentions, ascending.
     #[serde(skip)]
@@ -82,6 +102,11 @@ pub struct Narrative {
 impl Narrative {
     pub fn fits(&self) -> bool {
         self.tokens <= self.budget
+    }
+
+    /// Every reliable event is in the text (summarised or not): nothing was cut.
+    pub fn uncut(&self) -> bool {
+        self.dropped.events == 0 && self.dropped.entries == 0
     }
 }
 
@@ -102,9 +127,15 @@ fn render_line<T: TokenCount>(comp: &Compressor<'_, T>, line: &Line, entries: us
         .collect();
     let items: Vec<String> = line.entries[..entries]
         .iter()
-        .map(|e| match &e.entry {
-            Entry::Item(ix) => comp.texts().compact(*ix).to_string(),
-            Entry::Query(q) => format!("\"{}\"", data_text(q)),
+        .map(|e| {
+            let text = match &e.entry {
+                Entry::Item(ix) => comp.texts().compact(*ix).to_string(),
+                Entry::Query(q) => format!("\"{}\"", data_text(q)),
+            };
+            match e.counted {
+                true => format!("{text} ×{}", e.events),
+                false => text,
+            }
         })
         .collect();
     format!("{} | {}\n", times.join(", "), items.join("; "))
@@ -124,29 +155,53 @@ pub(super) fn fit<T: TokenCount>(
     let header = header(as_of);
     let mut dropped = Dropped::default();
 
-    let mut lines = layout(events, as_of, true);
-    let all = |lines: &[Line]| {
-        lines
-            .iter()
-            .enumerate()
-            .map(|(i, l)| (i, l.entries.len()))
-            .collect()
+    let mut options = LayoutOptions::default();
+    let mut summarised = Summarised::default();
+    // Whether `lines` fit whole: each line's tokens (counts add up line by line), stopping at
+    // the first line past the budget, so an oversized layout is never rendered whole.
+    let fits = |lines: &[Line], dropped: &Dropped| {
+        let mut used = counter.count(&header) + counter.count(&dropped.note());
+        lines.iter().all(|line| {
+            used += counter.count(&render_line(comp, line, line.entries.len()));
+            used <= budget
+        })
     };
-    let mut kept: Kept = all(&lines);
-    let mut text = assemble(comp, &header, &lines, &kept, &dropped);
-    let mut tokens = counter.count(&text);
+    let mut lines = layout(events, as_of, &options);
+    let mut fit = fits(&lines, &dropped);
 
-    if tokens > budget {
+    if !fit {
         let low_signal = events.iter().filter(|e| !e.kind.is_reliable()).count() as u64;
         if low_signal > 0 {
             dropped.low_signal_events = low_signal;
-            lines = layout(events, as_of, false);
-            kept = all(&lines);
-            text = assemble(comp, &header, &lines, &kept, &dropped);
-            tokens = counter.count(&text);
+            options.drop_low_signal = true;
+            lines = layout(events, as_of, &options);
+            fit = fits(&lines, &dropped);
         }
     }
-    if tokens > budget {
+    if !fit && comp.config().summarise {
+        options.collapse_repeats = true;
+        summarised.repeats = true;
+        lines = layout(events, as_of, &options);
+        fit = fits(&lines, &dropped);
+        if !fit {
+            // straight to years: merging the last month's days into months first made no
+            // Online Retail user fit at the default budget and cost a layout per heavy user
+            options.coarsen = 2;
+            summarised.coarsen = 2;
+            lines = layout(events, as_of, &options);
+            fit = fits(&lines, &dropped);
+        }
+    }
+    let (mut kept, mut text, mut tokens): (Kept, String, usize);
+    if fit {
+        kept = lines
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (i, l.entries.len()))
+            .collect();
+        text = assemble(comp, &header, &lines, &kept, &dropped);
+        tokens = counter.count(&text);
+    } else {
         kept = fill_newest_first(comp, &header, &lines, &dropped, events.len() as u64);
         loop {
             let mut d = dropped.clone();
@@ -186,6 +241,7 @@ pub(super) fn fit<T: TokenCount>(
         events: total,
         events_kept: total - dropped.low_signal_events - dropped.events,
         lines: kept.len(),
+        summarised,
         dropped,
         items,
     }
