@@ -11,7 +11,11 @@ pub struct CompressConfig {
     pub key_attributes: Vec<String>,
     /// Summarise before cutting when a history does not fit: repeats once with their count
     /// and span, then coarser time buckets (see `compress::render`). `false` cuts the oldest
-    /// lines at once (the behaviour before summaries, kept for comparison).
+    /// lines at once (the behaviour before summaries, kept for comparison). Left out of the
+    /// configuration's serialisation, which fingerprints stored and cached answers: its whole
+    /// effect is the narrative's text, which every fingerprint hashes, so answers for
+    /// narratives it leaves unchanged stay valid.
+    #[serde(skip_serializing)]
     pub summarise: bool,
 }
 
