@@ -185,7 +185,7 @@ pub(super) fn fit<T: TokenCount>(
         fit = fits(&lines, &dropped);
         if !fit {
             // straight to years: merging the last month's days into months first made no
-            // Online Retail user fit at the default budget and cost a layout per heavy user
+            // Online Retail user fit at the default budget (the only one tried) and cost a layout per heavy user
             options.coarsen = 2;
             summarised.coarsen = 2;
             lines = layout(events, as_of, &options);
