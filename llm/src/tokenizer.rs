@@ -8,13 +8,13 @@
 //! words) repeat endlessly across users, so their counts are memoised. The e2e tests check the
 //! sum against whole-text tokenization on real narratives.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
+use rustc_hash::FxHashMap as HashMap;
 
 /// Something that counts tokens exactly.
 pub trait TokenCount: Send + Sync {
@@ -101,7 +101,7 @@ impl<T: TokenCount> TokenCounter<T> {
     pub fn new(inner: T) -> Self {
         Self {
             inner,
-            memo: Mutex::new(HashMap::new()),
+            memo: Mutex::new(HashMap::default()),
         }
     }
 
@@ -111,17 +111,30 @@ impl<T: TokenCount> TokenCounter<T> {
 
     /// Exact token count of `text`.
     pub fn count(&self, text: &str) -> usize {
+        self.count_within(text, usize::MAX)
+            .expect("no count exceeds usize::MAX")
+    }
+
+    /// Exact token count of `text` when it is at most `limit`, else `None`: counting stops at
+    /// the first piece past the limit, so asking whether a long text fits costs what fits.
+    pub fn count_within(&self, text: &str, limit: usize) -> Option<usize> {
         let mut memo = self.memo.lock().expect("token memo lock");
-        pieces(text)
-            .map(|piece| match memo.get(piece) {
+        let mut total = 0usize;
+        for piece in pieces(text) {
+            let n = match memo.get(piece) {
                 Some(&n) => n as usize,
                 None => {
                     let n = self.inner.count_tokens(piece);
                     memo.insert(piece.into(), n as u32);
                     n
                 }
-            })
-            .sum()
+            };
+            total += n;
+            if total > limit {
+                return None;
+            }
+        }
+        Some(total)
     }
 
     /// Distinct pieces memoised so far.
@@ -199,5 +212,21 @@ mod tests {
         assert_eq!(counter.count(text), text.len());
         assert_eq!(counter.count(text), text.len());
         assert_eq!(counter.memo_len(), 7); // a, " b", " c", " a", " c\n", x, " y"
+    }
+
+    #[test]
+    fn counting_within_a_limit_is_exact_or_none() {
+        let counter = TokenCounter::new(Bytes);
+        let text = "one two three four";
+        let n = text.len();
+        assert_eq!(counter.count_within(text, n), Some(n));
+        assert_eq!(counter.count_within(text, n + 5), Some(n));
+        assert_eq!(counter.count_within(text, n - 1), None);
+        assert_eq!(counter.count_within(text, 0), None);
+        assert_eq!(counter.count_within("", 0), Some(0));
+        // stopping early leaves the later pieces uncounted
+        let fresh = TokenCounter::new(Bytes);
+        assert_eq!(fresh.count_within(text, 4), None);
+        assert_eq!(fresh.memo_len(), 2); // "one", " two"
     }
 }

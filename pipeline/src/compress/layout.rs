@@ -100,7 +100,7 @@ pub struct LayoutOptions {
     /// 0: day / month / year buckets; 1: days merged into months; 2: into years.
     pub coarsen: u8,
     /// List an (item, behaviour) seen in several time buckets once, under its newest, with
-    /// all its events and its first day (`item ×12 since 2011-01`).
+    /// all its events (`item ×12`).
     pub collapse_repeats: bool,
 }
 

@@ -5,8 +5,8 @@
 //! 1. plain views and clicks are left out (the least informative behaviours);
 //! 2. repeats are collapsed: an item seen under one behaviour in at least
 //!    [`super::layout::REPEAT_BUCKETS`] time buckets is mentioned once, at its newest time,
-//!    with its count and first month ("2011-11 (purchase) | woodland charlotte bag ×12 since
-//!    2011-01"), instead of once per bucket;
+//!    with its count ("2011-11 (purchase) | woodland charlotte bag ×12"), instead of once per
+//!    bucket;
 //! 3. time buckets coarsen to years (the last month's days and the year's months merge), so
 //!    repeated (time, behaviour) groups become one;
 //! 4. only then is anything cut: lines from the oldest end (lines are sorted newest first, and
@@ -162,8 +162,14 @@ pub(super) fn fit<T: TokenCount>(
     let fits = |lines: &[Line], dropped: &Dropped| {
         let mut used = counter.count(&header) + counter.count(&dropped.note());
         lines.iter().all(|line| {
-            used += counter.count(&render_line(comp, line, line.entries.len()));
-            used <= budget
+            let text = render_line(comp, line, line.entries.len());
+            match counter.count_within(&text, budget.saturating_sub(used)) {
+                Some(n) => {
+                    used += n;
+                    true
+                }
+                None => false,
+            }
         })
     };
     let mut lines = layout(events, as_of, &options);
@@ -287,8 +293,9 @@ fn fill_newest_first<T: TokenCount>(
     let mut used = counter.count(header) + counter.count(&worst.note());
     let mut kept = Vec::new();
     for (i, line) in lines.iter().enumerate() {
-        let cost = counter.count(&render_line(comp, line, line.entries.len()));
-        if used + cost <= budget {
+        let room = budget.saturating_sub(used);
+        let text = render_line(comp, line, line.entries.len());
+        if let Some(cost) = counter.count_within(&text, room) {
             used += cost;
             kept.push((i, line.entries.len()));
             continue;
@@ -297,7 +304,8 @@ fn fill_newest_first<T: TokenCount>(
         let (mut lo, mut hi) = (0, line.entries.len());
         while lo < hi {
             let mid = (lo + hi).div_ceil(2);
-            if used + counter.count(&render_line(comp, line, mid)) <= budget {
+            let text = render_line(comp, line, mid);
+            if counter.count_within(&text, room).is_some() {
                 lo = mid;
             } else {
                 hi = mid - 1;
