@@ -317,6 +317,60 @@ fn repeats_are_collapsed_before_anything_is_cut() {
     assert!(cut.dropped.events > 0 && !cut.uncut(), "{}", cut.text);
 }
 
+/// The heaviest real user at the default budget: with `group_shared_words` the items that share
+/// their first two words are written once under them, so the narrative names every item it
+/// named without the option and more, still within the budget; what was in a group is still in
+/// the text. A history that fits is not grouped.
+#[test]
+fn items_sharing_their_first_words_are_grouped_before_anything_is_cut() {
+    let store = real_store();
+    let window = store.window(None, None);
+    let history = store.history("17841", &window).unwrap();
+    let plain = Compressor::new(store.catalog(), config(1024), counter());
+    let grouping = Compressor::new(
+        store.catalog(),
+        CompressConfig {
+            group_shared_words: true,
+            ..config(1024)
+        },
+        counter(),
+    );
+    let without = plain.compress(&history, &window);
+    let with = grouping.compress(&history, &window);
+    assert!(!without.summarised.grouped && with.summarised.grouped);
+    assert!(with.fits(), "{} > 1024", with.tokens);
+    assert!(
+        without.items.iter().all(|i| with.items.contains(i)),
+        "grouping kept every item the plain narrative named"
+    );
+    assert!(
+        with.items.len() > without.items.len(),
+        "{} items grouped against {} plain",
+        with.items.len(),
+        without.items.len()
+    );
+    // every named item is in the text: whole, or its words after the first two in a group
+    for &ix in &with.items {
+        let name = grouping.texts().compact(ix);
+        let words: Vec<&str> = name.split(' ').collect();
+        let rest = words[words.len().min(2)..].join(" ");
+        let rest = rest.trim_start_matches([' ', ',']);
+        assert!(
+            with.text.contains(name) || with.text.contains(&format!(", {rest}")),
+            "{name} missing from\n{}",
+            with.text
+        );
+    }
+    assert!(
+        with.text.lines().nth(1).unwrap().contains(", "),
+        "{}",
+        with.text
+    );
+
+    let fits = grouping.compress(&store.history("12347", &window).unwrap(), &window);
+    assert!(fits.uncut() && !fits.summarised.grouped, "{}", fits.text);
+}
+
 /// A real user's shopping days repeated week after week for three years (a household going
 /// through the same baskets in turn): the narrative keeps every recurring item, each once with
 /// its count, and cuts nothing; cutting the oldest lines instead leaves events out.

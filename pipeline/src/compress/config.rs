@@ -17,6 +17,12 @@ pub struct CompressConfig {
     /// narratives it leaves unchanged stay valid.
     #[serde(skip_serializing)]
     pub summarise: bool,
+    /// A last summary before cutting, taken only when repeats and years were not enough: items
+    /// of a line that share their first two words are written once under those words
+    /// (`red retrospot apron ×9, cup ×5, purse`). Off by default until the LLM stages are
+    /// measured on such narratives. Left out of the serialisation like `summarise`.
+    #[serde(skip_serializing)]
+    pub group_shared_words: bool,
 }
 
 impl Default for CompressConfig {
@@ -27,6 +33,7 @@ impl Default for CompressConfig {
                 .map(String::from)
                 .to_vec(),
             summarise: true,
+            group_shared_words: false,
         }
     }
 }

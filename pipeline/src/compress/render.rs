@@ -1,7 +1,7 @@
 //! Rendering a history's lines into a narrative that fits the budget.
 //!
 //! When the whole history does not fit, each step below is taken only while the text is still
-//! over the budget, in this order (`[compress] summarise = false` skips steps 2 and 3):
+//! over the budget, in this order (`[compress] summarise = false` skips steps 2 to 4):
 //! 1. plain views and clicks are left out (the least informative behaviours);
 //! 2. repeats are collapsed: an item seen under one behaviour in at least
 //!    [`super::layout::REPEAT_BUCKETS`] time buckets is mentioned once, at its newest time,
@@ -9,7 +9,9 @@
 //!    bucket;
 //! 3. time buckets coarsen to years (the last month's days and the year's months merge), so
 //!    repeated (time, behaviour) groups become one;
-//! 4. only then is anything cut: lines from the oldest end (lines are sorted newest first, and
+//! 4. with `[compress] group_shared_words` (off by default): items of a line that share their
+//!    first two words are written once under them ("red retrospot apron ×9, cup ×5, purse");
+//! 5. only then is anything cut: lines from the oldest end (lines are sorted newest first, and
 //!    within one time by how informative their behaviours are, see [`super::signal`]), and
 //!    within the last line that partly fits, its least repeated items.
 //!
@@ -20,7 +22,9 @@ use chrono::NaiveDate;
 use recgpt_data::{History, ItemIx};
 use serde::Serialize;
 
-use super::layout::{layout, Entry, LayoutOptions, Line};
+use rustc_hash::FxHashMap as HashMap;
+
+use super::layout::{layout, Entry, LayoutOptions, Line, LineEntry};
 use super::{Compressor, TimeBucket};
 use crate::llm::TokenCount;
 use recgpt_data::text::data_text;
@@ -76,6 +80,9 @@ pub struct Summarised {
     pub repeats: bool,
     /// Coarsening of the time buckets: 0 none, 2 days and months into years.
     pub coarsen: u8,
+    /// Items sharing their first two words written once under them.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub grouped: bool,
 }
 
 /// A compressed history.
@@ -116,7 +123,12 @@ fn header(as_of: NaiveDate) -> String {
     )
 }
 
-fn render_line<T: TokenCount>(comp: &Compressor<'_, T>, line: &Line, entries: usize) -> String {
+fn render_line<T: TokenCount>(
+    comp: &Compressor<'_, T>,
+    line: &Line,
+    entries: usize,
+    group: bool,
+) -> String {
     let times: Vec<String> = line
         .times
         .iter()
@@ -125,20 +137,46 @@ fn render_line<T: TokenCount>(comp: &Compressor<'_, T>, line: &Line, entries: us
             format!("{} ({})", bucket.label(), kinds.join(", "))
         })
         .collect();
-    let items: Vec<String> = line.entries[..entries]
-        .iter()
-        .map(|e| {
-            let text = match &e.entry {
-                Entry::Item(ix) => comp.texts().compact(*ix).to_string(),
-                Entry::Query(q) => format!("\"{}\"", data_text(q)),
-            };
-            match e.counted {
-                true => format!("{text} ×{}", e.events),
-                false => text,
+    let count = |e: &LineEntry| match e.counted {
+        true => format!(" ×{}", e.events),
+        false => String::new(),
+    };
+    let mut items: Vec<String> = Vec::with_capacity(entries);
+    // with `group`: the head (first two words) of each written group and its index in `items`
+    let mut heads: HashMap<&str, usize> = HashMap::default();
+    for e in &line.entries[..entries] {
+        let text = match &e.entry {
+            Entry::Item(ix) => comp.texts().compact(*ix),
+            Entry::Query(q) => {
+                items.push(format!("\"{}\"{}", data_text(q), count(e)));
+                continue;
             }
-        })
-        .collect();
+        };
+        let split = match group {
+            true => shared_words_split(text),
+            false => None,
+        };
+        match split {
+            Some((head, tail)) => match heads.get(head) {
+                Some(&i) => items[i].push_str(&format!(", {tail}{}", count(e))),
+                None => {
+                    heads.insert(head, items.len());
+                    items.push(format!("{text}{}", count(e)));
+                }
+            },
+            None => items.push(format!("{text}{}", count(e))),
+        }
+    }
     format!("{} | {}\n", times.join(", "), items.join("; "))
+}
+
+/// An item text's first two words and the rest (without a leading comma), when the rest has
+/// a word of its own.
+fn shared_words_split(text: &str) -> Option<(&str, &str)> {
+    let mut spaces = text.match_indices(' ').map(|(i, _)| i);
+    let (_, at) = (spaces.next()?, spaces.next()?);
+    let tail = text[at..].trim_start_matches([' ', ',']);
+    (!tail.is_empty()).then_some((&text[..at], tail))
 }
 
 /// How much of each line is kept: `(line index, entries kept)`, in order.
@@ -159,10 +197,10 @@ pub(super) fn fit<T: TokenCount>(
     let mut summarised = Summarised::default();
     // Whether `lines` fit whole: each line's tokens (counts add up line by line), stopping at
     // the first line past the budget, so an oversized layout is never rendered whole.
-    let fits = |lines: &[Line], dropped: &Dropped| {
+    let fits = |lines: &[Line], dropped: &Dropped, group: bool| {
         let mut used = counter.count(&header) + counter.count(&dropped.note());
         lines.iter().all(|line| {
-            let text = render_line(comp, line, line.entries.len());
+            let text = render_line(comp, line, line.entries.len(), group);
             match counter.count_within(&text, budget.saturating_sub(used)) {
                 Some(n) => {
                     used += n;
@@ -173,7 +211,7 @@ pub(super) fn fit<T: TokenCount>(
         })
     };
     let mut lines = layout(events, as_of, &options);
-    let mut fit = fits(&lines, &dropped);
+    let mut fit = fits(&lines, &dropped, false);
 
     if !fit {
         let low_signal = events.iter().filter(|e| !e.kind.is_reliable()).count() as u64;
@@ -181,23 +219,28 @@ pub(super) fn fit<T: TokenCount>(
             dropped.low_signal_events = low_signal;
             options.drop_low_signal = true;
             lines = layout(events, as_of, &options);
-            fit = fits(&lines, &dropped);
+            fit = fits(&lines, &dropped, false);
         }
     }
     if !fit && comp.config().summarise {
         options.collapse_repeats = true;
         summarised.repeats = true;
         lines = layout(events, as_of, &options);
-        fit = fits(&lines, &dropped);
+        fit = fits(&lines, &dropped, false);
         if !fit {
             // straight to years: merging the last month's days into months first made no
             // Online Retail user fit at the default budget (the only one tried) and cost a layout per heavy user
             options.coarsen = 2;
             summarised.coarsen = 2;
             lines = layout(events, as_of, &options);
-            fit = fits(&lines, &dropped);
+            fit = fits(&lines, &dropped, false);
+        }
+        if !fit && comp.config().group_shared_words {
+            summarised.grouped = true;
+            fit = fits(&lines, &dropped, true);
         }
     }
+    let group = summarised.grouped;
     let (mut kept, mut text, mut tokens): (Kept, String, usize);
     if fit {
         kept = lines
@@ -205,14 +248,14 @@ pub(super) fn fit<T: TokenCount>(
             .enumerate()
             .map(|(i, l)| (i, l.entries.len()))
             .collect();
-        text = assemble(comp, &header, &lines, &kept, &dropped);
+        text = assemble(comp, &header, &lines, &kept, &dropped, group);
         tokens = counter.count(&text);
     } else {
-        kept = fill_newest_first(comp, &header, &lines, &dropped, events.len() as u64);
+        kept = fill_newest_first(comp, &header, &lines, &dropped, events.len() as u64, group);
         loop {
             let mut d = dropped.clone();
             account(&lines, &kept, &mut d);
-            text = assemble(comp, &header, &lines, &kept, &d);
+            text = assemble(comp, &header, &lines, &kept, &d, group);
             tokens = counter.count(&text);
             if tokens <= budget || kept.is_empty() {
                 dropped = d;
@@ -259,10 +302,11 @@ fn assemble<T: TokenCount>(
     lines: &[Line],
     kept: &Kept,
     dropped: &Dropped,
+    group: bool,
 ) -> String {
     let mut text = header.to_string();
     for &(i, n) in kept {
-        text.push_str(&render_line(comp, &lines[i], n));
+        text.push_str(&render_line(comp, &lines[i], n, group));
     }
     text.push_str(&dropped.note());
     text
@@ -276,6 +320,7 @@ fn fill_newest_first<T: TokenCount>(
     lines: &[Line],
     dropped: &Dropped,
     total_events: u64,
+    group: bool,
 ) -> Kept {
     let counter = comp.counter();
     let budget = comp.config().budget;
@@ -294,7 +339,7 @@ fn fill_newest_first<T: TokenCount>(
     let mut kept = Vec::new();
     for (i, line) in lines.iter().enumerate() {
         let room = budget.saturating_sub(used);
-        let text = render_line(comp, line, line.entries.len());
+        let text = render_line(comp, line, line.entries.len(), group);
         if let Some(cost) = counter.count_within(&text, room) {
             used += cost;
             kept.push((i, line.entries.len()));
@@ -304,7 +349,7 @@ fn fill_newest_first<T: TokenCount>(
         let (mut lo, mut hi) = (0, line.entries.len());
         while lo < hi {
             let mid = (lo + hi).div_ceil(2);
-            let text = render_line(comp, line, mid);
+            let text = render_line(comp, line, mid, group);
             if counter.count_within(&text, room).is_some() {
                 lo = mid;
             } else {
@@ -341,4 +386,24 @@ fn account(lines: &[Line], kept: &Kept, dropped: &mut Dropped) {
     }
     dropped.oldest = span.map(|s| s.0.label());
     dropped.newest = span.map(|s| s.1.label());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shared_words_split;
+
+    #[test]
+    fn the_first_two_words_head_a_group() {
+        assert_eq!(
+            shared_words_split("red retrospot apron"),
+            Some(("red retrospot", "apron"))
+        );
+        assert_eq!(
+            shared_words_split("key fob , shed"),
+            Some(("key fob", "shed"))
+        );
+        assert_eq!(shared_words_split("lunch bag"), None);
+        assert_eq!(shared_words_split("lunch bag ,"), None);
+        assert_eq!(shared_words_split("doormat"), None);
+    }
 }
