@@ -19,8 +19,8 @@ pub struct CompressConfig {
     pub summarise: bool,
     /// A last summary before cutting, taken only when repeats and years were not enough: items
     /// of a line that share their first two words are written once under those words
-    /// (`red retrospot apron ×9, cup ×5, purse`). Off by default until the LLM stages are
-    /// measured on such narratives. Left out of the serialisation like `summarise`.
+    /// (`red retrospot apron ×9, cup ×5, purse`). Only with `summarise`. Left out of the
+    /// serialisation like `summarise`.
     #[serde(skip_serializing)]
     pub group_shared_words: bool,
 }
@@ -33,7 +33,7 @@ impl Default for CompressConfig {
                 .map(String::from)
                 .to_vec(),
             summarise: true,
-            group_shared_words: false,
+            group_shared_words: true,
         }
     }
 }

@@ -9,8 +9,8 @@
 //!    bucket;
 //! 3. time buckets coarsen to years (the last month's days and the year's months merge), so
 //!    repeated (time, behaviour) groups become one;
-//! 4. with `[compress] group_shared_words` (off by default): items of a line that share their
-//!    first two words are written once under them ("red retrospot apron ×9, cup ×5, purse");
+//! 4. items of a line that share their first two words are written once under them ("red
+//!    retrospot apron ×9, cup ×5, purse"; `[compress] group_shared_words = false` skips it);
 //! 5. only then is anything cut: lines from the oldest end (lines are sorted newest first, and
 //!    within one time by how informative their behaviours are, see [`super::signal`]), and
 //!    within the last line that partly fits, its least repeated items.
