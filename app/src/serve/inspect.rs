@@ -371,7 +371,14 @@ impl AppState {
                             text: e.text.clone(),
                             narrative_text: ix
                                 .zip(compressor.as_ref())
-                                .map(|(ix, c)| c.texts().compact(ix).to_string()),
+                                .zip(narrative.as_ref())
+                                .map(|((ix, c), n)| {
+                                    recgpt_pipeline::compress::name_in(
+                                        &n.text,
+                                        c.texts().compact(ix),
+                                    )
+                                    .to_string()
+                                }),
                         }
                     })
                     .collect(),

@@ -20,7 +20,7 @@ mod text;
 pub use bucket::TimeBucket;
 pub use config::CompressConfig;
 pub use layout::{layout, signal, Entry, LayoutOptions, Line, REPEAT_BUCKETS};
-pub use render::{Dropped, Narrative, Summarised};
+pub use render::{name_in, Dropped, Narrative, Summarised};
 pub use text::raw_history_text;
 
 use recgpt_data::text::ItemTexts;

@@ -170,6 +170,19 @@ fn render_line<T: TokenCount>(
     format!("{} | {}\n", times.join(", "), items.join("; "))
 }
 
+/// How `narrative` names the item whose text is `compact`: the whole text, or, where the item
+/// was written in a group under the words it shares with another ("red retrospot apron ×9, cup"),
+/// the rest after those words; the whole text when neither is there.
+pub fn name_in<'a>(narrative: &str, compact: &'a str) -> &'a str {
+    if narrative.contains(compact) {
+        return compact;
+    }
+    match shared_words_split(compact) {
+        Some((_, rest)) if narrative.contains(&format!(", {rest}")) => rest,
+        _ => compact,
+    }
+}
+
 /// An item text's first two words and the rest (without a leading comma), when the rest has
 /// a word of its own.
 fn shared_words_split(text: &str) -> Option<(&str, &str)> {
@@ -405,5 +418,23 @@ mod tests {
         assert_eq!(shared_words_split("lunch bag"), None);
         assert_eq!(shared_words_split("lunch bag ,"), None);
         assert_eq!(shared_words_split("doormat"), None);
+    }
+
+    #[test]
+    fn an_item_is_found_whole_or_after_its_group_head() {
+        let text = "2011 (purchase) | red retrospot apron ×9, cup ×5; lunch bag black skull";
+        assert_eq!(
+            super::name_in(text, "red retrospot apron"),
+            "red retrospot apron"
+        );
+        assert_eq!(super::name_in(text, "red retrospot cup"), "cup");
+        assert_eq!(
+            super::name_in(text, "lunch bag black skull"),
+            "lunch bag black skull"
+        );
+        assert_eq!(
+            super::name_in(text, "doormat union flag"),
+            "doormat union flag"
+        );
     }
 }

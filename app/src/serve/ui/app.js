@@ -132,6 +132,31 @@ async function userPage() {
       citedBy.get(ev.narrative_text).push(i);
     }
   });
+  // An entry names an item whole, with its count ("name ×6"), or in a group after the words
+  // it shares with the entry's first item ("red retrospot apron ×9, cup ×5"): mark each cited
+  // name where it stands between the entry's start or ", " and its end, " ×" or ",".
+  const markCited = (p, text) => {
+    const spans = [];
+    for (const [key, cited] of citedBy) {
+      for (let at = text.indexOf(key); at >= 0; at = text.indexOf(key, at + 1)) {
+        const end = at + key.length;
+        const starts = at === 0 || text.startsWith(", ", at - 2);
+        const ends = end === text.length || text.startsWith(" ×", end) || text.startsWith(",", end);
+        if (starts && ends && !spans.some(([s, e]) => at < e && end > s)) {
+          spans.push([at, end, cited]);
+          break;
+        }
+      }
+    }
+    spans.sort((a, b) => a[0] - b[0]);
+    let pos = 0;
+    for (const [s, e, cited] of spans) {
+      if (s > pos) p.append(text.slice(pos, s));
+      p.append(el("mark", { class: "evidence", "data-interests": cited.join(" ") }, text.slice(s, e)));
+      pos = e;
+    }
+    if (pos < text.length) p.append(text.slice(pos));
+  };
   const narrative = el("div", { id: "narrative" });
   if (chain.narrative) {
     const lines = chain.narrative.text.split("\n").filter((l) => l.length > 0);
@@ -145,8 +170,7 @@ async function userPage() {
       const p = el("p", { class: "line" }, el("span", { class: "time" }, line.slice(0, bar)), " | ");
       items.forEach((text, n) => {
         if (n > 0) p.append("; ");
-        const cited = citedBy.get(text);
-        p.append(cited ? el("mark", { class: "evidence", "data-interests": cited.join(" ") }, text) : text);
+        markCited(p, text);
       });
       narrative.append(p);
     }
