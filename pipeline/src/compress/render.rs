@@ -143,29 +143,24 @@ fn render_line<T: TokenCount>(
     };
     let mut items: Vec<String> = Vec::with_capacity(entries);
     // with `group`: the head (first two words) of each written group and its index in `items`
-    let mut heads: HashMap<&str, usize> = HashMap::default();
+    let mut heads: HashMap<String, usize> = HashMap::default();
     for e in &line.entries[..entries] {
         let text = match &e.entry {
-            Entry::Item(ix) => comp.texts().compact(*ix),
-            Entry::Query(q) => {
-                items.push(format!("\"{}\"{}", data_text(q), count(e)));
+            Entry::Item(ix) => comp.texts().compact(*ix).to_string(),
+            Entry::Query(q) => format!("\"{}\"", data_text(q)),
+        };
+        let head = match (&e.entry, group) {
+            (Entry::Item(_), true) => shared_words_split(&text),
+            _ => None,
+        };
+        if let Some((head, tail)) = head {
+            if let Some(&i) = heads.get(head) {
+                items[i].push_str(&format!(", {tail}{}", count(e)));
                 continue;
             }
-        };
-        let split = match group {
-            true => shared_words_split(text),
-            false => None,
-        };
-        match split {
-            Some((head, tail)) => match heads.get(head) {
-                Some(&i) => items[i].push_str(&format!(", {tail}{}", count(e))),
-                None => {
-                    heads.insert(head, items.len());
-                    items.push(format!("{text}{}", count(e)));
-                }
-            },
-            None => items.push(format!("{text}{}", count(e))),
+            heads.insert(head.to_string(), items.len());
         }
+        items.push(format!("{text}{}", count(e)));
     }
     format!("{} | {}\n", times.join(", "), items.join("; "))
 }
@@ -242,7 +237,8 @@ pub(super) fn fit<T: TokenCount>(
         fit = fits(&lines, &dropped, false);
         if !fit {
             // straight to years: merging the last month's days into months first made no
-            // Online Retail user fit at the default budget (the only one tried) and cost a layout per heavy user
+            // Online Retail user fit at the default budget (the only one tried) and cost a
+            // layout per heavy user
             options.coarsen = 2;
             summarised.coarsen = 2;
             lines = layout(events, as_of, &options);
